@@ -1,0 +1,85 @@
+//! The hub: an actix actor that owns every record and waiter.
+//!
+//! One actor owning all state means no locks, a single order of events that every caller
+//! observes, and waiters that are fulfilled in the same step as the store that completes them,
+//! so a wake-up can never be lost between a check and a registration.
+
+mod handlers;
+pub(crate) mod pending;
+mod state;
+
+use actix::{Actor, Context, Supervised, SystemService};
+
+use crate::HubConfig;
+use state::HubState;
+
+/// The result hub: an actix [`Actor`] that owns all records, the per-status listing index and
+/// the waiters, and handles one message per operation (see [`messages`](crate::messages)).
+///
+/// Start it with [`Actor::start`], under [`actix::Supervisor`], or as a system service
+/// ([`SystemService::from_registry`]), then talk to it through a
+/// [`HubHandle`](crate::HubHandle), which implements [`ResultBackend`](crate::ResultBackend).
+/// From code without an actix System, [`HubHandle::spawn`](crate::HubHandle::spawn) runs one on
+/// its own thread.
+///
+/// A supervised hub keeps its records and waiters across a restart: actix keeps the actor
+/// value and replays queued messages.
+///
+/// # Examples
+///
+/// ```
+/// use actix::{Supervisor, SystemService};
+/// use resulthub::{HubConfig, HubHandle, ResultBackend, ResultHub, TaskResult, TaskStatus};
+///
+/// # actix_rt::System::new().block_on(async {
+/// // Supervised, with explicit limits:
+/// let addr = Supervisor::start(|_| ResultHub::new(HubConfig::default()));
+/// let hub = HubHandle::from_addr(addr);
+/// hub.store("t1", TaskResult::new("t1", TaskStatus::Pending)).await.unwrap();
+///
+/// // Or the one shared instance of this actix System:
+/// let shared = HubHandle::from_addr(ResultHub::from_registry());
+/// assert_eq!(shared.get("t1").await.unwrap(), None);
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct ResultHub {
+    /// `None` once shut down: every message is then answered with `Unavailable`.
+    state: Option<HubState>,
+}
+
+impl ResultHub {
+    /// A hub with these limits, ready for [`Actor::start`] or [`actix::Supervisor::start`].
+    pub fn new(config: HubConfig) -> Self {
+        ResultHub {
+            state: Some(HubState::new(config)),
+        }
+    }
+}
+
+impl Default for ResultHub {
+    /// A hub with [`HubConfig::default`]; this is what `from_registry` starts.
+    fn default() -> Self {
+        ResultHub::new(HubConfig::default())
+    }
+}
+
+impl Actor for ResultHub {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        tracing::debug!(name: "hub.started", open = self.state.is_some());
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        tracing::debug!(name: "hub.stopped", open = self.state.is_some());
+    }
+}
+
+impl Supervised for ResultHub {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::warn!(name: "hub.restarting", open = self.state.is_some(), "result hub restarting; state kept");
+    }
+}
+
+impl SystemService for ResultHub {}

@@ -1,0 +1,74 @@
+//! The caller's side of a registered waiter.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix::Recipient;
+use tokio::sync::oneshot;
+
+use crate::messages::CancelWait;
+use crate::{BackendError, TaskResult};
+
+/// A waiter registered with the hub: resolves to the task's next terminal record.
+///
+/// Dropping it before it resolves (a timeout, a cancelled request) tells the hub to forget the
+/// waiter, so nothing is left behind. It resolves to [`BackendError::Unavailable`] if the hub
+/// stops first.
+///
+/// # Cancel safety
+///
+/// Cancel safe: dropping it unregisters the waiter and loses nothing stored.
+#[derive(Debug)]
+#[must_use = "a PendingWait does nothing unless awaited; dropping it unregisters the waiter"]
+pub struct PendingWait {
+    task_id: String,
+    waiter_id: u64,
+    receiver: oneshot::Receiver<TaskResult>,
+    /// `None` once resolved: there is nothing left to cancel.
+    hub: Option<Recipient<CancelWait>>,
+}
+
+impl PendingWait {
+    pub(crate) fn new(
+        task_id: String,
+        waiter_id: u64,
+        receiver: oneshot::Receiver<TaskResult>,
+        hub: Recipient<CancelWait>,
+    ) -> Self {
+        PendingWait {
+            task_id,
+            waiter_id,
+            receiver,
+            hub: Some(hub),
+        }
+    }
+
+    /// The task this waiter waits for.
+    pub fn task_id(&self) -> &str {
+        &self.task_id
+    }
+}
+
+impl Future for PendingWait {
+    type Output = Result<TaskResult, BackendError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let outcome = futures::ready!(Pin::new(&mut this.receiver).poll(cx));
+        // Answered or dropped by the hub: either way the hub holds no entry any more.
+        this.hub = None;
+        Poll::Ready(outcome.map_err(|_| BackendError::hub_stopped()))
+    }
+}
+
+impl Drop for PendingWait {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.take() {
+            hub.do_send(CancelWait {
+                task_id: std::mem::take(&mut self.task_id),
+                waiter_id: self.waiter_id,
+            });
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! One actix message per hub operation, for actix code that talks to the
+//! [`ResultHub`](crate::ResultHub) through its `Addr` directly.
+//!
+//! Most code should use a [`HubHandle`](crate::HubHandle) instead: it implements
+//! [`ResultBackend`](crate::ResultBackend), applies timeouts, and delivers every mutation even
+//! if the caller stops awaiting it. With a bare `Addr`, remember that actix skips a `send` whose
+//! caller dropped the future before the hub handled it; use `do_send` where that matters.
+//!
+//! # Examples
+//!
+//! ```
+//! use resulthub::messages::{Get, Store, WaitFor, WaitOutcome};
+//! use resulthub::{HubConfig, ResultHub, TaskResult, TaskStatus};
+//! use actix::Actor;
+//!
+//! # actix_rt::System::new().block_on(async {
+//! let hub = ResultHub::new(HubConfig::default()).start();
+//! let WaitOutcome::Waiting(pending) = hub.send(WaitFor::new("t1")).await.unwrap().unwrap() else {
+//!     unreachable!("nothing is stored yet");
+//! };
+//! hub.send(Store::new(TaskResult::new("t1", TaskStatus::Success))).await.unwrap().unwrap();
+//! let record = pending.await.unwrap();
+//! assert!(record.is_success());
+//! assert_eq!(hub.send(Get::new("t1")).await.unwrap().unwrap(), Some(record));
+//! # });
+//! ```
+
+use actix::Message;
+
+use crate::{BackendError, HubStats, TaskResult, TaskStatus};
+
+pub use crate::hub::pending::PendingWait;
+
+/// Stores a record under its own `task_id`. Replies like
+/// [`ResultBackend::store`](crate::ResultBackend::store).
+#[derive(Debug)]
+pub struct Store {
+    /// The id to store under; must equal `result.task_id`.
+    pub task_id: String,
+    /// The record.
+    pub result: TaskResult,
+}
+
+impl Store {
+    /// Stores `result` under `result.task_id`.
+    pub fn new(result: TaskResult) -> Self {
+        Store {
+            task_id: result.task_id.clone(),
+            result,
+        }
+    }
+}
+
+impl Message for Store {
+    type Result = Result<(), BackendError>;
+}
+
+/// Reads one record. Replies like [`ResultBackend::get`](crate::ResultBackend::get).
+#[derive(Debug)]
+pub struct Get {
+    /// The id to read.
+    pub task_id: String,
+}
+
+impl Get {
+    /// Reads the record of `task_id`.
+    pub fn new(task_id: impl Into<String>) -> Self {
+        Get {
+            task_id: task_id.into(),
+        }
+    }
+}
+
+impl Message for Get {
+    type Result = Result<Option<TaskResult>, BackendError>;
+}
+
+/// Registers interest in the next terminal record of a task, or answers at once if it is
+/// terminal already. The hub never waits: the caller awaits the returned [`PendingWait`].
+#[derive(Debug)]
+pub struct WaitFor {
+    /// The id to wait for; it need not have been stored yet.
+    pub task_id: String,
+}
+
+impl WaitFor {
+    /// Waits for `task_id`.
+    pub fn new(task_id: impl Into<String>) -> Self {
+        WaitFor {
+            task_id: task_id.into(),
+        }
+    }
+}
+
+impl Message for WaitFor {
+    type Result = Result<WaitOutcome, BackendError>;
+}
+
+/// The hub's answer to [`WaitFor`].
+// Built once per wait and moved straight out; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum WaitOutcome {
+    /// The record was terminal when the hub handled the request.
+    Ready(TaskResult),
+    /// A waiter is registered; await it (under your own timeout) for the record.
+    Waiting(PendingWait),
+}
+
+/// Deletes one record. Replies like [`ResultBackend::delete`](crate::ResultBackend::delete).
+#[derive(Debug)]
+pub struct Delete {
+    /// The id to delete.
+    pub task_id: String,
+}
+
+impl Delete {
+    /// Deletes the record of `task_id`.
+    pub fn new(task_id: impl Into<String>) -> Self {
+        Delete {
+            task_id: task_id.into(),
+        }
+    }
+}
+
+impl Message for Delete {
+    type Result = Result<bool, BackendError>;
+}
+
+/// Deletes every record. Replies like [`ResultBackend::clear`](crate::ResultBackend::clear).
+#[derive(Debug, Default)]
+pub struct Clear;
+
+impl Message for Clear {
+    type Result = Result<usize, BackendError>;
+}
+
+/// Lists a page of one status. Replies like
+/// [`ResultBackend::list_by_status`](crate::ResultBackend::list_by_status).
+#[derive(Debug)]
+pub struct ListByStatus {
+    /// The status to list.
+    pub status: TaskStatus,
+    /// At most this many records; `None` for all.
+    pub limit: Option<usize>,
+    /// How many records to skip first.
+    pub offset: usize,
+}
+
+impl Message for ListByStatus {
+    type Result = Result<Vec<TaskResult>, BackendError>;
+}
+
+/// Counts what the hub holds.
+#[derive(Debug, Default)]
+pub struct Stats;
+
+impl Message for Stats {
+    type Result = Result<HubStats, BackendError>;
+}
+
+/// Stops the hub for good: its records are dropped, pending waits end with
+/// [`BackendError::Unavailable`], and every later message is answered with it. A supervised
+/// hub stays stopped across the supervisor's restart.
+#[derive(Debug, Default)]
+pub struct Shutdown;
+
+impl Message for Shutdown {
+    type Result = Result<(), BackendError>;
+}
+
+/// Removes a waiter whose caller gave up; sent by [`PendingWait`]'s `Drop`.
+#[derive(Debug)]
+pub(crate) struct CancelWait {
+    pub(crate) task_id: String,
+    pub(crate) waiter_id: u64,
+}
+
+impl Message for CancelWait {
+    type Result = ();
+}
+
+/// A message together with the oneshot its reply goes to. Sent with `do_send`, which actix
+/// always delivers, unlike a `send` whose caller dropped the future before the hub got to it.
+pub(crate) struct Envelope<M: Message> {
+    pub(crate) message: M,
+    pub(crate) reply: tokio::sync::oneshot::Sender<M::Result>,
+}
+
+impl<M: Message> Message for Envelope<M> {
+    type Result = ();
+}

@@ -1,0 +1,219 @@
+//! The record a backend stores for one task, in flowrra's `to_dict` layout.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::TaskStatus;
+
+/// The state of one task as a worker reported it: its status, its result or error, when it
+/// moved, and the call that started it.
+///
+/// Serialized with serde it is exactly flowrra's `TaskResult.to_dict()`: the keys `task_id`,
+/// `status`, `task_name`, `result`, `error`, `submitted_at`, `started_at`, `finished_at`,
+/// `retries`, `args`, `kwargs`, in that order, with timestamps as naive UTC ISO-8601 strings
+/// (`2024-01-02T03:04:05.000123`, microsecond precision). On input it also accepts timestamps
+/// with `Z` or an offset, `""` or `null` for no time, and missing `retries`, `args`, `kwargs`.
+///
+/// # Examples
+///
+/// ```
+/// use resulthub::{TaskResult, TaskStatus};
+/// use serde_json::json;
+///
+/// let record = TaskResult::new("task-1", TaskStatus::Success)
+///     .with_task_name("add")
+///     .with_args(vec![json!(2), json!(3)])
+///     .with_result(json!(5));
+/// assert!(record.is_complete() && record.is_success());
+///
+/// let text = serde_json::to_string(&record).unwrap();
+/// assert!(text.starts_with(r#"{"task_id":"task-1","status":"success","task_name":"add""#));
+/// let back: TaskResult = serde_json::from_str(&text).unwrap();
+/// assert_eq!(back, record);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskResult {
+    /// The task's unique id.
+    pub task_id: String,
+    /// Where the task is in its lifecycle.
+    pub status: TaskStatus,
+    /// The registered name of the task function, if known.
+    pub task_name: Option<String>,
+    /// What the task returned; `Null` when it returned nothing or has not finished.
+    pub result: Value,
+    /// The error message of a failed attempt.
+    pub error: Option<String>,
+    /// When the task was submitted. Orders `list_by_status`, newest first.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// When the current attempt started.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the task finished.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How many times the task has been retried.
+    pub retries: u32,
+    /// Positional arguments of the call.
+    pub args: Vec<Value>,
+    /// Keyword arguments of the call, in the order they were given.
+    pub kwargs: Map<String, Value>,
+}
+
+impl TaskResult {
+    /// A record with this id and status and everything else empty: no name, `Null` result, no
+    /// error, no timestamps, zero retries, no arguments.
+    pub fn new(task_id: impl Into<String>, status: TaskStatus) -> Self {
+        TaskResult {
+            task_id: task_id.into(),
+            status,
+            task_name: None,
+            result: Value::Null,
+            error: None,
+            submitted_at: None,
+            started_at: None,
+            finished_at: None,
+            retries: 0,
+            args: Vec::new(),
+            kwargs: Map::new(),
+        }
+    }
+
+    /// Whether the task has finished (its status is terminal: SUCCESS or FAILED).
+    pub fn is_complete(&self) -> bool {
+        self.status.is_terminal()
+    }
+
+    /// Whether the task finished successfully.
+    pub fn is_success(&self) -> bool {
+        self.status == TaskStatus::Success
+    }
+
+    /// Sets the task's name.
+    #[must_use]
+    pub fn with_task_name(mut self, name: impl Into<String>) -> Self {
+        self.task_name = Some(name.into());
+        self
+    }
+
+    /// Sets the task's return value.
+    #[must_use]
+    pub fn with_result(mut self, result: impl Into<Value>) -> Self {
+        self.result = result.into();
+        self
+    }
+
+    /// Sets the error message.
+    #[must_use]
+    pub fn with_error(mut self, error: impl Into<String>) -> Self {
+        self.error = Some(error.into());
+        self
+    }
+
+    /// Sets when the task was submitted.
+    #[must_use]
+    pub fn with_submitted_at(mut self, at: DateTime<Utc>) -> Self {
+        self.submitted_at = Some(at);
+        self
+    }
+
+    /// Sets when the current attempt started.
+    #[must_use]
+    pub fn with_started_at(mut self, at: DateTime<Utc>) -> Self {
+        self.started_at = Some(at);
+        self
+    }
+
+    /// Sets when the task finished.
+    #[must_use]
+    pub fn with_finished_at(mut self, at: DateTime<Utc>) -> Self {
+        self.finished_at = Some(at);
+        self
+    }
+
+    /// Sets the retry count.
+    #[must_use]
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Sets the positional arguments.
+    #[must_use]
+    pub fn with_args(mut self, args: Vec<Value>) -> Self {
+        self.args = args;
+        self
+    }
+
+    /// Sets the keyword arguments.
+    #[must_use]
+    pub fn with_kwargs(mut self, kwargs: Map<String, Value>) -> Self {
+        self.kwargs = kwargs;
+        self
+    }
+
+    /// Keeps the fields that describe the task rather than the attempt (`submitted_at`,
+    /// `task_name`, `args`, `kwargs`) from `previous` where this record leaves them unset.
+    ///
+    /// flowrra's workers write RUNNING and SUCCESS records without them; keeping them is what
+    /// lets a finished task still sort by its submission time.
+    pub(crate) fn inherit_task_fields(&mut self, previous: &TaskResult) {
+        if self.submitted_at.is_none() {
+            self.submitted_at = previous.submitted_at;
+        }
+        if self.task_name.is_none() {
+            self.task_name.clone_from(&previous.task_name);
+        }
+        if self.args.is_empty() {
+            self.args.clone_from(&previous.args);
+        }
+        if self.kwargs.is_empty() {
+            self.kwargs.clone_from(&previous.kwargs);
+        }
+    }
+}
+
+/// The lenient input form: what flowrra and other writers may leave out or set to null.
+#[derive(Deserialize)]
+struct WireRecord {
+    task_id: String,
+    status: TaskStatus,
+    #[serde(default)]
+    task_name: Option<String>,
+    #[serde(default)]
+    result: Value,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default, deserialize_with = "crate::timestamp::deserialize")]
+    submitted_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "crate::timestamp::deserialize")]
+    started_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "crate::timestamp::deserialize")]
+    finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    args: Option<Vec<Value>>,
+    #[serde(default)]
+    kwargs: Option<Map<String, Value>>,
+}
+
+impl<'de> Deserialize<'de> for TaskResult {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireRecord::deserialize(deserializer)?;
+        Ok(TaskResult {
+            task_id: wire.task_id,
+            status: wire.status,
+            task_name: wire.task_name,
+            result: wire.result,
+            error: wire.error,
+            submitted_at: wire.submitted_at,
+            started_at: wire.started_at,
+            finished_at: wire.finished_at,
+            retries: wire.retries.unwrap_or(0),
+            args: wire.args.unwrap_or_default(),
+            kwargs: wire.kwargs.unwrap_or_default(),
+        })
+    }
+}

@@ -1,0 +1,40 @@
+//! Input checks shared by every backend, so that bad input is refused before anything changes.
+
+use crate::{BackendError, HubConfig, TaskResult};
+
+/// Refuses an id over the configured length. Used by every operation that takes an id.
+pub(crate) fn id_length(task_id: &str, config: &HubConfig) -> Result<(), BackendError> {
+    if task_id.len() > config.max_task_id_len {
+        return Err(BackendError::invalid(format!(
+            "task id is {} bytes, over max_task_id_len ({})",
+            task_id.len(),
+            config.max_task_id_len
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an empty or over-long id: nothing can ever be stored under one, so waiting on it
+/// would only hang.
+pub(crate) fn waitable_id(task_id: &str, config: &HubConfig) -> Result<(), BackendError> {
+    if task_id.is_empty() {
+        return Err(BackendError::invalid("task id is empty"));
+    }
+    id_length(task_id, config)
+}
+
+/// Refuses a store that could not be read back under its id.
+pub(crate) fn store(
+    task_id: &str,
+    result: &TaskResult,
+    config: &HubConfig,
+) -> Result<(), BackendError> {
+    waitable_id(task_id, config)?;
+    if result.task_id != task_id {
+        return Err(BackendError::invalid(format!(
+            "record task_id {:?} differs from the task id {:?} it is stored under",
+            result.task_id, task_id
+        )));
+    }
+    Ok(())
+}
