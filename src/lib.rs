@@ -69,3 +69,8 @@ pub use memory::InMemoryBackend;
 pub use record::TaskResult;
 pub use stats::{HubStats, StatusCounts};
 pub use status::{ParseStatusError, TaskStatus};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
