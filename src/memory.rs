@@ -215,6 +215,7 @@ impl ResultBackend for InMemoryBackend {
             }
             !slot.is_empty()
         });
+        self.slots.shrink_to_fit();
         Ok(removed)
     }
 

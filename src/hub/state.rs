@@ -110,6 +110,7 @@ impl HubState {
             return;
         };
         self.waiter_count -= waiters.len();
+        shrink_if_sparse(&mut self.waiters);
         for (_, sender) in waiters {
             // A receiver dropped since is being cancelled; its message is harmless.
             let _ = sender.send(entry.record.clone());
@@ -160,6 +161,7 @@ impl HubState {
         }
         if waiters.is_empty() {
             self.waiters.remove(task_id);
+            shrink_if_sparse(&mut self.waiters);
         }
     }
 
@@ -169,12 +171,14 @@ impl HubState {
             return Ok(false);
         };
         self.index[entry.record.status.index()].remove(&entry.key());
+        shrink_if_sparse(&mut self.records);
         Ok(true)
     }
 
     pub(crate) fn clear(&mut self) -> usize {
         let removed = self.records.len();
-        self.records.clear();
+        // A fresh map rather than `clear()`, which would keep the old capacity.
+        self.records = HashMap::new();
         self.index.iter_mut().for_each(BTreeMap::clear);
         removed
     }
@@ -203,6 +207,15 @@ impl HubState {
             *stats.by_status.slot(status) = self.index[status.index()].len();
         }
         stats
+    }
+}
+
+/// Gives memory back once a map is mostly empty, so a burst of records or waiters does not
+/// pin its peak size forever. Halving only below a quarter keeps the cost amortized O(1).
+fn shrink_if_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    const MIN_CAPACITY: usize = 1024;
+    if map.capacity() > MIN_CAPACITY && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
     }
 }
 
@@ -236,5 +249,44 @@ mod tests {
         state.cancel_waiter("a", waiter_id);
         assert_eq!(state.waiter_count, 0);
         assert!(state.waiters.is_empty());
+    }
+
+    #[test]
+    fn maps_give_memory_back_after_a_burst() {
+        let mut state = HubState::new(HubConfig::default());
+        let mut ids = Vec::new();
+        for n in 0..10_000 {
+            let id = format!("t{n}");
+            let Registration::Waiting { waiter_id, .. } = state.register_waiter(&id).unwrap()
+            else {
+                panic!("nothing stored, so the waiter must wait");
+            };
+            ids.push((id, waiter_id));
+            state
+                .store(
+                    &format!("r{n}"),
+                    TaskResult::new(format!("r{n}"), TaskStatus::Success),
+                )
+                .unwrap();
+        }
+        let peak = (state.waiters.capacity(), state.records.capacity());
+        for (id, waiter_id) in &ids {
+            state.cancel_waiter(id, *waiter_id);
+        }
+        for n in 0..10_000 {
+            assert!(state.delete(&format!("r{n}")).unwrap());
+        }
+        assert!(
+            state.waiters.capacity() < peak.0 / 4,
+            "waiters kept {} of {}",
+            state.waiters.capacity(),
+            peak.0
+        );
+        assert!(
+            state.records.capacity() < peak.1 / 4,
+            "records kept {} of {}",
+            state.records.capacity(),
+            peak.1
+        );
     }
 }
