@@ -45,6 +45,22 @@ pub enum BackendError {
         /// Which limit, and its value.
         reason: String,
     },
+    /// A store was refused because the task's record is terminal already and the hub keeps
+    /// the first terminal record ([`TerminalPolicy::KeepFirst`](crate::TerminalPolicy)).
+    #[error("task {task_id:?} is already {status}; the first terminal record is kept")]
+    Conflict {
+        /// The task whose record stays.
+        task_id: String,
+        /// Its terminal status.
+        status: crate::TaskStatus,
+    },
+    /// The backend hit a bug while handling the call (a handler panicked). The backend keeps
+    /// serving; the call may or may not have been applied.
+    #[error("internal error: {reason}")]
+    Internal {
+        /// What failed.
+        reason: String,
+    },
     /// The storage layer failed.
     #[error("storage layer failed")]
     Storage(#[source] BoxError),

@@ -8,7 +8,8 @@ use actix::{Actor, Addr, Handler, Message};
 use tokio::sync::{oneshot, watch};
 
 use crate::messages::{
-    Clear, Delete, Envelope, Get, ListByStatus, Shutdown, Stats, Store, WaitFor, WaitOutcome,
+    Clear, Delete, Envelope, Get, ListByStatus, Restore, Shutdown, Snapshot, Stats, Store, WaitFor,
+    WaitOutcome,
 };
 use crate::{BackendError, HubConfig, HubStats, ResultBackend, ResultHub, TaskResult, TaskStatus};
 
@@ -132,6 +133,51 @@ impl HubHandle {
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn stats(&self) -> Result<HubStats, BackendError> {
         self.call(Stats).await
+    }
+
+    /// Every record the hub holds, in the order their ids were first stored: what
+    /// [`restore`](Self::restore) takes to rebuild the hub elsewhere or after a restart.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Unavailable`] if the hub has stopped.
+    pub async fn snapshot(&self) -> Result<Vec<TaskResult>, BackendError> {
+        self.call(Snapshot).await
+    }
+
+    /// Stores `records` in the given order, as stores do (validated, sticky fields merged,
+    /// waiters woken, TTLs counted from now), so a snapshot's listing order survives. All or
+    /// none: if one record is invalid or refused by a limit or the terminal policy, nothing
+    /// is stored. Room under `max_results` may come from evicting terminal records the hub
+    /// held, never records of this restore. Returns how many records were stored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), resulthub::BackendError> {
+    /// let old = HubHandle::spawn(HubConfig::default());
+    /// old.store("a", TaskResult::new("a", TaskStatus::Success)).await?;
+    /// old.store("b", TaskResult::new("b", TaskStatus::Running)).await?;
+    /// let saved = old.snapshot().await?;
+    /// old.shutdown().await;
+    ///
+    /// let new = HubHandle::spawn(HubConfig::default());
+    /// assert_eq!(new.restore(saved).await?, 2);
+    /// assert!(new.get("a").await?.unwrap().is_success());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InvalidInput`], [`BackendError::Overloaded`] or
+    /// [`BackendError::Conflict`] naming the first record refused; nothing is stored.
+    /// [`BackendError::Unavailable`] if the hub has stopped.
+    pub async fn restore(&self, records: Vec<TaskResult>) -> Result<usize, BackendError> {
+        self.call(Restore { records }).await
     }
 
     /// Stops the hub for good, after every operation sent before it has been applied.

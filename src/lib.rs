@@ -43,10 +43,12 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod clock;
 mod config;
 mod error;
 mod handle;
 mod hub;
+pub mod jsonl;
 mod memory;
 pub mod messages;
 mod order;
@@ -61,7 +63,8 @@ mod wait;
 
 pub use async_trait::async_trait;
 pub use backend::ResultBackend;
-pub use config::HubConfig;
+pub use clock::{Clock, ManualClock};
+pub use config::{HubConfig, TerminalPolicy};
 pub use error::{BackendError, BoxError};
 pub use handle::HubHandle;
 pub use hub::ResultHub;

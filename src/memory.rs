@@ -1,24 +1,32 @@
 //! A lock-sharded in-memory backend, with no actor in between.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use dashmap::mapref::one::RefMut;
 use tokio::sync::oneshot;
 
 use crate::order::ListKey;
-use crate::{BackendError, HubConfig, HubStats, ResultBackend, TaskResult, TaskStatus, validate};
+use crate::{
+    BackendError, HubConfig, HubStats, ResultBackend, TaskResult, TaskStatus, TerminalPolicy,
+    validate,
+};
 
 /// A [`ResultBackend`] on a sharded concurrent map ([`dashmap`]): each operation locks only the
 /// shard that holds its id, with no actor or thread hop in between.
 ///
-/// It keeps the same contract as the hub and is its reference peer in tests and benchmarks.
-/// Pick it when one process needs the lowest latency per call; pick the hub when you want one
-/// owner of all state inside an actix application, or a bounded listing cost: this backend's
-/// `list_by_status` sorts every record of the status on each call.
+/// It keeps the same contract, limits and policies as the hub ([`HubConfig`]) and is its
+/// reference peer in tests and benchmarks. Pick it when one process needs the lowest latency
+/// per call; pick the hub when you want one owner of all state inside an actix application, or
+/// a bounded listing cost: this backend's `list_by_status` sorts every record of the status on
+/// each call. With `max_results` set, every change also takes one backend-wide lock (eviction
+/// needs one order of all terminal records), so writes no longer run in parallel.
 ///
 /// A record and its waiters live under one shard lock, so a store and a `wait_for` racing on
 /// the same id can never lose the wake-up.
@@ -42,9 +50,16 @@ use crate::{BackendError, HubConfig, HubStats, ResultBackend, TaskResult, TaskSt
 pub struct InMemoryBackend {
     config: HubConfig,
     slots: DashMap<String, Slot>,
+    /// Terminal records by latest store, oldest first: the eviction order. Only with
+    /// `max_results`; its lock then serializes every change to the records.
+    eviction: Option<Mutex<BTreeMap<u64, String>>>,
+    records: AtomicUsize,
     next_seq: AtomicU64,
+    next_store: AtomicU64,
     next_waiter_id: AtomicU64,
     waiter_count: AtomicUsize,
+    evicted: AtomicU64,
+    expired: AtomicU64,
 }
 
 /// What one id holds: its record, if stored, and the callers waiting for it. A slot with
@@ -60,6 +75,15 @@ struct Entry {
     record: TaskResult,
     /// Numbers the id's first store: breaks listing ties.
     seq: u64,
+    /// Numbers the latest store: the eviction order.
+    stored: u64,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn is_live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 impl Slot {
@@ -68,33 +92,178 @@ impl Slot {
     }
 }
 
+type EvictionOrder = BTreeMap<u64, String>;
+
 impl InMemoryBackend {
     /// An empty backend with [`HubConfig::default`] limits.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// An empty backend with these limits.
+    /// An empty backend with these limits, TTLs and terminal policy, applied as the hub
+    /// applies them.
     pub fn with_config(config: HubConfig) -> Self {
         InMemoryBackend {
+            eviction: config.max_results.map(|_| Mutex::new(BTreeMap::new())),
             config,
             ..Self::default()
         }
     }
 
-    /// Counts what the backend holds. Walks every shard, so it costs O(records).
+    /// Counts what the backend holds. Walks every shard (dropping expired records on the way),
+    /// so it costs O(records).
     pub fn stats(&self) -> HubStats {
+        self.sweep();
         let mut stats = HubStats {
             waiters: self.waiter_count.load(Ordering::Acquire),
+            evicted: self.evicted.load(Ordering::Acquire),
+            expired: self.expired.load(Ordering::Acquire),
             ..HubStats::default()
         };
+        let now = self.config.clock.now();
         for slot in self.slots.iter() {
-            if let Some(entry) = &slot.entry {
+            if let Some(entry) = slot.entry.as_ref().filter(|entry| entry.is_live(now)) {
                 stats.results += 1;
                 *stats.by_status.slot(entry.record.status) += 1;
             }
         }
         stats
+    }
+
+    /// Removes every expired record.
+    fn sweep(&self) {
+        if self.config.result_ttl.is_none() && self.config.pending_ttl.is_none() {
+            return;
+        }
+        let mut eviction = self.lock_eviction();
+        let now = self.config.clock.now();
+        self.slots.retain(|_, slot| {
+            self.drop_if_expired(slot, now, eviction.as_deref_mut());
+            !slot.is_empty()
+        });
+    }
+
+    /// The eviction order, locked, when `max_results` is set. Every change to the records
+    /// takes it first (before any shard lock), so a change and an eviction never interleave.
+    fn lock_eviction(&self) -> Option<MutexGuard<'_, EvictionOrder>> {
+        self.eviction.as_ref().map(|order| {
+            order
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        })
+    }
+
+    /// Removes the slot's record if its deadline has passed.
+    fn drop_if_expired(&self, slot: &mut Slot, now: Instant, eviction: Option<&mut EvictionOrder>) {
+        if slot.entry.as_ref().is_some_and(|entry| !entry.is_live(now)) {
+            self.take_entry(slot, eviction);
+            self.expired.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Removes the slot's record, if any, from the slot and the bookkeeping.
+    fn take_entry(&self, slot: &mut Slot, eviction: Option<&mut EvictionOrder>) -> Option<Entry> {
+        let entry = slot.entry.take()?;
+        self.records.fetch_sub(1, Ordering::AcqRel);
+        if let Some(order) = eviction {
+            order.remove(&entry.stored);
+        }
+        Some(entry)
+    }
+
+    /// Removes an empty slot left by a refused operation.
+    fn remove_if_empty(&self, task_id: &str) {
+        self.slots.remove_if(task_id, |_, slot| slot.is_empty());
+    }
+
+    /// Evicts the terminal record whose latest store is oldest, or refuses when none is
+    /// terminal. Called with the eviction lock held and no shard lock.
+    fn evict_oldest(&self, order: &mut EvictionOrder, max: usize) -> Result<(), BackendError> {
+        let Some((_, victim)) = order.pop_first() else {
+            return Err(BackendError::Overloaded {
+                reason: format!(
+                    "{} records, at max_results ({max}), and none is terminal",
+                    self.records.load(Ordering::Acquire)
+                ),
+            });
+        };
+        self.slots.remove_if_mut(&victim, |_, slot| {
+            if slot.entry.take().is_some() {
+                self.records.fetch_sub(1, Ordering::AcqRel);
+            }
+            slot.is_empty()
+        });
+        self.evicted.fetch_add(1, Ordering::AcqRel);
+        tracing::debug!(name: "memory.evict", task_id = %victim);
+        Ok(())
+    }
+
+    /// The record as it will be stored, or why it is refused. Changes nothing.
+    fn admit(
+        &self,
+        slot: &Slot,
+        task_id: &str,
+        mut result: TaskResult,
+    ) -> Result<TaskResult, BackendError> {
+        if let Some(previous) = &slot.entry {
+            if self.config.terminal_policy == TerminalPolicy::KeepFirst
+                && previous.record.is_complete()
+            {
+                return Err(BackendError::Conflict {
+                    task_id: task_id.to_owned(),
+                    status: previous.record.status,
+                });
+            }
+            result.inherit_task_fields(&previous.record);
+        }
+        validate::record_size(&result, &self.config)?;
+        Ok(result)
+    }
+
+    fn apply(
+        &self,
+        mut slot: RefMut<'_, String, Slot>,
+        record: TaskResult,
+        eviction: Option<&mut EvictionOrder>,
+    ) {
+        let stored = self.next_store.fetch_add(1, Ordering::Relaxed);
+        let expires_at = self
+            .config
+            .ttl(record.is_complete())
+            .and_then(|ttl| self.config.clock.now().checked_add(ttl));
+        let Slot { entry, waiters } = &mut *slot;
+        if let Some(order) = eviction {
+            if let Some(previous) = entry {
+                order.remove(&previous.stored);
+            }
+            if record.is_complete() {
+                order.insert(stored, record.task_id.clone());
+            }
+        }
+        let entry = match entry {
+            Some(entry) => {
+                entry.record = record;
+                entry.stored = stored;
+                entry.expires_at = expires_at;
+                entry
+            }
+            None => {
+                self.records.fetch_add(1, Ordering::AcqRel);
+                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                entry.insert(Entry {
+                    record,
+                    seq,
+                    stored,
+                    expires_at,
+                })
+            }
+        };
+        if entry.record.is_complete() && !waiters.is_empty() {
+            self.waiter_count.fetch_sub(waiters.len(), Ordering::AcqRel);
+            for (_, sender) in std::mem::take(waiters) {
+                let _ = sender.send(entry.record.clone());
+            }
+        }
     }
 
     fn cancel_waiter(&self, task_id: &str, waiter_id: u64) {
@@ -120,46 +289,64 @@ impl InMemoryBackend {
             _ => Ok(()),
         }
     }
+
+    /// The live record of `task_id`, dropping it first if it has expired.
+    fn live_record(&self, task_id: &str) -> Option<TaskResult> {
+        let now = self.config.clock.now();
+        {
+            let slot = self.slots.get(task_id)?;
+            let entry = slot.entry.as_ref()?;
+            if entry.is_live(now) {
+                return Some(entry.record.clone());
+            }
+        }
+        let mut eviction = self.lock_eviction();
+        self.slots.remove_if_mut(task_id, |_, slot| {
+            self.drop_if_expired(slot, now, eviction.as_deref_mut());
+            slot.is_empty()
+        });
+        None
+    }
 }
 
 #[async_trait::async_trait]
 impl ResultBackend for InMemoryBackend {
-    async fn store(&self, task_id: &str, mut result: TaskResult) -> Result<(), BackendError> {
+    async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
         validate::store(task_id, &result, &self.config)?;
         tracing::debug!(name: "memory.store", task_id = %task_id, status = ?result.status);
+        let mut eviction = self.lock_eviction();
+        let now = self.config.clock.now();
         let mut slot = self.slots.entry(task_id.to_owned()).or_default();
-        let Slot { entry, waiters } = &mut *slot;
-        let record = match entry {
-            Some(entry) => {
-                result.inherit_task_fields(&entry.record);
-                entry.record = result;
-                &entry.record
-            }
-            None => {
-                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                &entry
-                    .insert(Entry {
-                        record: result,
-                        seq,
-                    })
-                    .record
+        self.drop_if_expired(&mut slot, now, eviction.as_deref_mut());
+        let record = match self.admit(&slot, task_id, result) {
+            Ok(record) => record,
+            Err(error) => {
+                drop(slot);
+                self.remove_if_empty(task_id);
+                return Err(error);
             }
         };
-        if record.is_complete() && !waiters.is_empty() {
-            self.waiter_count.fetch_sub(waiters.len(), Ordering::AcqRel);
-            for (_, sender) in std::mem::take(waiters) {
-                let _ = sender.send(record.clone());
+        if slot.entry.is_none() {
+            if let (Some(max), Some(order)) = (self.config.max_results, eviction.as_deref_mut()) {
+                if self.records.load(Ordering::Acquire) >= max {
+                    // The victim may share this shard: release it first. The eviction lock
+                    // keeps every other change out meanwhile, so `record` stays valid.
+                    drop(slot);
+                    if let Err(error) = self.evict_oldest(order, max) {
+                        self.remove_if_empty(task_id);
+                        return Err(error);
+                    }
+                    slot = self.slots.entry(task_id.to_owned()).or_default();
+                }
             }
         }
+        self.apply(slot, record, eviction.as_deref_mut());
         Ok(())
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
         validate::id_length(task_id, &self.config)?;
-        Ok(self
-            .slots
-            .get(task_id)
-            .and_then(|slot| slot.entry.as_ref().map(|entry| entry.record.clone())))
+        Ok(self.live_record(task_id))
     }
 
     async fn wait_for(
@@ -171,11 +358,12 @@ impl ResultBackend for InMemoryBackend {
         tracing::debug!(name: "memory.wait_for", task_id = %task_id);
         self.reserve_waiter()?;
         let waiter_id = self.next_waiter_id.fetch_add(1, Ordering::Relaxed);
+        let now = self.config.clock.now();
         let receiver = {
             // Checking the record and registering under the same shard lock is what makes a
             // racing store unable to slip in between.
             let mut slot = self.slots.entry(task_id.to_owned()).or_default();
-            if let Some(entry) = &slot.entry {
+            if let Some(entry) = slot.entry.as_ref().filter(|entry| entry.is_live(now)) {
                 if entry.record.is_complete() {
                     let record = entry.record.clone();
                     drop(slot);
@@ -199,18 +387,24 @@ impl ResultBackend for InMemoryBackend {
 
     async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
         validate::id_length(task_id, &self.config)?;
+        let mut eviction = self.lock_eviction();
+        let now = self.config.clock.now();
         let mut existed = false;
         self.slots.remove_if_mut(task_id, |_, slot| {
-            existed = slot.entry.take().is_some();
+            self.drop_if_expired(slot, now, eviction.as_deref_mut());
+            existed = self.take_entry(slot, eviction.as_deref_mut()).is_some();
             slot.is_empty()
         });
         Ok(existed)
     }
 
     async fn clear(&self) -> Result<usize, BackendError> {
+        let mut eviction = self.lock_eviction();
+        let now = self.config.clock.now();
         let mut removed = 0;
         self.slots.retain(|_, slot| {
-            if slot.entry.take().is_some() {
+            self.drop_if_expired(slot, now, eviction.as_deref_mut());
+            if self.take_entry(slot, eviction.as_deref_mut()).is_some() {
                 removed += 1;
             }
             !slot.is_empty()
@@ -225,11 +419,12 @@ impl ResultBackend for InMemoryBackend {
         limit: Option<usize>,
         offset: usize,
     ) -> Result<Vec<TaskResult>, BackendError> {
+        let now = self.config.clock.now();
         let mut keyed: Vec<(ListKey, TaskResult)> = self
             .slots
             .iter()
             .filter_map(|slot| {
-                let entry = slot.entry.as_ref()?;
+                let entry = slot.entry.as_ref().filter(|entry| entry.is_live(now))?;
                 (entry.record.status == status).then(|| {
                     let key = ListKey {
                         submitted_at: entry.record.submitted_at,

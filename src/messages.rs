@@ -159,6 +159,27 @@ impl Message for Stats {
     type Result = Result<HubStats, BackendError>;
 }
 
+/// Returns every record, in the order their ids were first stored. Replies like
+/// [`HubHandle::snapshot`](crate::HubHandle::snapshot).
+#[derive(Debug, Default)]
+pub struct Snapshot;
+
+impl Message for Snapshot {
+    type Result = Result<Vec<TaskResult>, BackendError>;
+}
+
+/// Stores records in the given order, all or none. Replies like
+/// [`HubHandle::restore`](crate::HubHandle::restore).
+#[derive(Debug)]
+pub struct Restore {
+    /// The records, each stored under its own `task_id`.
+    pub records: Vec<TaskResult>,
+}
+
+impl Message for Restore {
+    type Result = Result<usize, BackendError>;
+}
+
 /// Stops the hub for good: its records are dropped, pending waits end with
 /// [`BackendError::Unavailable`], and every later message is answered with it. A supervised
 /// hub stays stopped across the supervisor's restart.

@@ -14,6 +14,10 @@ pub struct HubStats {
     pub waiters: usize,
     /// Records held, per status.
     pub by_status: StatusCounts,
+    /// Terminal records evicted to make room under `max_results`, since the start.
+    pub evicted: u64,
+    /// Records removed by `result_ttl` or `pending_ttl`, since the start.
+    pub expired: u64,
 }
 
 /// A count per [`TaskStatus`].

@@ -38,3 +38,33 @@ pub(crate) fn store(
     }
     Ok(())
 }
+
+/// Refuses a record whose JSON encoding is over `max_record_bytes`. Counts the bytes without
+/// keeping them.
+pub(crate) fn record_size(record: &TaskResult, config: &HubConfig) -> Result<(), BackendError> {
+    let Some(max) = config.max_record_bytes else {
+        return Ok(());
+    };
+    let mut counter = ByteCounter(0);
+    serde_json::to_writer(&mut counter, record).map_err(BackendError::Codec)?;
+    if counter.0 > max {
+        return Err(BackendError::invalid(format!(
+            "record is {} bytes as JSON, over max_record_bytes ({max})",
+            counter.0
+        )));
+    }
+    Ok(())
+}
+
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -8,7 +8,9 @@ mod handlers;
 pub(crate) mod pending;
 mod state;
 
-use actix::{Actor, Context, Supervised, SystemService};
+use std::time::Duration;
+
+use actix::{Actor, AsyncContext, Context, Supervised, SystemService};
 
 use crate::HubConfig;
 use state::HubState;
@@ -67,13 +69,37 @@ impl Default for ResultHub {
 impl Actor for ResultHub {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Self::Context) {
+    fn started(&mut self, ctx: &mut Self::Context) {
         tracing::debug!(name: "hub.started", open = self.state.is_some());
+        // Every operation drops expired records before it reads, so expiry is exact without
+        // this; the sweep only gives the memory back when no operation comes.
+        if let Some(period) = self
+            .state
+            .as_ref()
+            .and_then(|state| sweep_period(state.config()))
+        {
+            ctx.run_interval(period, |hub, _| {
+                let _ = hub.with_state("sweep", |state| {
+                    state.expire_due();
+                    Ok(())
+                });
+            });
+        }
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         tracing::debug!(name: "hub.stopped", open = self.state.is_some());
     }
+}
+
+/// A quarter of the shortest TTL, between 10 ms and 1 s; `None` without TTLs.
+fn sweep_period(config: &HubConfig) -> Option<Duration> {
+    let shortest = match (config.result_ttl, config.pending_ttl) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(ttl), None) | (None, Some(ttl)) => ttl,
+        (None, None) => return None,
+    };
+    Some((shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
 }
 
 impl Supervised for ResultHub {

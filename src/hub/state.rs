@@ -5,25 +5,89 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use crate::order::ListKey;
-use crate::{BackendError, HubConfig, HubStats, TaskResult, TaskStatus, validate};
+use crate::{BackendError, HubConfig, HubStats, TaskResult, TaskStatus, TerminalPolicy, validate};
 
-/// One stored record and the number of its id's first store, which breaks listing ties.
+/// Panics if a test armed a fault for this point; expands to nothing without the feature. A
+/// macro rather than a method so that it borrows only the `fault` field.
+macro_rules! inject_fault {
+    ($state:ident, $point:literal) => {
+        #[cfg(feature = "fault-injection")]
+        if $state.fault == Some($point) {
+            $state.fault = None;
+            panic!(concat!("fault injected at ", $point));
+        }
+    };
+}
+
+/// One stored record and its bookkeeping.
 #[derive(Debug)]
 struct Entry {
     record: TaskResult,
+    /// Numbers the id's first store: breaks listing ties, orders snapshots.
     seq: u64,
+    /// Numbers the latest store of the id: eviction takes the terminal record with the
+    /// smallest.
+    stored: u64,
+    /// When `result_ttl` or `pending_ttl` removes it.
+    expires_at: Option<Instant>,
 }
 
 impl Entry {
-    fn key(&self) -> ListKey {
+    fn list_key(&self) -> ListKey {
         ListKey {
             submitted_at: self.record.submitted_at,
             seq: self.seq,
         }
+    }
+}
+
+/// The orders the hub reads records in; each maps to the id, which `records` resolves.
+#[derive(Debug, Default)]
+struct Links {
+    /// Per status (indexed by `TaskStatus::index`), the listing order, so a page costs
+    /// O(log n + offset + page) instead of a sort of everything.
+    by_status: [BTreeMap<ListKey, Arc<str>>; 5],
+    /// Terminal records by latest store, oldest first: the eviction order. Kept only when
+    /// `max_results` is set.
+    terminal_by_store: Option<BTreeMap<u64, Arc<str>>>,
+    /// Records with a deadline, soonest first.
+    expiry: BTreeMap<(Instant, u64), Arc<str>>,
+}
+
+impl Links {
+    fn new(config: &HubConfig) -> Self {
+        Links {
+            terminal_by_store: config.max_results.map(|_| BTreeMap::new()),
+            ..Links::default()
+        }
+    }
+
+    fn link(&mut self, id: &Arc<str>, entry: &Entry) {
+        self.by_status[entry.record.status.index()].insert(entry.list_key(), Arc::clone(id));
+        if let Some(terminal) = &mut self.terminal_by_store {
+            if entry.record.is_complete() {
+                terminal.insert(entry.stored, Arc::clone(id));
+            }
+        }
+        if let Some(at) = entry.expires_at {
+            self.expiry.insert((at, entry.stored), Arc::clone(id));
+        }
+    }
+
+    /// Removes the entry from every order, returning its id as the listing index held it.
+    fn unlink(&mut self, entry: &Entry) -> Option<Arc<str>> {
+        if let Some(terminal) = &mut self.terminal_by_store {
+            terminal.remove(&entry.stored);
+        }
+        if let Some(at) = entry.expires_at {
+            self.expiry.remove(&(at, entry.stored));
+        }
+        self.by_status[entry.record.status.index()].remove(&entry.list_key())
     }
 }
 
@@ -49,81 +113,185 @@ pub(crate) enum Registration {
 pub(crate) struct HubState {
     config: HubConfig,
     records: HashMap<Arc<str>, Entry>,
-    /// Per status (indexed by `TaskStatus::index`), the listing order of its records, so a
-    /// page costs O(log n + offset + page) instead of a sort of everything.
-    index: [BTreeMap<ListKey, Arc<str>>; 5],
+    links: Links,
     waiters: HashMap<String, Vec<Waiter>>,
     waiter_count: usize,
     next_seq: u64,
+    next_store: u64,
     next_waiter_id: u64,
+    evicted: u64,
+    expired: u64,
+    /// The operation whose next call panics, for the fault-injection tests.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fault: Option<&'static str>,
 }
 
 impl HubState {
     pub(crate) fn new(config: HubConfig) -> Self {
         HubState {
+            links: Links::new(&config),
             config,
             records: HashMap::new(),
-            index: Default::default(),
             waiters: HashMap::new(),
             waiter_count: 0,
             next_seq: 0,
+            next_store: 0,
             next_waiter_id: 0,
+            evicted: 0,
+            expired: 0,
+            #[cfg(feature = "fault-injection")]
+            fault: None,
         }
     }
 
-    pub(crate) fn store(
-        &mut self,
-        task_id: &str,
-        mut result: TaskResult,
-    ) -> Result<(), BackendError> {
-        validate::store(task_id, &result, &self.config)?;
-        if let Some(entry) = self.records.get_mut(task_id) {
-            result.inherit_task_fields(&entry.record);
-            let old_key = entry.key();
-            let id = self.index[entry.record.status.index()]
-                .remove(&old_key)
-                .unwrap_or_else(|| Arc::from(task_id));
-            entry.record = result;
-            self.index[entry.record.status.index()].insert(entry.key(), id);
-        } else {
-            let id: Arc<str> = Arc::from(task_id);
-            let entry = Entry {
-                record: result,
-                seq: self.next_seq,
-            };
-            self.next_seq += 1;
-            self.index[entry.record.status.index()].insert(entry.key(), Arc::clone(&id));
-            self.records.insert(id, entry);
+    pub(crate) fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// Removes every record whose deadline has passed. Every operation calls it first, so an
+    /// expired record is never observed, whether or not a sweep has run since.
+    pub(crate) fn expire_due(&mut self) {
+        let Some((&(first, _), _)) = self.links.expiry.first_key_value() else {
+            return;
+        };
+        let now = self.config.clock.now();
+        if first > now {
+            return;
         }
-        self.wake_if_terminal(task_id);
+        while let Some(entry) = self.links.expiry.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let id = entry.remove();
+            if self.remove_record(&id).is_some() {
+                self.expired += 1;
+            }
+        }
+        shrink_if_sparse(&mut self.records);
+    }
+
+    fn remove_record(&mut self, task_id: &str) -> Option<Entry> {
+        let entry = self.records.remove(task_id)?;
+        self.links.unlink(&entry);
+        Some(entry)
+    }
+
+    pub(crate) fn store(&mut self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
+        let result = self.admit(task_id, result)?;
+        self.apply_store(task_id, result);
         Ok(())
     }
 
-    fn wake_if_terminal(&mut self, task_id: &str) {
-        let Some(entry) = self.records.get(task_id) else {
-            return;
-        };
-        if !entry.record.is_complete() {
-            return;
+    /// Every check a store must pass, with nothing changed if one fails (expiry aside):
+    /// returns the record as it will be stored, task fields merged.
+    fn admit(&mut self, task_id: &str, mut result: TaskResult) -> Result<TaskResult, BackendError> {
+        validate::store(task_id, &result, &self.config)?;
+        self.expire_due();
+        let previous = self.records.get(task_id);
+        if let Some(previous) = previous {
+            if self.config.terminal_policy == TerminalPolicy::KeepFirst
+                && previous.record.is_complete()
+            {
+                return Err(BackendError::Conflict {
+                    task_id: task_id.to_owned(),
+                    status: previous.record.status,
+                });
+            }
+            result.inherit_task_fields(&previous.record);
         }
-        let Some(waiters) = self.waiters.remove(task_id) else {
-            return;
+        validate::record_size(&result, &self.config)?;
+        if previous.is_none() {
+            self.make_room()?;
+        }
+        Ok(result)
+    }
+
+    /// Under `max_results`, evicts the terminal record whose latest store is oldest so that a
+    /// new id fits; refuses when every record held is non-terminal.
+    fn make_room(&mut self) -> Result<(), BackendError> {
+        let Some(max) = self.config.max_results else {
+            return Ok(());
         };
-        self.waiter_count -= waiters.len();
-        shrink_if_sparse(&mut self.waiters);
-        for (_, sender) in waiters {
-            // A receiver dropped since is being cancelled; its message is harmless.
-            let _ = sender.send(entry.record.clone());
+        while self.records.len() >= max {
+            let oldest = self
+                .links
+                .terminal_by_store
+                .as_ref()
+                .and_then(|terminal| terminal.first_key_value())
+                .map(|(_, id)| Arc::clone(id));
+            let Some(oldest) = oldest else {
+                return Err(BackendError::Overloaded {
+                    reason: format!(
+                        "{} records, at max_results ({max}), and none is terminal",
+                        self.records.len()
+                    ),
+                });
+            };
+            self.remove_record(&oldest);
+            self.evicted += 1;
+            tracing::debug!(name: "hub.evict", task_id = %oldest);
+        }
+        Ok(())
+    }
+
+    /// Stores a record that passed `admit`: cannot fail.
+    fn apply_store(&mut self, task_id: &str, record: TaskResult) {
+        let stored = self.next_store;
+        self.next_store += 1;
+        let expires_at = self
+            .config
+            .ttl(record.is_complete())
+            .and_then(|ttl| self.config.clock.now().checked_add(ttl));
+        let entry = match self.records.get_mut(task_id) {
+            Some(entry) => {
+                let id = self
+                    .links
+                    .unlink(entry)
+                    .unwrap_or_else(|| Arc::from(task_id));
+                // Mid-change on purpose: the test checks that `repair` restores the links.
+                inject_fault!(self, "store");
+                entry.record = record;
+                entry.stored = stored;
+                entry.expires_at = expires_at;
+                self.links.link(&id, entry);
+                &*entry
+            }
+            None => {
+                let id: Arc<str> = Arc::from(task_id);
+                let entry = Entry {
+                    record,
+                    seq: self.next_seq,
+                    stored,
+                    expires_at,
+                };
+                self.next_seq += 1;
+                self.links.link(&id, &entry);
+                self.records.entry(id).or_insert(entry)
+            }
+        };
+        if entry.record.is_complete() {
+            if let Some(waiters) = self.waiters.remove(task_id) {
+                self.waiter_count -= waiters.len();
+                for (_, sender) in waiters {
+                    // A receiver dropped since is being cancelled; its message is harmless.
+                    let _ = sender.send(entry.record.clone());
+                }
+                shrink_if_sparse(&mut self.waiters);
+            }
         }
     }
 
-    pub(crate) fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
+    pub(crate) fn get(&mut self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
         validate::id_length(task_id, &self.config)?;
+        self.expire_due();
+        inject_fault!(self, "get");
         Ok(self.records.get(task_id).map(|entry| entry.record.clone()))
     }
 
     pub(crate) fn register_waiter(&mut self, task_id: &str) -> Result<Registration, BackendError> {
         validate::waitable_id(task_id, &self.config)?;
+        self.expire_due();
+        inject_fault!(self, "wait_for");
         if let Some(entry) = self.records.get(task_id) {
             if entry.record.is_complete() {
                 return Ok(Registration::Ready(entry.record.clone()));
@@ -167,29 +335,32 @@ impl HubState {
 
     pub(crate) fn delete(&mut self, task_id: &str) -> Result<bool, BackendError> {
         validate::id_length(task_id, &self.config)?;
-        let Some(entry) = self.records.remove(task_id) else {
-            return Ok(false);
-        };
-        self.index[entry.record.status.index()].remove(&entry.key());
+        self.expire_due();
+        inject_fault!(self, "delete");
+        let existed = self.remove_record(task_id).is_some();
         shrink_if_sparse(&mut self.records);
-        Ok(true)
+        Ok(existed)
     }
 
     pub(crate) fn clear(&mut self) -> usize {
+        self.expire_due();
+        inject_fault!(self, "clear");
         let removed = self.records.len();
-        // A fresh map rather than `clear()`, which would keep the old capacity.
+        // Fresh maps rather than `clear()`, which would keep the old capacity.
         self.records = HashMap::new();
-        self.index.iter_mut().for_each(BTreeMap::clear);
+        self.links = Links::new(&self.config);
         removed
     }
 
     pub(crate) fn list_by_status(
-        &self,
+        &mut self,
         status: TaskStatus,
         limit: Option<usize>,
         offset: usize,
     ) -> Vec<TaskResult> {
-        let page = self.index[status.index()].values().skip(offset);
+        self.expire_due();
+        inject_fault!(self, "list_by_status");
+        let page = self.links.by_status[status.index()].values().skip(offset);
         let records = page.filter_map(|id| self.records.get(id).map(|entry| entry.record.clone()));
         match limit {
             Some(limit) => records.take(limit).collect(),
@@ -197,16 +368,113 @@ impl HubState {
         }
     }
 
-    pub(crate) fn stats(&self) -> HubStats {
+    pub(crate) fn stats(&mut self) -> HubStats {
+        self.expire_due();
+        inject_fault!(self, "stats");
         let mut stats = HubStats {
             results: self.records.len(),
             waiters: self.waiter_count,
+            evicted: self.evicted,
+            expired: self.expired,
             ..HubStats::default()
         };
         for status in TaskStatus::ALL {
-            *stats.by_status.slot(status) = self.index[status.index()].len();
+            *stats.by_status.slot(status) = self.links.by_status[status.index()].len();
         }
         stats
+    }
+
+    /// Every record, in the order their ids were first stored.
+    pub(crate) fn snapshot(&mut self) -> Vec<TaskResult> {
+        self.expire_due();
+        inject_fault!(self, "snapshot");
+        let mut entries: Vec<&Entry> = self.records.values().collect();
+        entries.sort_unstable_by_key(|entry| entry.seq);
+        entries
+            .into_iter()
+            .map(|entry| entry.record.clone())
+            .collect()
+    }
+
+    /// Stores `records` in order, all or none: every record is checked against the rules and
+    /// limits a store would apply before the first is stored.
+    pub(crate) fn restore(&mut self, records: Vec<TaskResult>) -> Result<usize, BackendError> {
+        self.expire_due();
+        inject_fault!(self, "restore");
+        self.check_restore(&records)?;
+        let count = records.len();
+        for record in records {
+            let task_id = record.task_id.clone();
+            // Checked above; a refusal here would mean the check and the store disagree.
+            let record = self.admit(&task_id, record)?;
+            self.apply_store(&task_id, record);
+        }
+        Ok(count)
+    }
+
+    /// Dry-runs `restore`: the merged record of each id, the terminal policy, the sizes, and
+    /// room under `max_results` without evicting anything the restore itself stores.
+    fn check_restore(&self, records: &[TaskResult]) -> Result<(), BackendError> {
+        let mut merged: HashMap<&str, TaskResult> = HashMap::new();
+        for (position, record) in records.iter().enumerate() {
+            let at = |error: BackendError| match error {
+                BackendError::InvalidInput { reason } => BackendError::InvalidInput {
+                    reason: format!("record {position}: {reason}"),
+                },
+                other => other,
+            };
+            validate::store(&record.task_id, record, &self.config).map_err(at)?;
+            let id = record.task_id.as_str();
+            let previous = merged
+                .get(id)
+                .or_else(|| self.records.get(id).map(|entry| &entry.record));
+            let mut next = record.clone();
+            if let Some(previous) = previous {
+                if self.config.terminal_policy == TerminalPolicy::KeepFirst
+                    && previous.is_complete()
+                {
+                    return Err(BackendError::Conflict {
+                        task_id: id.to_owned(),
+                        status: previous.status,
+                    });
+                }
+                next.inherit_task_fields(previous);
+            }
+            validate::record_size(&next, &self.config).map_err(at)?;
+            merged.insert(id, next);
+        }
+        if let Some(max) = self.config.max_results {
+            let new_ids = merged
+                .keys()
+                .filter(|id| !self.records.contains_key(**id))
+                .count();
+            let evictable = self
+                .records
+                .iter()
+                .filter(|(id, entry)| entry.record.is_complete() && !merged.contains_key(&***id))
+                .count();
+            let free = max.saturating_sub(self.records.len());
+            if new_ids > free + evictable {
+                return Err(BackendError::Overloaded {
+                    reason: format!(
+                        "restoring {new_ids} new ids needs room beyond max_results ({max})"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds every derived structure from the records and waiters, after a handler
+    /// panicked midway through a change.
+    pub(crate) fn repair(&mut self) {
+        let mut links = Links::new(&self.config);
+        for (id, entry) in &self.records {
+            links.link(id, entry);
+        }
+        self.links = links;
+        self.waiters.retain(|_, waiters| !waiters.is_empty());
+        self.waiter_count = self.waiters.values().map(Vec::len).sum();
     }
 }
 
@@ -218,7 +486,6 @@ fn shrink_if_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
         map.shrink_to(map.len() * 2);
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +502,7 @@ mod tests {
         let stats = state.stats();
         assert_eq!((stats.by_status.pending, stats.by_status.running), (0, 1));
         assert!(state.delete("a").unwrap());
-        assert!(state.index.iter().all(BTreeMap::is_empty));
+        assert!(state.links.by_status.iter().all(BTreeMap::is_empty));
         assert!(state.records.is_empty());
     }
 
