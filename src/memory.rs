@@ -169,7 +169,6 @@ impl ResultBackend for InMemoryBackend {
     ) -> Result<TaskResult, BackendError> {
         validate::waitable_id(task_id, &self.config)?;
         tracing::debug!(name: "memory.wait_for", task_id = %task_id);
-        self.reserve_waiter()?;
         let waiter_id = self.next_waiter_id.fetch_add(1, Ordering::Relaxed);
         let receiver = {
             // Checking the record and registering under the same shard lock is what makes a
@@ -177,11 +176,17 @@ impl ResultBackend for InMemoryBackend {
             let mut slot = self.slots.entry(task_id.to_owned()).or_default();
             if let Some(entry) = &slot.entry {
                 if entry.record.is_complete() {
-                    let record = entry.record.clone();
-                    drop(slot);
-                    self.waiter_count.fetch_sub(1, Ordering::AcqRel);
-                    return Ok(record);
+                    return Ok(entry.record.clone());
                 }
+            }
+            // Only a caller that will actually wait takes a place.
+            if let Err(error) = self.reserve_waiter() {
+                let empty = slot.is_empty();
+                drop(slot);
+                if empty {
+                    self.slots.remove_if(task_id, |_, slot| slot.is_empty());
+                }
+                return Err(error);
             }
             let (sender, receiver) = oneshot::channel();
             slot.waiters.push((waiter_id, sender));
