@@ -1,6 +1,10 @@
 //! The record a backend stores for one task, in flowrra's `to_dict` layout.
 
 use chrono::{DateTime, Utc};
+use std::fmt;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -199,9 +203,24 @@ struct WireRecord {
     kwargs: Option<Map<String, Value>>,
 }
 
+/// Accepts only a JSON object: serde's derive would also take the fields as an array.
+struct RecordVisitor;
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = WireRecord;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a task record object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<WireRecord, A::Error> {
+        WireRecord::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
 impl<'de> Deserialize<'de> for TaskResult {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = WireRecord::deserialize(deserializer)?;
+        let wire = deserializer.deserialize_map(RecordVisitor)?;
         Ok(TaskResult {
             task_id: wire.task_id,
             status: wire.status,
