@@ -1,0 +1,292 @@
+//! Benchmarks resulthub against the backends users would otherwise pick, in one run.
+//!
+//! ```text
+//! cargo run --release --example bench -- [--quick] [--workload L|W|P|M|all] [--json FILE] [--peer-flowrra]
+//! ```
+//!
+//! Workloads, systems and how to read the table: docs/benchmarks.md.
+
+mod flowrra;
+mod memory;
+mod naive;
+mod report;
+mod systems;
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use report::{Metric, Report};
+use systems::{RUST_SYSTEMS, System};
+
+/// Sizes and repetitions; `--quick` shrinks them to a smoke run.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    pub lifecycle: usize,
+    pub waiters: usize,
+    pub pagination: usize,
+    pub memory_records: usize,
+    pub memory_waiters: usize,
+    pub rounds: usize,
+}
+
+const FULL: Sizes = Sizes {
+    lifecycle: 100_000,
+    waiters: 100_000,
+    pagination: 1_000_000,
+    memory_records: 1_000_000,
+    memory_waiters: 100_000,
+    rounds: 5,
+};
+
+const QUICK: Sizes = Sizes {
+    lifecycle: 5_000,
+    waiters: 2_000,
+    pagination: 60_000,
+    memory_records: 20_000,
+    memory_waiters: 5_000,
+    rounds: 2,
+};
+
+struct Args {
+    sizes: Sizes,
+    quick: bool,
+    workloads: Vec<char>,
+    json: Option<PathBuf>,
+    peer_flowrra: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        sizes: FULL,
+        quick: false,
+        workloads: vec!['L', 'W', 'P', 'M'],
+        json: None,
+        peer_flowrra: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => {
+                args.quick = true;
+                args.sizes = QUICK;
+            }
+            "--workload" => {
+                let value = it.next().ok_or("--workload needs L, W, P, M or all")?;
+                args.workloads = match value.to_ascii_uppercase().as_str() {
+                    "ALL" => vec!['L', 'W', 'P', 'M'],
+                    one @ ("L" | "W" | "P" | "M") => vec![one.chars().next().unwrap_or('L')],
+                    other => return Err(format!("unknown workload {other:?}")),
+                };
+            }
+            "--json" => args.json = Some(it.next().ok_or("--json needs a file")?.into()),
+            "--peer-flowrra" => args.peer_flowrra = true,
+            "--help" | "-h" => {
+                return Err(
+                    "usage: bench [--quick] [--workload L|W|P|M|all] [--json FILE] \
+                            [--peer-flowrra]"
+                        .to_owned(),
+                );
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    // A child process measuring memory: `bench --mem-child SYSTEM WHAT N`.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--mem-child") {
+        return memory_child(&argv[2..]);
+    }
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    if cfg!(debug_assertions) && !args.quick {
+        eprintln!("note: a debug build; run with --release for meaningful numbers");
+    }
+    let peer = if args.peer_flowrra {
+        flowrra::Peer::prepare()
+    } else {
+        None
+    };
+    let mut report = Report::new(args.quick);
+    for workload in &args.workloads {
+        match workload {
+            'L' => run_lifecycle(&args.sizes, peer.as_ref(), &mut report),
+            'W' => run_wake(&args.sizes, peer.as_ref(), &mut report),
+            'P' => run_pagination(&args.sizes, peer.as_ref(), &mut report),
+            'M' => run_memory(&args.sizes, peer.as_ref(), &mut report),
+            _ => unreachable!("parse_args accepts only L, W, P, M"),
+        }
+    }
+    report.print_table();
+    if let Some(path) = &args.json {
+        if let Err(error) = report.write_json(path) {
+            eprintln!("could not write {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_lifecycle(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Report) {
+    for (label, callers) in [("L1", 1), ("L64", 64)] {
+        let workload = format!(
+            "{label}: lifecycle, {callers} caller(s), {} tasks",
+            sizes.lifecycle
+        );
+        for system in RUST_SYSTEMS {
+            let rounds = rounds(sizes.rounds, &workload, system.name(), || {
+                system.run(|subject| {
+                    let n = sizes.lifecycle;
+                    Box::pin(async move { workloads::lifecycle(&subject, n, callers).await })
+                })
+            });
+            report.add(label, &workload, system.name(), Metric::TasksPerSec, rounds);
+        }
+        if let Some(peer) = peer {
+            peer.run(label, &workload, sizes.lifecycle, sizes.rounds, report);
+        }
+    }
+}
+
+fn run_wake(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Report) {
+    let workload = format!("W: {} waiters woken by one producer", sizes.waiters);
+    for system in RUST_SYSTEMS {
+        let rounds = rounds(sizes.rounds.min(3), &workload, system.name(), || {
+            system.run(|subject| {
+                let n = sizes.waiters;
+                Box::pin(async move { workloads::wake(&subject, n).await })
+            })
+        });
+        let all: Vec<f64> = rounds.iter().map(|r| r.all_woken.as_secs_f64()).collect();
+        let p50: Vec<f64> = rounds.iter().map(|r| r.p50.as_secs_f64() * 1e6).collect();
+        let p99: Vec<f64> = rounds.iter().map(|r| r.p99.as_secs_f64() * 1e6).collect();
+        report.add("W", &workload, system.name(), Metric::AllWokenSecs, all);
+        report.add("W", &workload, system.name(), Metric::P50Micros, p50);
+        report.add("W", &workload, system.name(), Metric::P99Micros, p99);
+    }
+    if let Some(peer) = peer {
+        peer.run("W", &workload, sizes.waiters, sizes.rounds.min(3), report);
+    }
+}
+
+fn run_pagination(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Report) {
+    let workload = format!(
+        "P: a page of 100 SUCCESS out of {} records",
+        sizes.pagination
+    );
+    for system in RUST_SYSTEMS {
+        let rounds = rounds(1, &workload, system.name(), || {
+            system.run(|subject| {
+                let n = sizes.pagination;
+                Box::pin(async move { workloads::pagination(&subject, n, 5).await })
+            })
+        });
+        let first: Vec<f64> = rounds.iter().map(|r| r.0.as_secs_f64() * 1e6).collect();
+        let deep: Vec<f64> = rounds.iter().map(|r| r.1.as_secs_f64() * 1e6).collect();
+        report.add("P", &workload, system.name(), Metric::Page0Micros, first);
+        report.add("P", &workload, system.name(), Metric::Page10kMicros, deep);
+    }
+    if let Some(peer) = peer {
+        peer.run("P", &workload, sizes.pagination, 1, report);
+    }
+}
+
+fn run_memory(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Report) {
+    let workload = format!(
+        "M: resident bytes per record ({}) and per waiter ({})",
+        sizes.memory_records, sizes.memory_waiters
+    );
+    for system in RUST_SYSTEMS {
+        progress(&workload, system.name(), "records");
+        let per_record = spawn_memory_child(system, "records", sizes.memory_records);
+        report.add(
+            "M",
+            &workload,
+            system.name(),
+            Metric::BytesPerRecord,
+            per_record.into_iter().collect(),
+        );
+        progress(&workload, system.name(), "waiting callers");
+        let per_caller = spawn_memory_child(system, "callers", sizes.memory_waiters);
+        report.add(
+            "M",
+            &workload,
+            system.name(),
+            Metric::BytesPerCaller,
+            per_caller.into_iter().collect(),
+        );
+        if matches!(system, System::HubArbiter | System::HubThread) {
+            progress(&workload, system.name(), "hub waiters");
+            let per_waiter = spawn_memory_child(system, "hub-waiters", sizes.memory_waiters);
+            report.add(
+                "M",
+                &workload,
+                system.name(),
+                Metric::BytesPerHubWaiter,
+                per_waiter.into_iter().collect(),
+            );
+        }
+    }
+    if let Some(peer) = peer {
+        peer.run("M", &workload, sizes.memory_records, 1, report);
+    }
+}
+
+/// Runs the memory measurement in a fresh copy of this binary.
+fn spawn_memory_child(system: System, what: &str, n: usize) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let output = std::process::Command::new(exe)
+        .args(["--mem-child", system.key(), what, &n.to_string()])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        eprintln!(
+            "  memory child {} {what} failed: {}",
+            system.key(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+fn memory_child(args: &[String]) -> ExitCode {
+    let (Some(system), Some(what), Some(n)) = (
+        args.first().and_then(|key| System::from_key(key)),
+        args.get(1),
+        args.get(2).and_then(|n| n.parse().ok()),
+    ) else {
+        eprintln!("usage: bench --mem-child SYSTEM records|callers|hub-waiters N");
+        return ExitCode::from(2);
+    };
+    println!("{:.1}", memory::child(system, what, n));
+    ExitCode::SUCCESS
+}
+
+/// One warm-up round, then `count` measured rounds, with progress on stderr.
+fn rounds<T>(count: usize, workload: &str, system: &str, mut round: impl FnMut() -> T) -> Vec<T> {
+    progress(workload, system, "warm-up");
+    let _ = round();
+    (1..=count)
+        .map(|n| {
+            progress(workload, system, &format!("round {n}/{count}"));
+            round()
+        })
+        .collect()
+}
+
+fn progress(workload: &str, system: &str, step: &str) {
+    eprintln!(
+        "[{}] {workload} | {system} | {step}",
+        chrono::Local::now().format("%H:%M:%S")
+    );
+}

@@ -1,0 +1,165 @@
+//! The workloads, defined once and run against every system. See docs/benchmarks.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use resulthub::{ResultBackend, TaskResult, TaskStatus};
+use serde_json::json;
+
+use crate::systems::Subject;
+
+/// L: per task, store PENDING (name, args, submitted_at), RUNNING, SUCCESS with a small
+/// result, then get. `callers` tasks share the `n` tasks. Returns tasks per second.
+pub async fn lifecycle(subject: &Subject, n: usize, callers: usize) -> f64 {
+    let start = Instant::now();
+    let per_caller = n / callers;
+    let handles: Vec<_> = (0..callers)
+        .map(|caller| {
+            let backend = Arc::clone(&subject.backend);
+            tokio::spawn(async move {
+                for i in caller * per_caller..(caller + 1) * per_caller {
+                    one_lifecycle(&*backend, i).await;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("a lifecycle caller panicked");
+    }
+    (per_caller * callers) as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn one_lifecycle(backend: &dyn ResultBackend, i: usize) {
+    let id = format!("task-{i}");
+    let pending = TaskResult::new(&id, TaskStatus::Pending)
+        .with_task_name("bench.add")
+        .with_args(vec![json!(i), json!(1)])
+        .with_submitted_at(Utc::now());
+    backend.store(&id, pending).await.expect("store PENDING");
+    let running = TaskResult::new(&id, TaskStatus::Running).with_started_at(Utc::now());
+    backend.store(&id, running).await.expect("store RUNNING");
+    let success = TaskResult::new(&id, TaskStatus::Success)
+        .with_result(json!({ "sum": i + 1 }))
+        .with_finished_at(Utc::now());
+    backend.store(&id, success).await.expect("store SUCCESS");
+    let record = backend.get(&id).await.expect("get");
+    assert!(record.is_some_and(|record| record.is_success()));
+}
+
+/// What W measured in one round.
+pub struct WakeRound {
+    pub all_woken: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// W: `n` waiters, one per id, registered before a producer stores SUCCESS for every id in
+/// order. Measures from the first store call to the last waiter's return, and per id the time
+/// from its store call to its waiter's return.
+pub async fn wake(subject: &Subject, n: usize) -> WakeRound {
+    let waiters: Vec<_> = (0..n)
+        .map(|i| {
+            let backend = Arc::clone(&subject.backend);
+            tokio::spawn(async move {
+                let record = backend
+                    .wait_for(&format!("task-{i}"), Some(Duration::from_secs(60)))
+                    .await
+                    .expect("every waiter is answered");
+                assert!(record.is_success());
+                Instant::now()
+            })
+        })
+        .collect();
+    subject.await_waiters(n).await;
+    let mut stored_at = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("task-{i}");
+        stored_at.push(Instant::now());
+        let success = TaskResult::new(&id, TaskStatus::Success).with_result(json!({ "sum": i }));
+        subject.backend.store(&id, success).await.expect("store");
+    }
+    let mut latencies = Vec::with_capacity(n);
+    let mut last = stored_at[0];
+    for (waiter, stored) in waiters.into_iter().zip(&stored_at) {
+        let returned = waiter.await.expect("a waiter panicked");
+        last = last.max(returned);
+        latencies.push(returned.saturating_duration_since(*stored));
+    }
+    latencies.sort_unstable();
+    WakeRound {
+        all_woken: last - stored_at[0],
+        p50: percentile(&latencies, 50.0),
+        p99: percentile(&latencies, 99.0),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// P: loads `n` records over the five statuses with pseudo-random `submitted_at` (64 loaders in
+/// flight; not timed), then times one page of 100 SUCCESS records at offset 0 and at 10,000.
+/// Returns the median of `repeats` calls of each.
+pub async fn pagination(subject: &Subject, n: usize, repeats: usize) -> (Duration, Duration) {
+    load(subject, n, 64, |i| {
+        let status = TaskStatus::ALL[i % 5];
+        let base = DateTime::from_timestamp(1_704_067_200, 0).expect("2024-01-01");
+        let offset = splitmix64(i as u64) % (365 * 24 * 3600);
+        TaskResult::new(format!("task-{i}"), status)
+            .with_submitted_at(base + chrono::Duration::seconds(offset as i64))
+    })
+    .await;
+    let page = |offset| {
+        let backend = Arc::clone(&subject.backend);
+        async move {
+            let mut times = Vec::with_capacity(repeats);
+            for _ in 0..repeats {
+                let start = Instant::now();
+                let page = backend
+                    .list_by_status(TaskStatus::Success, Some(100), offset)
+                    .await
+                    .expect("list_by_status");
+                times.push(start.elapsed());
+                assert_eq!(page.len(), 100);
+                assert!(
+                    page.windows(2)
+                        .all(|w| w[0].submitted_at >= w[1].submitted_at)
+                );
+            }
+            times.sort_unstable();
+            times[times.len() / 2]
+        }
+    };
+    let first = page(0).await;
+    let deep = page(10_000).await;
+    (first, deep)
+}
+
+/// Stores `n` records made by `record`, with `in_flight` loaders.
+pub async fn load(subject: &Subject, n: usize, in_flight: usize, record: fn(usize) -> TaskResult) {
+    let handles: Vec<_> = (0..in_flight)
+        .map(|loader| {
+            let backend = Arc::clone(&subject.backend);
+            tokio::spawn(async move {
+                for i in (loader..n).step_by(in_flight) {
+                    let record = record(i);
+                    let id = record.task_id.clone();
+                    backend.store(&id, record).await.expect("store");
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("a loader panicked");
+    }
+}
+
+/// A small, good pseudo-random mix: the same sequence on every run, no dependency.
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
