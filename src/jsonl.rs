@@ -53,12 +53,14 @@ pub fn write_records<W: Write>(mut writer: W, records: &[TaskResult]) -> Result<
 /// that is not a record (nothing is returned then).
 pub fn read_records<R: BufRead>(reader: R) -> Result<Vec<TaskResult>, BackendError> {
     let mut records = Vec::new();
-    for line in reader.lines() {
+    // Split on bytes, not `lines()`: a line that is not UTF-8 is bad data (`Codec`), not a
+    // failing reader.
+    for line in reader.split(b'\n') {
         let line = line.map_err(|error| BackendError::Storage(Box::new(error)))?;
-        if line.trim().is_empty() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        records.push(serde_json::from_str(&line).map_err(BackendError::Codec)?);
+        records.push(serde_json::from_slice(&line).map_err(BackendError::Codec)?);
     }
     Ok(records)
 }

@@ -50,9 +50,9 @@ use crate::{
 pub struct InMemoryBackend {
     config: HubConfig,
     slots: DashMap<String, Slot>,
-    /// Terminal records by latest store, oldest first: the eviction order. Only with
-    /// `max_results`; its lock then serializes every change to the records.
-    eviction: Option<Mutex<BTreeMap<u64, String>>>,
+    /// The eviction and expiry orders. Only with `max_results`; its lock then serializes every
+    /// change to the records.
+    eviction: Option<Mutex<EvictionOrder>>,
     records: AtomicUsize,
     next_seq: AtomicU64,
     next_store: AtomicU64,
@@ -92,7 +92,14 @@ impl Slot {
     }
 }
 
-type EvictionOrder = BTreeMap<u64, String>;
+/// What eviction under `max_results` needs to see across shards.
+#[derive(Debug, Default)]
+struct EvictionOrder {
+    /// Terminal records by latest store, oldest first.
+    terminal: BTreeMap<u64, String>,
+    /// Records with a deadline, soonest first, so that room is made by expiry before eviction.
+    expiry: BTreeMap<(Instant, u64), String>,
+}
 
 impl InMemoryBackend {
     /// An empty backend with [`HubConfig::default`] limits.
@@ -104,7 +111,9 @@ impl InMemoryBackend {
     /// applies them.
     pub fn with_config(config: HubConfig) -> Self {
         InMemoryBackend {
-            eviction: config.max_results.map(|_| Mutex::new(BTreeMap::new())),
+            eviction: config
+                .max_results
+                .map(|_| Mutex::new(EvictionOrder::default())),
             config,
             ..Self::default()
         }
@@ -153,6 +162,21 @@ impl InMemoryBackend {
         })
     }
 
+    /// Removes every record whose deadline has passed, using the expiry order. Called with the
+    /// eviction lock held and no shard lock, before a store checks for room.
+    fn expire_due(&self, order: &mut EvictionOrder, now: Instant) {
+        while let Some(entry) = order.expiry.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let id = entry.remove();
+            self.slots.remove_if_mut(&id, |_, slot| {
+                self.drop_if_expired(slot, now, Some(&mut *order));
+                slot.is_empty()
+            });
+        }
+    }
+
     /// Removes the slot's record if its deadline has passed.
     fn drop_if_expired(&self, slot: &mut Slot, now: Instant, eviction: Option<&mut EvictionOrder>) {
         if slot.entry.as_ref().is_some_and(|entry| !entry.is_live(now)) {
@@ -166,7 +190,10 @@ impl InMemoryBackend {
         let entry = slot.entry.take()?;
         self.records.fetch_sub(1, Ordering::AcqRel);
         if let Some(order) = eviction {
-            order.remove(&entry.stored);
+            order.terminal.remove(&entry.stored);
+            if let Some(at) = entry.expires_at {
+                order.expiry.remove(&(at, entry.stored));
+            }
         }
         Some(entry)
     }
@@ -179,7 +206,7 @@ impl InMemoryBackend {
     /// Evicts the terminal record whose latest store is oldest, or refuses when none is
     /// terminal. Called with the eviction lock held and no shard lock.
     fn evict_oldest(&self, order: &mut EvictionOrder, max: usize) -> Result<(), BackendError> {
-        let Some((_, victim)) = order.pop_first() else {
+        let Some((_, victim)) = order.terminal.pop_first() else {
             return Err(BackendError::Overloaded {
                 reason: format!(
                     "{} records, at max_results ({max}), and none is terminal",
@@ -188,9 +215,7 @@ impl InMemoryBackend {
             });
         };
         self.slots.remove_if_mut(&victim, |_, slot| {
-            if slot.entry.take().is_some() {
-                self.records.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.take_entry(slot, Some(&mut *order));
             slot.is_empty()
         });
         self.evicted.fetch_add(1, Ordering::AcqRel);
@@ -234,10 +259,16 @@ impl InMemoryBackend {
         let Slot { entry, waiters } = &mut *slot;
         if let Some(order) = eviction {
             if let Some(previous) = entry {
-                order.remove(&previous.stored);
+                order.terminal.remove(&previous.stored);
+                if let Some(at) = previous.expires_at {
+                    order.expiry.remove(&(at, previous.stored));
+                }
             }
             if record.is_complete() {
-                order.insert(stored, record.task_id.clone());
+                order.terminal.insert(stored, record.task_id.clone());
+            }
+            if let Some(at) = expires_at {
+                order.expiry.insert((at, stored), record.task_id.clone());
             }
         }
         let entry = match entry {
@@ -316,6 +347,10 @@ impl ResultBackend for InMemoryBackend {
         tracing::debug!(name: "memory.store", task_id = %task_id, status = ?result.status);
         let mut eviction = self.lock_eviction();
         let now = self.config.clock.now();
+        if let Some(order) = eviction.as_deref_mut() {
+            // Expired records make room before anything is evicted.
+            self.expire_due(order, now);
+        }
         let mut slot = self.slots.entry(task_id.to_owned()).or_default();
         self.drop_if_expired(&mut slot, now, eviction.as_deref_mut());
         let record = match self.admit(&slot, task_id, result) {

@@ -3,7 +3,7 @@
 //! The actor in `hub/mod.rs` only routes messages here. Keeping the state free of actix makes
 //! every rule checkable without a System, and keeps each handler a small, non-blocking change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -201,14 +201,14 @@ impl HubState {
         }
         validate::record_size(&result, &self.config)?;
         if previous.is_none() {
-            self.make_room()?;
+            self.make_room(&HashSet::new())?;
         }
         Ok(result)
     }
 
-    /// Under `max_results`, evicts the terminal record whose latest store is oldest so that a
-    /// new id fits; refuses when every record held is non-terminal.
-    fn make_room(&mut self) -> Result<(), BackendError> {
+    /// Under `max_results`, evicts the terminal record whose latest store is oldest (skipping
+    /// `keep`) so that a new id fits; refuses when no record can go.
+    fn make_room(&mut self, keep: &HashSet<&str>) -> Result<(), BackendError> {
         let Some(max) = self.config.max_results else {
             return Ok(());
         };
@@ -217,8 +217,8 @@ impl HubState {
                 .links
                 .terminal_by_store
                 .as_ref()
-                .and_then(|terminal| terminal.first_key_value())
-                .map(|(_, id)| Arc::clone(id));
+                .and_then(|terminal| terminal.values().find(|id| !keep.contains(&***id)))
+                .map(Arc::clone);
             let Some(oldest) = oldest else {
                 return Err(BackendError::Overloaded {
                     reason: format!(
@@ -403,10 +403,22 @@ impl HubState {
         inject_fault!(self, "restore");
         self.check_restore(&records)?;
         let count = records.len();
+        let ids: Vec<String> = records
+            .iter()
+            .map(|record| record.task_id.clone())
+            .collect();
+        let keep: HashSet<&str> = ids.iter().map(String::as_str).collect();
         for record in records {
             let task_id = record.task_id.clone();
-            // Checked above; a refusal here would mean the check and the store disagree.
-            let record = self.admit(&task_id, record)?;
+            // Checked above: these cannot refuse. Room comes from records outside the restore.
+            let is_new = !self.records.contains_key(task_id.as_str());
+            let mut record = record;
+            if let Some(previous) = self.records.get(task_id.as_str()) {
+                record.inherit_task_fields(&previous.record);
+            }
+            if is_new {
+                self.make_room(&keep)?;
+            }
             self.apply_store(&task_id, record);
         }
         Ok(count)

@@ -1,0 +1,992 @@
+//! The limits, expiry and terminal policy of `HubConfig`, against both backends: the hub (on its
+//! own thread, `HubHandle::spawn`) and `InMemoryBackend::with_config`, each through
+//! `Arc<dyn ResultBackend>` plus a stats reader. Expiry is driven by a `ManualClock`: nothing
+//! here sleeps to let time pass.
+
+mod support;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use resulthub::{
+    BackendError, Clock, HubConfig, ManualClock, TaskResult, TaskStatus, TerminalPolicy,
+};
+use serde_json::json;
+use support::{Kind, Subject, join, within};
+
+use TaskStatus::{Failed, Pending, Retrying, Running, Success};
+
+/// One test per backend for each case below.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod hub {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Kind::Hub).await;
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Kind::Memory).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    max_results_evicts_the_terminal_record_whose_latest_store_is_oldest,
+    re_storing_an_existing_id_at_max_results_never_evicts,
+    max_results_with_only_non_terminal_records_refuses_a_new_id_and_changes_nothing,
+    result_ttl_expires_a_terminal_record_exactly_that_long_after_its_latest_store,
+    pending_ttl_expires_a_non_terminal_record_exactly_that_long_after_its_latest_store,
+    a_records_clock_restarts_at_each_store,
+    a_record_takes_the_ttl_of_its_latest_status,
+    expired_records_vanish_from_pages_at_once,
+    an_expired_id_stored_again_is_new_and_inherits_nothing,
+    expiry_does_not_end_a_waiter,
+    an_expired_terminal_record_no_longer_answers_wait_for_at_once,
+    expired_records_hold_no_room_under_max_results,
+    an_expired_terminal_record_is_counted_as_expired_not_evicted,
+    max_waiters_refuses_waits_past_the_limit_and_registers_nothing,
+    wait_for_a_terminal_record_answers_even_at_max_waiters,
+    an_over_long_task_id_is_refused_by_every_operation_naming_the_limit_and_size,
+    task_id_length_is_counted_in_bytes,
+    a_record_over_max_record_bytes_is_refused_naming_the_limit_and_size,
+    max_record_bytes_measures_the_record_with_sticky_fields_merged,
+    keep_first_refuses_every_store_after_a_terminal_record_and_keeps_it,
+    keep_first_allows_a_new_record_once_the_terminal_one_is_deleted_or_expired,
+    a_refused_store_neither_refreshes_the_eviction_order_nor_restarts_the_ttl,
+    overwrite_replaces_terminal_records,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+fn rec(id: &str, status: TaskStatus) -> TaskResult {
+    TaskResult::new(id, status)
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0).single().unwrap()
+}
+
+fn clocked(clock: &ManualClock, config: HubConfig) -> HubConfig {
+    HubConfig {
+        clock: Clock::from(clock.clone()),
+        ..config
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Asserts the backend holds exactly `present` (by get, listings and stats) and not `absent`.
+async fn assert_holds(s: &Subject, present: &[&str], absent: &[&str]) {
+    let name = s.name();
+    // Listings first: an expired record must be gone before anything else touched it.
+    let mut listed: Vec<String> = Vec::new();
+    for (_, ids) in s.all_listed_ids().await {
+        listed.extend(ids);
+    }
+    listed.sort();
+    let mut expected: Vec<String> = present.iter().map(|id| (*id).to_owned()).collect();
+    expected.sort();
+    assert_eq!(listed, expected, "{name}: listed ids");
+    let stats = s.stats().await;
+    assert_eq!(
+        stats.results,
+        present.len(),
+        "{name}: stats.results {stats:?}"
+    );
+    for id in present {
+        assert!(s.get(id).await.is_some(), "{name}: {id} should be held");
+    }
+    for id in absent {
+        assert_eq!(s.get(id).await, None, "{name}: {id} should be gone");
+    }
+}
+
+#[track_caller]
+fn assert_overloaded<T: std::fmt::Debug>(what: &str, out: Result<T, BackendError>) {
+    assert!(
+        matches!(out, Err(BackendError::Overloaded { .. })),
+        "{what}: expected Overloaded, got {out:?}"
+    );
+}
+
+/// Asserts `out` is `InvalidInput` whose message contains every needle.
+#[track_caller]
+fn assert_invalid_naming<T: std::fmt::Debug>(
+    what: &str,
+    out: Result<T, BackendError>,
+    needles: &[&str],
+) {
+    match out {
+        Err(BackendError::InvalidInput { reason }) => {
+            for needle in needles {
+                assert!(
+                    reason.contains(needle),
+                    "{what}: InvalidInput reason {reason:?} should name {needle:?}"
+                );
+            }
+        }
+        other => panic!("{what}: expected InvalidInput naming {needles:?}, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_conflict<T: std::fmt::Debug>(
+    what: &str,
+    out: Result<T, BackendError>,
+    id: &str,
+    status: TaskStatus,
+) {
+    match out {
+        Err(error @ BackendError::Conflict { .. }) => {
+            let message = error.to_string();
+            let BackendError::Conflict {
+                task_id,
+                status: held,
+            } = error
+            else {
+                unreachable!()
+            };
+            assert_eq!(task_id, id, "{what}: Conflict names the task");
+            assert_eq!(held, status, "{what}: Conflict names the held status");
+            assert!(
+                message.contains(id) && message.contains(status.as_str()),
+                "{what}: message {message:?} should name {id} and {status}"
+            );
+        }
+        other => panic!("{what}: expected Conflict for {id} ({status}), got {other:?}"),
+    }
+}
+
+/// The JSON size the limit measures.
+fn json_len(record: &TaskResult) -> usize {
+    serde_json::to_vec(record).unwrap().len()
+}
+
+// ---------------------------------------------------------------------------------------------
+// max_results
+// ---------------------------------------------------------------------------------------------
+
+async fn max_results_evicts_the_terminal_record_whose_latest_store_is_oldest(kind: Kind) {
+    let s = Subject::open(
+        kind,
+        HubConfig {
+            max_results: Some(3),
+            ..HubConfig::default()
+        },
+    );
+    s.put(rec("a", Success)).await;
+    s.put(rec("b", Success)).await;
+    s.put(rec("c", Pending)).await;
+    // Re-storing `a` makes its latest store the newest: `b` is now the oldest terminal record,
+    // though `a` was stored first.
+    s.put(rec("a", Failed).with_error("again")).await;
+    s.put(rec("d", Success)).await;
+    assert_holds(&s, &["a", "c", "d"], &["b"]).await;
+    assert_eq!(s.stats().await.evicted, 1, "{}", s.name());
+
+    // Next oldest terminal by latest store: `a` (its re-store came before `d`). The pending
+    // `c`, stored before both, is never a victim.
+    s.put(rec("e", Running)).await;
+    assert_holds(&s, &["c", "d", "e"], &["a", "b"]).await;
+    let stats = s.stats().await;
+    assert_eq!(stats.evicted, 2, "{}: {stats:?}", s.name());
+    assert_eq!(stats.by_status.get(Pending), 1);
+    assert_eq!(stats.by_status.get(Running), 1);
+    assert_eq!(stats.by_status.get(Success), 1);
+    s.finish().await;
+}
+
+async fn re_storing_an_existing_id_at_max_results_never_evicts(kind: Kind) {
+    let s = Subject::open(
+        kind,
+        HubConfig {
+            max_results: Some(2),
+            ..HubConfig::default()
+        },
+    );
+    s.put(rec("a", Success)).await;
+    s.put(rec("b", Pending)).await;
+    for status in [Running, Success, Retrying, Failed, Pending, Success] {
+        s.put(rec("a", status)).await;
+        s.put(rec("b", status)).await;
+        assert_holds(&s, &["a", "b"], &[]).await;
+    }
+    assert_eq!(s.stats().await.evicted, 0, "{}", s.name());
+    s.finish().await;
+}
+
+async fn max_results_with_only_non_terminal_records_refuses_a_new_id_and_changes_nothing(
+    kind: Kind,
+) {
+    let s = Subject::open(
+        kind,
+        HubConfig {
+            max_results: Some(2),
+            ..HubConfig::default()
+        },
+    );
+    s.put(rec("a", Pending).with_task_name("first")).await;
+    s.put(rec("b", Running)).await;
+    let waiter = s.spawn_wait("c", Some(support::TIMEOUT));
+    s.await_waiters(1).await;
+
+    let before = s.stats().await;
+    let listed = s.all_listed_ids().await;
+    let out = s.store(rec("c", Success).with_result("refused")).await;
+    assert_overloaded(&format!("{}: store of a new id when full", s.name()), out);
+    // Nothing changed: no record, no eviction, the waiter still waits.
+    assert_eq!(s.get("c").await, None, "{}", s.name());
+    assert_eq!(s.all_listed_ids().await, listed, "{}", s.name());
+    assert_eq!(s.stats().await, before, "{}", s.name());
+    assert!(
+        !waiter.is_finished(),
+        "{}: a refused store woke a waiter",
+        s.name()
+    );
+
+    // Existing ids may still be stored.
+    s.put(rec("a", Retrying)).await;
+    assert_eq!(
+        s.get("a").await.unwrap().task_name.as_deref(),
+        Some("first"),
+        "{}",
+        s.name()
+    );
+    // Once a record is terminal there is room again: `b` is evicted for `c`.
+    s.put(rec("b", Success)).await;
+    s.put(rec("c", Success).with_result("stored")).await;
+    let woken = join("waiter on c", waiter).await.expect("woken");
+    assert_eq!(woken.result, json!("stored"));
+    assert_holds(&s, &["a", "c"], &["b"]).await;
+    let stats = s.stats().await;
+    assert_eq!((stats.evicted, stats.waiters), (1, 0), "{}", s.name());
+    s.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TTLs
+// ---------------------------------------------------------------------------------------------
+
+async fn result_ttl_expires_a_terminal_record_exactly_that_long_after_its_latest_store(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                result_ttl: Some(secs(10)),
+                ..HubConfig::default()
+            },
+        ),
+    );
+    s.put(rec("done", Success)).await;
+    s.put(rec("failed", Failed)).await;
+    s.put(rec("open", Pending)).await;
+    clock.advance(secs(10) - Duration::from_nanos(1));
+    assert_holds(&s, &["done", "failed", "open"], &[]).await;
+    assert_eq!(s.stats().await.expired, 0, "{}", s.name());
+
+    clock.advance(Duration::from_nanos(1));
+    // Checked at once, listings first: no sweep has had a chance to run.
+    assert!(s.list(Success).await.is_empty(), "{}", s.name());
+    assert!(s.list(Failed).await.is_empty(), "{}", s.name());
+    let stats = s.stats().await;
+    assert_eq!(stats.results, 1, "{}: {stats:?}", s.name());
+    assert_eq!(stats.by_status.get(Success), 0, "{}", s.name());
+    assert_eq!(stats.by_status.get(Failed), 0, "{}", s.name());
+    assert_eq!(stats.expired, 2, "{}: {stats:?}", s.name());
+    assert_holds(&s, &["open"], &["done", "failed"]).await;
+
+    // Without a pending_ttl, a non-terminal record stays however long.
+    clock.advance(Duration::from_secs(1_000_000));
+    assert_holds(&s, &["open"], &["done", "failed"]).await;
+    assert_eq!(s.stats().await.expired, 2, "{}", s.name());
+    s.finish().await;
+}
+
+async fn pending_ttl_expires_a_non_terminal_record_exactly_that_long_after_its_latest_store(
+    kind: Kind,
+) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                pending_ttl: Some(secs(30)),
+                ..HubConfig::default()
+            },
+        ),
+    );
+    for (id, status) in [
+        ("p", Pending),
+        ("r", Running),
+        ("y", Retrying),
+        ("s", Success),
+    ] {
+        s.put(rec(id, status)).await;
+    }
+    clock.advance(secs(30) - Duration::from_nanos(1));
+    assert_holds(&s, &["p", "r", "y", "s"], &[]).await;
+
+    clock.advance(Duration::from_nanos(1));
+    for status in [Pending, Running, Retrying] {
+        assert!(s.list(status).await.is_empty(), "{}: {status}", s.name());
+    }
+    let stats = s.stats().await;
+    assert_eq!(
+        (stats.results, stats.expired),
+        (1, 3),
+        "{}: {stats:?}",
+        s.name()
+    );
+    assert_holds(&s, &["s"], &["p", "r", "y"]).await;
+    // Without a result_ttl, a terminal record stays however long.
+    clock.advance(Duration::from_secs(1_000_000));
+    assert_holds(&s, &["s"], &["p", "r", "y"]).await;
+    s.finish().await;
+}
+
+async fn a_records_clock_restarts_at_each_store(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                result_ttl: Some(secs(10)),
+                pending_ttl: Some(secs(10)),
+                ..HubConfig::default()
+            },
+        ),
+    );
+    s.put(rec("a", Pending)).await;
+    clock.advance(secs(8));
+    s.put(rec("a", Running)).await;
+    clock.advance(secs(8)); // 16 s after the first store, 8 s after the latest
+    assert_holds(&s, &["a"], &[]).await;
+    s.put(rec("a", Success)).await;
+    clock.advance(secs(8));
+    s.put(rec("a", Success).with_result("again")).await;
+    clock.advance(secs(8)); // 32 s after the first store
+    assert_holds(&s, &["a"], &[]).await;
+    clock.advance(secs(2));
+    assert_holds(&s, &[], &["a"]).await;
+    assert_eq!(s.stats().await.expired, 1, "{}", s.name());
+    s.finish().await;
+}
+
+async fn a_record_takes_the_ttl_of_its_latest_status(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                result_ttl: Some(secs(5)),
+                pending_ttl: Some(secs(100)),
+                ..HubConfig::default()
+            },
+        ),
+    );
+    // Pending (100 s) turning terminal (5 s).
+    s.put(rec("to-terminal", Pending)).await;
+    // Terminal (5 s) stored back as non-terminal (100 s) under Overwrite.
+    s.put(rec("to-open", Success)).await;
+    clock.advance(secs(4));
+    s.put(rec("to-terminal", Success)).await;
+    s.put(rec("to-open", Retrying)).await;
+    clock.advance(secs(5));
+    assert_holds(&s, &["to-open"], &["to-terminal"]).await;
+    clock.advance(secs(94));
+    assert_holds(&s, &["to-open"], &["to-terminal"]).await;
+    clock.advance(secs(1));
+    assert_holds(&s, &[], &["to-open", "to-terminal"]).await;
+    assert_eq!(s.stats().await.expired, 2, "{}", s.name());
+    s.finish().await;
+}
+
+async fn expired_records_vanish_from_pages_at_once(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                result_ttl: Some(secs(10)),
+                ..HubConfig::default()
+            },
+        ),
+    );
+    // Same submitted_at: the listing order is first-store order a, b, c, d.
+    for id in ["a", "b", "c", "d"] {
+        s.put(rec(id, Success).with_submitted_at(at(0))).await;
+        clock.advance(secs(1));
+    }
+    // a was stored 10 s ago, b 9 s ago.
+    clock.advance(secs(6));
+    let page = within("list", s.backend.list_by_status(Success, Some(1), 0))
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["b"], "{}: first page after expiry", s.name());
+    let page = within("list", s.backend.list_by_status(Success, Some(2), 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&page),
+        ["c", "d"],
+        "{}: offset 1 after expiry",
+        s.name()
+    );
+    clock.advance(secs(2));
+    let page = within("list", s.backend.list_by_status(Success, None, 0))
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["d"], "{}", s.name());
+    let stats = s.stats().await;
+    assert_eq!(
+        (stats.results, stats.by_status.get(Success), stats.expired),
+        (1, 1, 3),
+        "{}: {stats:?}",
+        s.name()
+    );
+    s.finish().await;
+}
+
+fn ids(records: &[TaskResult]) -> Vec<&str> {
+    records.iter().map(|r| r.task_id.as_str()).collect()
+}
+
+async fn an_expired_id_stored_again_is_new_and_inherits_nothing(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                pending_ttl: Some(secs(10)),
+                ..HubConfig::default()
+            },
+        ),
+    );
+    s.put(
+        rec("a", Pending)
+            .with_task_name("resize")
+            .with_args(vec![json!(1)])
+            .with_submitted_at(at(0)),
+    )
+    .await;
+    clock.advance(secs(5));
+    s.put(rec("b", Pending)).await;
+    clock.advance(secs(6)); // a expired, b has 4 s left
+    s.put(rec("a", Pending)).await;
+    let a = s.get("a").await.unwrap();
+    assert_eq!(a, rec("a", Pending), "{}: nothing inherited", s.name());
+    // Without submitted_at both tie; a is a new id now, so it lists after b.
+    assert_eq!(ids(&s.list(Pending).await), ["b", "a"], "{}", s.name());
+    assert_eq!(s.stats().await.expired, 1, "{}", s.name());
+    s.finish().await;
+}
+
+async fn expiry_does_not_end_a_waiter(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                pending_ttl: Some(secs(5)),
+                result_ttl: Some(secs(5)),
+                ..HubConfig::default()
+            },
+        ),
+    );
+    s.put(rec("job", Running).with_task_name("t")).await;
+    let waiter = s.spawn_wait("job", Some(support::TIMEOUT));
+    s.await_waiters(1).await;
+    clock.advance(secs(6));
+    assert_eq!(s.get("job").await, None, "{}", s.name());
+    let stats = s.stats().await;
+    assert_eq!(
+        (stats.results, stats.waiters, stats.expired),
+        (0, 1, 1),
+        "{}: the record expired, the waiter stays: {stats:?}",
+        s.name()
+    );
+    assert!(
+        !waiter.is_finished(),
+        "{}: expiry ended the waiter",
+        s.name()
+    );
+    s.put(rec("job", Success).with_result(7)).await;
+    let woken = join("waiter", waiter)
+        .await
+        .expect("woken by the later store");
+    assert_eq!(woken, rec("job", Success).with_result(7), "{}", s.name());
+    assert_eq!(s.get("job").await, Some(woken), "{}", s.name());
+    assert_eq!(s.stats().await.waiters, 0, "{}", s.name());
+    s.finish().await;
+}
+
+async fn an_expired_terminal_record_no_longer_answers_wait_for_at_once(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                result_ttl: Some(secs(5)),
+                ..HubConfig::default()
+            },
+        ),
+    );
+    s.put(rec("done", Success)).await;
+    let out = within("wait_for", s.backend.wait_for("done", Some(Duration::ZERO))).await;
+    assert_eq!(out.unwrap(), rec("done", Success), "{}", s.name());
+    clock.advance(secs(5));
+    let out = within("wait_for", s.backend.wait_for("done", Some(Duration::ZERO))).await;
+    assert!(
+        matches!(out, Err(BackendError::Timeout { .. })),
+        "{}: wait_for an expired record should wait (and time out), got {out:?}",
+        s.name()
+    );
+    assert_eq!(s.stats().await.waiters, 0, "{}", s.name());
+    s.finish().await;
+}
+
+async fn expired_records_hold_no_room_under_max_results(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                max_results: Some(2),
+                pending_ttl: Some(secs(5)),
+                ..HubConfig::default()
+            },
+        ),
+    );
+    s.put(rec("p1", Pending)).await;
+    s.put(rec("p2", Running)).await;
+    assert_overloaded(
+        "full of non-terminal records",
+        s.store(rec("x", Pending)).await,
+    );
+    clock.advance(secs(5));
+    // Both records expired: the store must see an empty backend, not a full one.
+    let out = s.store(rec("p3", Pending)).await;
+    assert!(
+        out.is_ok(),
+        "{}: store after every record expired: expected Ok, got {out:?}",
+        s.name()
+    );
+    assert_holds(&s, &["p3"], &["p1", "p2"]).await;
+    let stats = s.stats().await;
+    assert_eq!(
+        (stats.expired, stats.evicted),
+        (2, 0),
+        "{}: {stats:?}",
+        s.name()
+    );
+    s.finish().await;
+}
+
+async fn an_expired_terminal_record_is_counted_as_expired_not_evicted(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                max_results: Some(1),
+                result_ttl: Some(secs(5)),
+                ..HubConfig::default()
+            },
+        ),
+    );
+    s.put(rec("a", Success)).await;
+    clock.advance(secs(5));
+    s.put(rec("b", Success)).await;
+    assert_holds(&s, &["b"], &["a"]).await;
+    let stats = s.stats().await;
+    assert_eq!(
+        (stats.expired, stats.evicted),
+        (1, 0),
+        "{}: a expired before b needed its room: {stats:?}",
+        s.name()
+    );
+    s.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// max_waiters
+// ---------------------------------------------------------------------------------------------
+
+async fn max_waiters_refuses_waits_past_the_limit_and_registers_nothing(kind: Kind) {
+    let s = Subject::open(
+        kind,
+        HubConfig {
+            max_waiters: Some(2),
+            ..HubConfig::default()
+        },
+    );
+    let first = s.spawn_wait("a", None);
+    let second = s.spawn_wait("a", Some(support::TIMEOUT));
+    s.await_waiters(2).await;
+    for timeout in [None, Some(Duration::ZERO), Some(secs(30))] {
+        let out = within(
+            "wait_for past max_waiters",
+            s.backend.wait_for("b", timeout),
+        )
+        .await;
+        assert_overloaded(&format!("{}: third waiter, {timeout:?}", s.name()), out);
+    }
+    assert_eq!(s.stats().await.waiters, 2, "{}", s.name());
+    s.put(rec("a", Failed)).await;
+    join("first", first).await.expect("woken");
+    join("second", second).await.expect("woken");
+    s.await_waiters(0).await;
+    // With room again, a wait registers (and times out).
+    let out = within("wait_for", s.backend.wait_for("b", Some(Duration::ZERO))).await;
+    assert!(
+        matches!(out, Err(BackendError::Timeout { .. })),
+        "{}: {out:?}",
+        s.name()
+    );
+    s.finish().await;
+}
+
+async fn wait_for_a_terminal_record_answers_even_at_max_waiters(kind: Kind) {
+    let s = Subject::open(
+        kind,
+        HubConfig {
+            max_waiters: Some(1),
+            ..HubConfig::default()
+        },
+    );
+    s.put(rec("done", Success)).await;
+    let holder = s.spawn_wait("open", None);
+    s.await_waiters(1).await;
+    // Answering from a terminal record is not waiting: it takes no waiter place.
+    let out = within("wait_for", s.backend.wait_for("done", Some(Duration::ZERO))).await;
+    assert!(
+        matches!(&out, Ok(record) if *record == rec("done", Success)),
+        "{}: wait_for a terminal record at max_waiters: expected the record, got {out:?}",
+        s.name()
+    );
+    holder.abort();
+    s.await_waiters(0).await;
+    s.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// max_task_id_len and max_record_bytes
+// ---------------------------------------------------------------------------------------------
+
+async fn an_over_long_task_id_is_refused_by_every_operation_naming_the_limit_and_size(kind: Kind) {
+    let s = Subject::open(
+        kind,
+        HubConfig {
+            max_task_id_len: 8,
+            ..HubConfig::default()
+        },
+    );
+    let long = "123456789";
+    let name = s.name();
+    let needles = ["max_task_id_len", "8", "9"];
+    assert_invalid_naming(
+        &format!("{name}: store"),
+        s.store(rec(long, Success)).await,
+        &needles,
+    );
+    assert_invalid_naming(
+        &format!("{name}: get"),
+        within("get", s.backend.get(long)).await,
+        &needles,
+    );
+    assert_invalid_naming(
+        &format!("{name}: delete"),
+        within("delete", s.backend.delete(long)).await,
+        &needles,
+    );
+    for timeout in [None, Some(Duration::ZERO), Some(secs(30))] {
+        assert_invalid_naming(
+            &format!("{name}: wait_for {timeout:?}"),
+            within("wait_for", s.backend.wait_for(long, timeout)).await,
+            &needles,
+        );
+    }
+    let stats = s.stats().await;
+    assert_eq!((stats.results, stats.waiters), (0, 0), "{name}: {stats:?}");
+    // Exactly at the limit is fine.
+    s.put(rec("12345678", Success)).await;
+    assert!(s.get("12345678").await.is_some());
+    assert!(
+        within("delete", s.backend.delete("12345678"))
+            .await
+            .unwrap()
+    );
+    s.finish().await;
+}
+
+async fn task_id_length_is_counted_in_bytes(kind: Kind) {
+    let s = Subject::open(
+        kind,
+        HubConfig {
+            max_task_id_len: 8,
+            ..HubConfig::default()
+        },
+    );
+    // Five characters, ten bytes.
+    let id = "ééééé";
+    assert_invalid_naming(
+        &format!("{}: store", s.name()),
+        s.store(rec(id, Success)).await,
+        &["max_task_id_len", "8", "10"],
+    );
+    assert_eq!(s.stats().await.results, 0, "{}", s.name());
+    // Four characters, eight bytes.
+    s.put(rec("éééé", Success)).await;
+    s.finish().await;
+}
+
+async fn a_record_over_max_record_bytes_is_refused_naming_the_limit_and_size(kind: Kind) {
+    let fits = rec("a", Success).with_result("x".repeat(100));
+    let limit = json_len(&fits);
+    let s = Subject::open(
+        kind,
+        HubConfig {
+            max_record_bytes: Some(limit),
+            ..HubConfig::default()
+        },
+    );
+    let name = s.name();
+    // Exactly at the limit is fine.
+    s.put(fits.clone()).await;
+
+    let waiter = s.spawn_wait("b", Some(support::TIMEOUT));
+    s.await_waiters(1).await;
+    let big = rec("b", Success).with_result("x".repeat(101));
+    let size = json_len(&big);
+    assert_eq!(size, limit + 1);
+    assert_invalid_naming(
+        &format!("{name}: store over the limit"),
+        s.store(big).await,
+        &["max_record_bytes", &limit.to_string(), &size.to_string()],
+    );
+    // A bigger record for an id that exists is refused too, and the old record stays.
+    assert_invalid_naming(
+        &format!("{name}: re-store over the limit"),
+        s.store(rec("a", Failed).with_error("e".repeat(500))).await,
+        &["max_record_bytes", &limit.to_string()],
+    );
+    assert_eq!(s.get("a").await, Some(fits), "{name}");
+    assert_eq!(s.get("b").await, None, "{name}");
+    let stats = s.stats().await;
+    assert_eq!((stats.results, stats.waiters), (1, 1), "{name}: {stats:?}");
+    assert!(
+        !waiter.is_finished(),
+        "{name}: a refused store woke a waiter"
+    );
+    s.put(rec("b", Success).with_result("ok")).await;
+    assert_eq!(join("waiter", waiter).await.unwrap().result, json!("ok"));
+    s.finish().await;
+}
+
+async fn max_record_bytes_measures_the_record_with_sticky_fields_merged(kind: Kind) {
+    let pending = rec("a", Pending)
+        .with_task_name("render")
+        .with_submitted_at(at(0))
+        .with_args(vec![json!("p".repeat(300))]);
+    let done = rec("a", Success).with_result("finished: twenty char");
+    let mut merged = done.clone();
+    merged.task_name = pending.task_name.clone();
+    merged.submitted_at = pending.submitted_at;
+    merged.args = pending.args.clone();
+    let limit = json_len(&pending) + 5;
+    assert!(json_len(&done) < limit, "the bare record fits");
+    assert!(json_len(&merged) > limit, "the merged record does not");
+
+    let s = Subject::open(
+        kind,
+        HubConfig {
+            max_record_bytes: Some(limit),
+            ..HubConfig::default()
+        },
+    );
+    let name = s.name();
+    s.put(pending.clone()).await;
+    assert_invalid_naming(
+        &format!("{name}: small record merged over the limit"),
+        s.store(done.clone()).await,
+        &[
+            "max_record_bytes",
+            &limit.to_string(),
+            &json_len(&merged).to_string(),
+        ],
+    );
+    assert_eq!(s.get("a").await, Some(pending), "{name}: the record stays");
+    assert_eq!(s.stats().await.by_status.get(Success), 0, "{name}");
+    // The same record for an id with no previous record fits.
+    s.put(TaskResult {
+        task_id: "b".into(),
+        ..done
+    })
+    .await;
+    s.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// terminal_policy
+// ---------------------------------------------------------------------------------------------
+
+fn keep_first() -> HubConfig {
+    HubConfig {
+        terminal_policy: TerminalPolicy::KeepFirst,
+        ..HubConfig::default()
+    }
+}
+
+async fn keep_first_refuses_every_store_after_a_terminal_record_and_keeps_it(kind: Kind) {
+    let s = Subject::open(kind, keep_first());
+    let name = s.name();
+    s.put(
+        rec("a", Pending)
+            .with_task_name("add")
+            .with_args(vec![json!(1)]),
+    )
+    .await;
+    s.put(rec("a", Running)).await;
+    s.put(rec("a", Success).with_result(1)).await;
+    let first = s.get("a").await.unwrap();
+    assert_eq!(first.task_name.as_deref(), Some("add"));
+    for status in TaskStatus::ALL {
+        assert_conflict(
+            &format!("{name}: {status} after success"),
+            s.store(rec("a", status).with_result(2)).await,
+            "a",
+            Success,
+        );
+    }
+    s.put(rec("b", Failed).with_error("boom")).await;
+    for status in TaskStatus::ALL {
+        assert_conflict(
+            &format!("{name}: {status} after failed"),
+            s.store(rec("b", status)).await,
+            "b",
+            Failed,
+        );
+    }
+    assert_eq!(s.get("a").await, Some(first.clone()), "{name}");
+    assert_eq!(s.list(Success).await, [first], "{name}");
+    let stats = s.stats().await;
+    assert_eq!(
+        (stats.results, stats.by_status.get(Failed)),
+        (2, 1),
+        "{name}: {stats:?}"
+    );
+    // wait_for still answers with the first record.
+    let out = within("wait_for", s.backend.wait_for("a", Some(Duration::ZERO))).await;
+    assert_eq!(out.unwrap().result, json!(1), "{name}");
+    s.finish().await;
+}
+
+async fn keep_first_allows_a_new_record_once_the_terminal_one_is_deleted_or_expired(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                result_ttl: Some(secs(5)),
+                ..keep_first()
+            },
+        ),
+    );
+    s.put(rec("a", Success)).await;
+    s.put(rec("b", Success)).await;
+    assert!(within("delete", s.backend.delete("a")).await.unwrap());
+    s.put(rec("a", Failed)).await;
+    clock.advance(secs(5));
+    s.put(rec("b", Failed)).await;
+    assert_eq!(s.get("b").await.unwrap().status, Failed, "{}", s.name());
+    assert_eq!(s.get("a").await, None, "{}", s.name());
+    s.finish().await;
+}
+
+async fn a_refused_store_neither_refreshes_the_eviction_order_nor_restarts_the_ttl(kind: Kind) {
+    let clock = ManualClock::new();
+    let s = Subject::open(
+        kind,
+        clocked(
+            &clock,
+            HubConfig {
+                max_results: Some(2),
+                result_ttl: Some(secs(10)),
+                ..keep_first()
+            },
+        ),
+    );
+    s.put(rec("a", Success)).await;
+    s.put(rec("b", Success)).await;
+    clock.advance(secs(8));
+    assert_conflict(
+        "refused re-store",
+        s.store(rec("a", Success)).await,
+        "a",
+        Success,
+    );
+    // `a` is still the oldest terminal record: it is the one evicted.
+    s.put(rec("c", Success)).await;
+    assert_holds(&s, &["b", "c"], &["a"]).await;
+    // And a refused store of `b` does not restart its clock.
+    assert_conflict("refused", s.store(rec("b", Failed)).await, "b", Success);
+    clock.advance(secs(2));
+    assert_holds(&s, &["c"], &["a", "b"]).await;
+    let stats = s.stats().await;
+    assert_eq!(
+        (stats.evicted, stats.expired),
+        (1, 1),
+        "{}: {stats:?}",
+        s.name()
+    );
+    s.finish().await;
+}
+
+async fn overwrite_replaces_terminal_records(kind: Kind) {
+    let s = Subject::open(kind, HubConfig::default());
+    assert_eq!(
+        HubConfig::default().terminal_policy,
+        TerminalPolicy::Overwrite
+    );
+    s.put(rec("a", Success).with_result(1).with_task_name("n"))
+        .await;
+    s.put(rec("a", Failed).with_error("late")).await;
+    let a = s.get("a").await.unwrap();
+    assert_eq!(
+        (a.status, a.result.clone(), a.task_name.as_deref()),
+        (Failed, json!(null), Some("n")),
+        "{}",
+        s.name()
+    );
+    s.put(rec("a", Running)).await;
+    // Back to non-terminal: a wait waits for the next terminal store.
+    let waiter = s.spawn_wait("a", Some(support::TIMEOUT));
+    s.await_waiters(1).await;
+    s.put(rec("a", Success).with_result(3)).await;
+    assert_eq!(join("waiter", waiter).await.unwrap().result, json!(3));
+    s.finish().await;
+}
