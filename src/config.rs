@@ -73,6 +73,20 @@ pub struct HubConfig {
     ///
     /// Default: [`TerminalPolicy::Overwrite`].
     pub terminal_policy: TerminalPolicy,
+    /// Whether a [`HubHandle`](crate::HubHandle)'s `store` may return once the store is
+    /// queued, before the hub has applied it.
+    ///
+    /// Only used when the hub cannot refuse a store that passed the handle's own checks (id
+    /// and record id): no `max_results`, no `max_record_bytes`, `TerminalPolicy::Overwrite`.
+    /// Then a store's only outcome is to be applied, in order: the caller's later `get` sees
+    /// it, `shutdown` applies it first, and a waiter is woken by it. Up to 256 stores per hub
+    /// may be queued this way; past that a store waits for the hub, so the queue stays short.
+    /// What a pipelined store gives up is hearing about the two things no check can foresee:
+    /// the hub dying, or a bug (a handler panic), before it is applied; both are logged.
+    /// Set it to `false` to have every store wait until the hub has applied it.
+    ///
+    /// Default: `true`.
+    pub pipeline_stores: bool,
     /// Where expiry reads the time.
     ///
     /// Default: [`Clock::system`].
@@ -89,6 +103,7 @@ impl Default for HubConfig {
             max_task_id_len: 1024,
             max_record_bytes: None,
             terminal_policy: TerminalPolicy::Overwrite,
+            pipeline_stores: true,
             clock: Clock::system(),
         }
     }

@@ -1,17 +1,24 @@
 //! The cloneable handle callers use: [`ResultBackend`] over messages to the hub.
 
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Handler, Message};
 use tokio::sync::{oneshot, watch};
 
+use crate::compact::CompactRecord;
+use crate::hub::HubShared;
+use crate::hub::pack_checked;
+use crate::hub::state::Keyed;
 use crate::messages::{
-    Clear, Delete, Envelope, Get, ListByStatus, Restore, Shutdown, Snapshot, Stats, Store, WaitFor,
-    WaitOutcome,
+    Await, Awaited, Clear, Delete, Drain, Dump, Envelope, Fetch, Introduce, Load, Page, Put,
+    Restore, Shutdown, Stats, Store,
 };
-use crate::{BackendError, HubConfig, HubStats, ResultBackend, ResultHub, TaskResult, TaskStatus};
+use crate::{
+    BackendError, HubConfig, HubStats, ResultBackend, ResultHub, TaskResult, TaskStatus, validate,
+};
 
 /// A cheap, cloneable handle to a [`ResultHub`]; it implements [`ResultBackend`] by messaging
 /// the hub.
@@ -49,6 +56,9 @@ use crate::{BackendError, HubConfig, HubStats, ResultBackend, ResultHub, TaskRes
 #[derive(Clone, Debug)]
 pub struct HubHandle {
     addr: Addr<ResultHub>,
+    /// What the hub shares with its handles: known from the start for `start` and `spawn`,
+    /// learned on first use for `from_addr`. Shared by every clone.
+    shared: Arc<OnceLock<Arc<HubShared>>>,
     /// Set when [`HubHandle::spawn`] made the hub's thread; shared by every clone.
     thread: Option<Arc<HubThread>>,
 }
@@ -69,7 +79,9 @@ impl HubHandle {
                  from plain tokio or non-async code use HubHandle::spawn"
             );
         }
-        HubHandle::from_addr(ResultHub::new(config).start())
+        let hub = ResultHub::new(config);
+        let shared = hub.shared();
+        HubHandle::with_shared(hub.start(), shared, None)
     }
 
     /// Starts a hub on a new thread running its own actix System, and returns its handle.
@@ -88,37 +100,59 @@ impl HubHandle {
             .name("resulthub".to_owned())
             .spawn(move || {
                 let system = actix_rt::System::new();
-                let addr = system.block_on(async { ResultHub::new(config).start() });
-                if ready_tx.send((addr, actix_rt::System::current())).is_ok() {
+                let (addr, shared) = system.block_on(async {
+                    let hub = ResultHub::new(config);
+                    let shared = hub.shared();
+                    (hub.start(), shared)
+                });
+                if ready_tx
+                    .send((addr, shared, actix_rt::System::current()))
+                    .is_ok()
+                {
+                    // `run` drops the runtime, and with it the hub and its records, on return.
                     if let Err(error) = system.run() {
                         tracing::error!(name: "hub.thread", %error, "hub system ended with an error");
                     }
                 }
-                // Dropping the watch sender tells `shutdown` the System has ended.
+                // Only then does dropping the watch sender tell `shutdown` the thread is done.
                 drop(alive_tx);
             });
         let join = match spawned {
             Ok(join) => join,
             Err(error) => panic!("HubHandle::spawn could not start the hub thread: {error}"),
         };
-        let (addr, system) = match ready_rx.recv() {
+        let (addr, shared, system) = match ready_rx.recv() {
             Ok(ready) => ready,
             Err(_) => panic!("the hub thread ended before starting its hub"),
         };
+        let thread = Arc::new(HubThread {
+            system,
+            alive: alive_rx,
+            join: Mutex::new(Some(join)),
+        });
+        HubHandle::with_shared(addr, shared, Some(thread))
+    }
+
+    fn with_shared(
+        addr: Addr<ResultHub>,
+        shared: Arc<HubShared>,
+        thread: Option<Arc<HubThread>>,
+    ) -> HubHandle {
         HubHandle {
             addr,
-            thread: Some(Arc::new(HubThread {
-                system,
-                alive: alive_rx,
-                join: Mutex::new(Some(join)),
-            })),
+            shared: Arc::new(OnceLock::from(shared)),
+            thread,
         }
     }
 
     /// A handle to a hub that actix code started itself (under a supervisor, from the
     /// registry, ...).
     pub fn from_addr(addr: Addr<ResultHub>) -> HubHandle {
-        HubHandle { addr, thread: None }
+        HubHandle {
+            addr,
+            shared: Arc::new(OnceLock::new()),
+            thread: None,
+        }
     }
 
     /// The hub's actix address, for sending [`messages`](crate::messages) directly.
@@ -142,7 +176,7 @@ impl HubHandle {
     ///
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn snapshot(&self) -> Result<Vec<TaskResult>, BackendError> {
-        self.call(Snapshot).await
+        unpack_all(self.call(Dump).await?)
     }
 
     /// Stores `records` in the given order, as stores do (validated, sticky fields merged,
@@ -177,7 +211,14 @@ impl HubHandle {
     /// [`BackendError::Conflict`] naming the first record refused; nothing is stored.
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn restore(&self, records: Vec<TaskResult>) -> Result<usize, BackendError> {
-        self.call(Restore { records }).await
+        match self.shared.get() {
+            // Packed here, on the caller's thread.
+            Some(shared) => {
+                let records = pack_checked(records, shared)?;
+                self.call(Load { records }).await
+            }
+            None => self.call(Restore { records }).await,
+        }
     }
 
     /// Stops the hub for good, after every operation sent before it has been applied.
@@ -187,11 +228,44 @@ impl HubHandle {
     /// [`spawn`](Self::spawn) made the hub's thread, this also ends and joins it. Calling it
     /// again is harmless.
     pub async fn shutdown(&self) {
+        // Closed first, then the message: a store that saw the hub open was queued before it.
+        if let Ok(shared) = self.learn_shared().await {
+            shared.close();
+        }
         // An error means the hub is gone already, which is what was asked.
         let _ = self.call(Shutdown).await;
         if let Some(thread) = &self.thread {
             thread.stop_and_join().await;
         }
+    }
+
+    /// Stops the hub for good like [`shutdown`](Self::shutdown), and returns every record it
+    /// held at that moment, in first-store order: taken in the same step as the shutdown, so no
+    /// store acknowledged before it is missing, as one could be between a
+    /// [`snapshot`](Self::snapshot) and a `shutdown`. Feed the records to
+    /// [`restore`](Self::restore) (or [`jsonl`](crate::jsonl)) to carry them across a restart.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Unavailable`] if the hub had already stopped.
+    pub async fn shutdown_and_snapshot(&self) -> Result<Vec<TaskResult>, BackendError> {
+        if let Ok(shared) = self.learn_shared().await {
+            shared.close();
+        }
+        let records = self.call(Drain).await;
+        if let Some(thread) = &self.thread {
+            thread.stop_and_join().await;
+        }
+        unpack_all(records?)
+    }
+
+    /// What the hub shares with its handles, asked for once if this handle does not know it.
+    async fn learn_shared(&self) -> Result<&Arc<HubShared>, BackendError> {
+        if let Some(shared) = self.shared.get() {
+            return Ok(shared);
+        }
+        let shared = self.call(Introduce).await?;
+        Ok(self.shared.get_or_init(|| shared))
     }
 
     /// Sends `message` in an envelope with `do_send`, which actix delivers even if this future
@@ -203,26 +277,88 @@ impl HubHandle {
         T: Send + 'static,
         ResultHub: Handler<Envelope<M>>,
     {
+        self.send(message).await
+    }
+
+    /// Sends `message` at once and returns the reply to await: sending does not wait for the
+    /// first poll of a future.
+    fn send<M, T>(&self, message: M) -> impl Future<Output = Result<T, BackendError>> + use<M, T>
+    where
+        M: Message<Result = Result<T, BackendError>> + Send + 'static,
+        T: Send + 'static,
+        ResultHub: Handler<Envelope<M>>,
+    {
         let (reply, receiver) = oneshot::channel();
         self.addr.do_send(Envelope { message, reply });
-        receiver
-            .await
-            .unwrap_or_else(|_| Err(BackendError::hub_stopped()))
+        async move {
+            receiver
+                .await
+                .unwrap_or_else(|_| Err(BackendError::hub_stopped()))
+        }
     }
+
+    /// The store path. When stores are pipelined (see [`HubConfig::pipeline_stores`]), it
+    /// returns once the store is queued, holding one of `MAX_UNACKED_STORES` places until the
+    /// hub has applied it; with no place free, or when the hub may refuse the store, it waits
+    /// for the hub's answer.
+    async fn put(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
+        let Some(shared) = self.shared.get() else {
+            // Queued before anything else is awaited, so it is not lost if this is dropped.
+            let stored = self.call(Store {
+                task_id: task_id.to_owned(),
+                result,
+            });
+            stored.await?;
+            let _ = self.learn_shared().await;
+            return Ok(());
+        };
+        validate::store(task_id, &result, &shared.config)?;
+        let record = CompactRecord::pack(result);
+        let permit = if !shared.pipelines_stores() || shared.is_closed() {
+            None
+        } else {
+            Arc::clone(&shared.unacked).try_acquire_owned().ok()
+        };
+        let unacked = permit.is_some();
+        let config = &shared.config;
+        let at = (config.result_ttl.is_some() || config.pending_ttl.is_some())
+            .then(|| config.clock.now());
+        let reply = self.send(Put {
+            task_id: task_id.to_owned(),
+            record,
+            at,
+            permit,
+        });
+        if !unacked || shared.is_closed() || !self.addr.connected() {
+            // A hub that may refuse, or one that is closing: only its answer says.
+            return reply.await;
+        }
+        Ok(())
+    }
+}
+
+fn unpack_all(records: Vec<Keyed>) -> Result<Vec<TaskResult>, BackendError> {
+    records
+        .into_iter()
+        .map(|(id, record)| record.unpack(&id))
+        .collect()
 }
 
 #[async_trait::async_trait]
 impl ResultBackend for HubHandle {
     async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
-        self.call(Store {
-            task_id: task_id.to_owned(),
-            result,
-        })
-        .await
+        self.put(task_id, result).await
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
-        self.call(Get::new(task_id)).await
+        let record = self.call(Fetch {
+            task_id: task_id.to_owned(),
+        });
+        // Unpacked here, on the caller's thread.
+        record
+            .await?
+            .map(|record| record.unpack(task_id))
+            .transpose()
     }
 
     async fn wait_for(
@@ -232,9 +368,12 @@ impl ResultBackend for HubHandle {
     ) -> Result<TaskResult, BackendError> {
         // The timer starts once the hub has answered: it bounds the wait for a future store,
         // not this request's turn in the queue.
-        match self.call(WaitFor::new(task_id)).await? {
-            WaitOutcome::Ready(record) => Ok(record),
-            WaitOutcome::Waiting(pending) => crate::wait::bounded(task_id, pending, timeout).await,
+        let registered = self.call(Await {
+            task_id: task_id.to_owned(),
+        });
+        match registered.await? {
+            Awaited::Ready(record) => record.unpack(task_id),
+            Awaited::Waiting(pending) => crate::wait::bounded(task_id, pending, timeout).await,
         }
     }
 
@@ -252,12 +391,12 @@ impl ResultBackend for HubHandle {
         limit: Option<usize>,
         offset: usize,
     ) -> Result<Vec<TaskResult>, BackendError> {
-        self.call(ListByStatus {
+        let page = self.call(Page {
             status,
             limit,
             offset,
-        })
-        .await
+        });
+        unpack_all(page.await?)
     }
 }
 
@@ -281,8 +420,16 @@ impl HubThread {
             Err(poisoned) => poisoned.into_inner().take(),
         };
         if let Some(join) = join {
-            // The thread has nothing left to do but exit, so this join is immediate.
-            if join.join().is_err() {
+            // The thread has nothing left to do but return, so this join is short; off the
+            // async runtime all the same, when there is one.
+            let joined = match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => runtime
+                    .spawn_blocking(move || join.join().is_ok())
+                    .await
+                    .unwrap_or(false),
+                Err(_) => join.join().is_ok(),
+            };
+            if !joined {
                 tracing::error!(name: "hub.thread", "the hub thread panicked");
             }
         }

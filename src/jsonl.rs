@@ -57,7 +57,7 @@ pub fn read_records<R: BufRead>(reader: R) -> Result<Vec<TaskResult>, BackendErr
     // failing reader.
     for line in reader.split(b'\n') {
         let line = line.map_err(|error| BackendError::Storage(Box::new(error)))?;
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if std::str::from_utf8(&line).is_ok_and(|text| text.trim().is_empty()) {
             continue;
         }
         records.push(serde_json::from_slice(&line).map_err(BackendError::Codec)?);

@@ -44,6 +44,7 @@
 
 mod backend;
 mod clock;
+mod compact;
 mod config;
 mod error;
 mod handle;
@@ -55,6 +56,7 @@ mod order;
 mod record;
 mod stats;
 mod status;
+#[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod testing;
 mod timestamp;

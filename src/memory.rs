@@ -1,6 +1,6 @@
 //! A lock-sharded in-memory backend, with no actor in between.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,8 +25,8 @@ use crate::{
 /// reference peer in tests and benchmarks. Pick it when one process needs the lowest latency
 /// per call; pick the hub when you want one owner of all state inside an actix application, or
 /// a bounded listing cost: this backend's `list_by_status` sorts every record of the status on
-/// each call. With `max_results` set, every change also takes one backend-wide lock (eviction
-/// needs one order of all terminal records), so writes no longer run in parallel.
+/// each call. With `max_results` or a TTL set, every change also takes one backend-wide lock
+/// (eviction and expiry need one order of all records), so writes no longer run in parallel.
 ///
 /// A record and its waiters live under one shard lock, so a store and a `wait_for` racing on
 /// the same id can never lose the wake-up.
@@ -50,8 +50,8 @@ use crate::{
 pub struct InMemoryBackend {
     config: HubConfig,
     slots: DashMap<String, Slot>,
-    /// The eviction and expiry orders. Only with `max_results`; its lock then serializes every
-    /// change to the records.
+    /// The eviction and expiry orders. Only with `max_results` or a TTL; its lock then
+    /// serializes every change to the records.
     eviction: Option<Mutex<EvictionOrder>>,
     records: AtomicUsize,
     next_seq: AtomicU64,
@@ -67,7 +67,9 @@ pub struct InMemoryBackend {
 #[derive(Debug, Default)]
 struct Slot {
     entry: Option<Entry>,
-    waiters: Vec<(u64, oneshot::Sender<TaskResult>)>,
+    /// By waiter id, so that a caller giving up removes its own entry in O(1), however many
+    /// wait for the same id.
+    waiters: HashMap<u64, oneshot::Sender<TaskResult>>,
 }
 
 #[derive(Debug)]
@@ -111,9 +113,12 @@ impl InMemoryBackend {
     /// applies them.
     pub fn with_config(config: HubConfig) -> Self {
         InMemoryBackend {
-            eviction: config
-                .max_results
-                .map(|_| Mutex::new(EvictionOrder::default())),
+            // Expiry needs the same cross-shard order as eviction: without it, expired records
+            // would stay in memory until their id is touched again.
+            eviction: (config.max_results.is_some()
+                || config.result_ttl.is_some()
+                || config.pending_ttl.is_some())
+            .then(|| Mutex::new(EvictionOrder::default())),
             config,
             ..Self::default()
         }
@@ -264,7 +269,7 @@ impl InMemoryBackend {
                     order.expiry.remove(&(at, previous.stored));
                 }
             }
-            if record.is_complete() {
+            if record.is_complete() && self.config.max_results.is_some() {
                 order.terminal.insert(stored, record.task_id.clone());
             }
             if let Some(at) = expires_at {
@@ -299,8 +304,7 @@ impl InMemoryBackend {
 
     fn cancel_waiter(&self, task_id: &str, waiter_id: u64) {
         self.slots.remove_if_mut(task_id, |_, slot| {
-            if let Some(position) = slot.waiters.iter().position(|(id, _)| *id == waiter_id) {
-                slot.waiters.swap_remove(position);
+            if slot.waiters.remove(&waiter_id).is_some() {
                 self.waiter_count.fetch_sub(1, Ordering::AcqRel);
             }
             slot.is_empty()
@@ -412,7 +416,7 @@ impl ResultBackend for InMemoryBackend {
                 return Err(error);
             }
             let (sender, receiver) = oneshot::channel();
-            slot.waiters.push((waiter_id, sender));
+            slot.waiters.insert(waiter_id, sender);
             receiver
         };
         let pending = LocalWait {

@@ -25,8 +25,15 @@
 //! # });
 //! ```
 
-use actix::Message;
+use std::sync::Arc;
+use std::time::Instant;
 
+use actix::Message;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::compact::CompactRecord;
+use crate::hub::HubShared;
+use crate::hub::state::{Keyed, SharedRecord};
 use crate::{BackendError, HubStats, TaskResult, TaskStatus};
 
 pub use crate::hub::pending::PendingWait;
@@ -193,7 +200,7 @@ impl Message for Shutdown {
 /// Removes a waiter whose caller gave up; sent by [`PendingWait`]'s `Drop`.
 #[derive(Debug)]
 pub(crate) struct CancelWait {
-    pub(crate) task_id: String,
+    pub(crate) task_id: Arc<str>,
     pub(crate) waiter_id: u64,
 }
 
@@ -210,4 +217,97 @@ pub(crate) struct Envelope<M: Message> {
 
 impl<M: Message> Message for Envelope<M> {
     type Result = ();
+}
+
+// The handle's own messages: records travel packed, and are packed and unpacked on the
+// caller's thread, so the hub's one thread does no JSON work.
+
+/// Stores a record the handle has validated and packed.
+#[derive(Debug)]
+pub(crate) struct Put {
+    pub(crate) task_id: String,
+    pub(crate) record: CompactRecord,
+    /// When the caller stored it, when TTLs are set: a pipelined store may be applied later,
+    /// and its TTL counts from the call.
+    pub(crate) at: Option<Instant>,
+    /// Held while the store is queued: bounds the stores sent without waiting for the hub.
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Message for Put {
+    type Result = Result<(), BackendError>;
+}
+
+/// Reads one record, packed.
+#[derive(Debug)]
+pub(crate) struct Fetch {
+    pub(crate) task_id: String,
+}
+
+impl Message for Fetch {
+    type Result = Result<Option<SharedRecord>, BackendError>;
+}
+
+/// Registers a waiter; a terminal record comes back packed.
+#[derive(Debug)]
+pub(crate) struct Await {
+    pub(crate) task_id: String,
+}
+
+/// The hub's answer to [`Await`].
+#[derive(Debug)]
+pub(crate) enum Awaited {
+    Ready(SharedRecord),
+    Waiting(PendingWait),
+}
+
+impl Message for Await {
+    type Result = Result<Awaited, BackendError>;
+}
+
+/// Lists a page, packed.
+#[derive(Debug)]
+pub(crate) struct Page {
+    pub(crate) status: TaskStatus,
+    pub(crate) limit: Option<usize>,
+    pub(crate) offset: usize,
+}
+
+impl Message for Page {
+    type Result = Result<Vec<Keyed>, BackendError>;
+}
+
+/// Every record, packed, in first-store order.
+#[derive(Debug)]
+pub(crate) struct Dump;
+
+impl Message for Dump {
+    type Result = Result<Vec<Keyed>, BackendError>;
+}
+
+/// Restores packed records.
+#[derive(Debug)]
+pub(crate) struct Load {
+    pub(crate) records: Vec<(String, CompactRecord)>,
+}
+
+impl Message for Load {
+    type Result = Result<usize, BackendError>;
+}
+
+/// Asks the hub for what its handles share with it.
+#[derive(Debug)]
+pub(crate) struct Introduce;
+
+impl Message for Introduce {
+    type Result = Result<Arc<HubShared>, BackendError>;
+}
+
+/// Takes every record, packed, and shuts the hub down in the same step: no store can land
+/// between the two.
+#[derive(Debug)]
+pub(crate) struct Drain;
+
+impl Message for Drain {
+    type Result = Result<Vec<Keyed>, BackendError>;
 }

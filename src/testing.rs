@@ -1,9 +1,10 @@
-//! Hooks for the crate's own tests; not part of the supported API.
+//! Hooks for the crate's own tests (feature `fault-injection`); not part of the supported API.
 
 use actix::Message;
 
 /// Stops the hub's actor context as a crash would, without shutting the hub down: an
-/// unsupervised hub dies, a supervised one is restarted by its supervisor.
+/// unsupervised hub dies, a supervised one is restarted by its supervisor (feature
+/// `fault-injection` only).
 #[derive(Debug)]
 pub struct StopHub;
 
@@ -15,14 +16,12 @@ impl Message for StopHub {
 /// `fault-injection` only). Operations: `"store"` (for a record that exists), `"get"`,
 /// `"wait_for"`, `"delete"`, `"clear"`, `"list_by_status"`, `"stats"`, `"snapshot"`,
 /// `"restore"`.
-#[cfg(feature = "fault-injection")]
 #[derive(Debug)]
 pub struct InjectFault {
     /// The operation whose next call panics.
     pub operation: &'static str,
 }
 
-#[cfg(feature = "fault-injection")]
 impl Message for InjectFault {
     type Result = ();
 }

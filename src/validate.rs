@@ -42,21 +42,33 @@ pub(crate) fn store(
 /// Refuses a record whose JSON encoding is over `max_record_bytes`. Counts the bytes without
 /// keeping them.
 pub(crate) fn record_size(record: &TaskResult, config: &HubConfig) -> Result<(), BackendError> {
-    let Some(max) = config.max_record_bytes else {
+    if config.max_record_bytes.is_none() {
         return Ok(());
-    };
+    }
     let mut counter = ByteCounter(0);
     serde_json::to_writer(&mut counter, record).map_err(BackendError::Codec)?;
-    if counter.0 > max {
-        return Err(BackendError::invalid(format!(
-            "record is {} bytes as JSON, over max_record_bytes ({max})",
-            counter.0
-        )));
-    }
-    Ok(())
+    record_bytes(counter.0, config)
 }
 
-struct ByteCounter(usize);
+/// Refuses a record whose JSON encoding, already measured, is over `max_record_bytes`.
+pub(crate) fn record_bytes(len: usize, config: &HubConfig) -> Result<(), BackendError> {
+    match config.max_record_bytes {
+        Some(max) if len > max => Err(BackendError::invalid(format!(
+            "record is {len} bytes as JSON, over max_record_bytes ({max})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// An `io::Write` that only counts what it is given.
+#[derive(Default)]
+pub(crate) struct ByteCounter(usize);
+
+impl ByteCounter {
+    pub(crate) fn bytes(&self) -> usize {
+        self.0
+    }
+}
 
 impl std::io::Write for ByteCounter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -1,12 +1,17 @@
 //! Waiting under a caller's timeout, shared by every backend.
 
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
+
+use futures::future::{self, Either};
 
 use crate::{BackendError, TaskResult};
 
 /// Awaits `pending` for at most `timeout` (`None`: without limit). A timeout too large to
 /// represent as a deadline (`Duration::MAX`) waits without limit rather than overflowing.
+/// The timer is Tokio's: outside a Tokio runtime with timers, a timeout is `Unsupported`
+/// rather than a panic.
 pub(crate) async fn bounded<F>(
     task_id: &str,
     pending: F,
@@ -18,18 +23,26 @@ where
     let Some(timeout) = timeout else {
         return pending.await;
     };
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(BackendError::Unsupported {
-            operation: "wait_for with a timeout outside a Tokio runtime",
-        });
-    }
     let Some(deadline) = tokio::time::Instant::now().checked_add(timeout) else {
         return pending.await;
     };
-    match tokio::time::timeout_at(deadline, pending).await {
-        Ok(outcome) => outcome,
-        // Dropping `pending` here has already unregistered the waiter.
-        Err(_) => Err(BackendError::Timeout {
+    // Tokio panics when asked for a timer it does not have: no runtime, or one built without
+    // `enable_time`. That is a caller's setup, not a reason to crash it.
+    let sleep = match tokio::runtime::Handle::try_current() {
+        Ok(_) => panic::catch_unwind(AssertUnwindSafe(|| tokio::time::sleep_until(deadline))).ok(),
+        Err(_) => None,
+    };
+    let Some(sleep) = sleep else {
+        return Err(BackendError::Unsupported {
+            operation: "wait_for with a timeout outside a Tokio runtime with timers enabled",
+        });
+    };
+    let sleep = std::pin::pin!(sleep);
+    let pending = std::pin::pin!(pending);
+    match future::select(pending, sleep).await {
+        Either::Left((outcome, _)) => outcome,
+        // Dropping `pending` on return unregisters the waiter.
+        Either::Right(_) => Err(BackendError::Timeout {
             task_id: task_id.to_owned(),
             timeout,
         }),

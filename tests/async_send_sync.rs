@@ -39,6 +39,7 @@ fn public_types_are_send_sync_and_unpin() {
     assert_send_sync::<ResultHub>();
     assert_send_sync::<ParseStatusError>();
     assert_send_sync::<BoxError>();
+    #[cfg(feature = "fault-injection")]
     assert_send_sync::<resulthub::testing::StopHub>();
     assert_send_sync::<Store>();
     assert_send_sync::<Get>();

@@ -159,10 +159,46 @@ async fn assert_every_call_unavailable(hub: &HubHandle) {
 // Injected faults
 // ---------------------------------------------------------------------------------------------
 
+/// A hub whose stores wait to be applied, so that a store that trips a fault can be answered
+/// with `Internal`; a pipelined store has returned by then (see the test below).
+fn acked() -> HubConfig {
+    HubConfig {
+        pipeline_stores: false,
+        ..HubConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_pipelined_store_that_panics_is_logged_and_the_hub_keeps_serving() {
+    let hub = HubHandle::spawn(HubConfig::default());
+    let s = Subject::hub(hub.clone());
+    let waiter = populate(&s).await;
+    let before = snapshot(&hub).await;
+    inject(&hub, "store").await;
+    // The caller was told Ok when the store was queued; the panic comes after.
+    within("store", hub.store("r", rec("r", Success).with_result(1)))
+        .await
+        .expect("a pipelined store returns once queued");
+    assert_consistent(&s, "after a pipelined store fault").await;
+    let r = s.get("r").await.expect("r is still held");
+    let old = before.iter().find(|x| x.task_id == "r").unwrap();
+    assert_eq!(
+        &r, old,
+        "the panicking store was not applied, and nothing half-applied"
+    );
+    // The hub goes on: the next store of the same id lands, and waiters still wake.
+    s.put(rec("r", Success).with_result(2)).await;
+    assert_eq!(s.get("r").await.unwrap().result, json!(2));
+    assert_consistent(&s, "after the next store").await;
+    s.put(rec("p", Success)).await;
+    assert_eq!(join("waiter", waiter).await.unwrap().status, Success);
+    s.finish().await;
+}
+
 /// Arms a fault for `operation`, makes the call that trips it, and checks the hub answered
 /// that caller with `Internal`, stayed consistent, and keeps serving every operation.
 async fn assert_survives_fault(operation: &'static str) {
-    let hub = HubHandle::spawn(HubConfig::default());
+    let hub = HubHandle::spawn(acked());
     let s = Subject::hub(hub.clone());
     let waiter = populate(&s).await;
     let before = snapshot(&hub).await;
@@ -310,7 +346,7 @@ async fn a_panicking_restore_answers_internal_and_restores_all_or_nothing() {
 
 #[tokio::test]
 async fn a_store_panicking_midway_answers_internal_and_leaves_a_consistent_index() {
-    let hub = HubHandle::spawn(HubConfig::default());
+    let hub = HubHandle::spawn(acked());
     let s = Subject::hub(hub.clone());
     let waiter = populate(&s).await;
     let before = snapshot(&hub).await;
@@ -374,7 +410,7 @@ async fn a_store_panicking_midway_answers_internal_and_leaves_a_consistent_index
 
 #[tokio::test]
 async fn a_store_fault_stays_armed_until_a_store_of_an_existing_id() {
-    let hub = HubHandle::spawn(HubConfig::default());
+    let hub = HubHandle::spawn(acked());
     let s = Subject::hub(hub.clone());
     inject(&hub, "store").await;
     // New ids take the path without the fault point.
@@ -388,7 +424,7 @@ async fn a_store_fault_stays_armed_until_a_store_of_an_existing_id() {
 
 #[tokio::test]
 async fn the_hub_survives_a_fault_in_every_operation_in_turn() {
-    let hub = HubHandle::spawn(HubConfig::default());
+    let hub = HubHandle::spawn(acked());
     let s = Subject::hub(hub.clone());
     let waiter = populate(&s).await;
     for round in 0..3 {
@@ -470,7 +506,9 @@ async fn a_dead_started_hub_answers_pending_and_later_calls_with_unavailable_at_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_queued_behind_a_hub_death_are_answered_unavailable() {
-    let hub = HubHandle::spawn(HubConfig::default());
+    // Acknowledged stores: a pipelined store queued before the death has already returned Ok,
+    // which is what `HubConfig::pipeline_stores` trades (its wait_for is still Unavailable).
+    let hub = HubHandle::spawn(acked());
     let s = Subject::hub(hub.clone());
     s.put(rec("p", Pending)).await;
     // Queue calls behind the stop without waiting for it to be handled.

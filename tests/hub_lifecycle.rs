@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix::SystemService;
 use conformance::{Subject, TIMEOUT, await_waiters, guard, join, spawn_wait};
+#[cfg(feature = "fault-injection")]
 use resulthub::testing::StopHub;
 use resulthub::{
     BackendError, HubConfig, HubHandle, HubStats, InMemoryBackend, ResultBackend, ResultHub,
@@ -197,6 +198,7 @@ async fn shutdown_stops_a_supervised_hub_for_good() {
 // Death and restart (testing::StopHub)
 // ---------------------------------------------------------------------------------------------
 
+#[cfg(feature = "fault-injection")]
 #[actix_rt::test]
 async fn stopped_unsupervised_started_hub_answers_unavailable() {
     let hub = HubHandle::start(HubConfig::default());
@@ -208,6 +210,7 @@ async fn stopped_unsupervised_started_hub_answers_unavailable() {
     assert_every_call_unavailable(&hub.clone()).await;
 }
 
+#[cfg(feature = "fault-injection")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_spawned_hub_answers_unavailable() {
     let hub = HubHandle::spawn(HubConfig::default());
@@ -219,6 +222,7 @@ async fn stopped_spawned_hub_answers_unavailable() {
     guard("shutdown() of a dead hub", hub.shutdown()).await;
 }
 
+#[cfg(feature = "fault-injection")]
 #[actix_rt::test]
 async fn stopped_hub_started_by_hand_answers_unavailable() {
     use actix::Actor;
@@ -231,6 +235,7 @@ async fn stopped_hub_started_by_hand_answers_unavailable() {
     assert_every_call_unavailable(&hub).await;
 }
 
+#[cfg(feature = "fault-injection")]
 /// Stops the hub once and checks it came back with its records, order and waiters. `round`
 /// prefixes every id, so that the check can run again on the same hub.
 async fn assert_restart_keeps_state(hub: HubHandle, round: &str) {
@@ -299,6 +304,7 @@ async fn assert_restart_keeps_state(hub: HubHandle, round: &str) {
     await_waiters(&subject, 0).await;
 }
 
+#[cfg(feature = "fault-injection")]
 #[actix_rt::test]
 async fn supervised_hub_restarts_keeping_records_and_waiters() {
     let addr = actix::Supervisor::start(|_| ResultHub::new(HubConfig::default()));
@@ -310,6 +316,7 @@ async fn supervised_hub_restarts_keeping_records_and_waiters() {
     assert_every_call_unavailable(&hub).await;
 }
 
+#[cfg(feature = "fault-injection")]
 #[actix_rt::test]
 async fn registry_hub_restarts_keeping_records_and_waiters() {
     // A SystemService runs under a Supervisor, so StopHub restarts it too.
@@ -785,4 +792,80 @@ async fn guard_all(
         .into_iter()
         .map(|r| r.expect("waiter task"))
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipelined stores
+// ---------------------------------------------------------------------------------------------
+
+/// On the hub's own arbiter the hub cannot run until the caller yields, so the first 256
+/// stores return at once (queued, not yet applied) and the 257th must wait for the hub: the
+/// queue of unapplied stores is bounded.
+#[actix_rt::test]
+async fn pipelined_stores_are_bounded_and_all_applied_in_order() {
+    let hub = HubHandle::start(HubConfig::default());
+    for n in 0..256 {
+        let id = format!("p{n}");
+        let mut store = hub.store(&id, TaskResult::new(&id, TaskStatus::Running));
+        assert!(
+            futures::poll!(&mut store).is_ready(),
+            "store {n} should return once queued"
+        );
+    }
+    let mut blocked = hub.store("p256", TaskResult::new("p256", TaskStatus::Running));
+    assert!(
+        futures::poll!(&mut blocked).is_pending(),
+        "the 257th unapplied store must wait for the hub"
+    );
+    guard("the 257th store", blocked)
+        .await
+        .expect("applied once the hub ran");
+    // A later store of the same id through the same handle wins: order is kept.
+    hub.store("p0", TaskResult::new("p0", TaskStatus::Success))
+        .await
+        .expect("store");
+    let stats = guard("stats", hub.stats()).await.expect("stats");
+    assert_eq!(stats.results, 257);
+    assert_eq!(stats.by_status.success, 1);
+    assert!(
+        guard("get", hub.get("p0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_success()
+    );
+    guard("shutdown", hub.shutdown()).await;
+}
+
+/// With `pipeline_stores: false`, or a limit the hub may refuse a store for, every store
+/// waits for the hub: the first poll cannot complete on the hub's own arbiter.
+#[actix_rt::test]
+async fn stores_wait_for_the_hub_when_not_pipelined() {
+    for config in [
+        HubConfig {
+            pipeline_stores: false,
+            ..HubConfig::default()
+        },
+        HubConfig {
+            max_results: Some(10),
+            ..HubConfig::default()
+        },
+        HubConfig {
+            max_record_bytes: Some(10_000),
+            ..HubConfig::default()
+        },
+        HubConfig {
+            terminal_policy: resulthub::TerminalPolicy::KeepFirst,
+            ..HubConfig::default()
+        },
+    ] {
+        let hub = HubHandle::start(config.clone());
+        let mut store = hub.store("a", TaskResult::new("a", TaskStatus::Running));
+        assert!(
+            futures::poll!(&mut store).is_pending(),
+            "{config:?}: a store must wait for the hub"
+        );
+        guard("store", store).await.expect("applied");
+        guard("shutdown", hub.shutdown()).await;
+    }
 }

@@ -54,6 +54,8 @@ struct Args {
     workloads: Vec<char>,
     json: Option<PathBuf>,
     peer_flowrra: bool,
+    /// Only these systems (`--system KEY`, repeatable), for profiling one at a time.
+    systems: Vec<System>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -63,7 +65,9 @@ fn parse_args() -> Result<Args, String> {
         workloads: vec!['L', 'W', 'P', 'M'],
         json: None,
         peer_flowrra: false,
+        systems: RUST_SYSTEMS.to_vec(),
     };
+    let mut chosen = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -81,15 +85,24 @@ fn parse_args() -> Result<Args, String> {
             }
             "--json" => args.json = Some(it.next().ok_or("--json needs a file")?.into()),
             "--peer-flowrra" => args.peer_flowrra = true,
+            "--system" => {
+                let key = it
+                    .next()
+                    .ok_or("--system needs hub-arbiter, hub-thread, memory or naive")?;
+                chosen.push(System::from_key(&key).ok_or(format!("unknown system {key:?}"))?);
+            }
             "--help" | "-h" => {
                 return Err(
                     "usage: bench [--quick] [--workload L|W|P|M|all] [--json FILE] \
-                            [--peer-flowrra]"
+                            [--peer-flowrra] [--system KEY]..."
                         .to_owned(),
                 );
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if !chosen.is_empty() {
+        args.systems = chosen;
     }
     Ok(args)
 }
@@ -118,10 +131,10 @@ fn main() -> ExitCode {
     let mut report = Report::new(args.quick);
     for workload in &args.workloads {
         match workload {
-            'L' => run_lifecycle(&args.sizes, peer.as_ref(), &mut report),
-            'W' => run_wake(&args.sizes, peer.as_ref(), &mut report),
-            'P' => run_pagination(&args.sizes, peer.as_ref(), &mut report),
-            'M' => run_memory(&args.sizes, peer.as_ref(), &mut report),
+            'L' => run_lifecycle(&args.sizes, &args.systems, peer.as_ref(), &mut report),
+            'W' => run_wake(&args.sizes, &args.systems, peer.as_ref(), &mut report),
+            'P' => run_pagination(&args.sizes, &args.systems, peer.as_ref(), &mut report),
+            'M' => run_memory(&args.sizes, &args.systems, peer.as_ref(), &mut report),
             _ => unreachable!("parse_args accepts only L, W, P, M"),
         }
     }
@@ -136,13 +149,18 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run_lifecycle(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Report) {
+fn run_lifecycle(
+    sizes: &Sizes,
+    systems: &[System],
+    peer: Option<&flowrra::Peer>,
+    report: &mut Report,
+) {
     for (label, callers) in [("L1", 1), ("L64", 64)] {
         let workload = format!(
             "{label}: lifecycle, {callers} caller(s), {} tasks",
             sizes.lifecycle
         );
-        for system in RUST_SYSTEMS {
+        for &system in systems {
             let rounds = rounds(sizes.rounds, &workload, system.name(), || {
                 system.run(|subject| {
                     let n = sizes.lifecycle;
@@ -157,9 +175,9 @@ fn run_lifecycle(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Repor
     }
 }
 
-fn run_wake(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Report) {
+fn run_wake(sizes: &Sizes, systems: &[System], peer: Option<&flowrra::Peer>, report: &mut Report) {
     let workload = format!("W: {} waiters woken by one producer", sizes.waiters);
-    for system in RUST_SYSTEMS {
+    for &system in systems {
         let rounds = rounds(sizes.rounds.min(3), &workload, system.name(), || {
             system.run(|subject| {
                 let n = sizes.waiters;
@@ -178,12 +196,17 @@ fn run_wake(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Report) {
     }
 }
 
-fn run_pagination(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Report) {
+fn run_pagination(
+    sizes: &Sizes,
+    systems: &[System],
+    peer: Option<&flowrra::Peer>,
+    report: &mut Report,
+) {
     let workload = format!(
         "P: a page of 100 SUCCESS out of {} records",
         sizes.pagination
     );
-    for system in RUST_SYSTEMS {
+    for &system in systems {
         let rounds = rounds(1, &workload, system.name(), || {
             system.run(|subject| {
                 let n = sizes.pagination;
@@ -200,12 +223,17 @@ fn run_pagination(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Repo
     }
 }
 
-fn run_memory(sizes: &Sizes, peer: Option<&flowrra::Peer>, report: &mut Report) {
+fn run_memory(
+    sizes: &Sizes,
+    systems: &[System],
+    peer: Option<&flowrra::Peer>,
+    report: &mut Report,
+) {
     let workload = format!(
         "M: resident bytes per record ({}) and per waiter ({})",
         sizes.memory_records, sizes.memory_waiters
     );
-    for system in RUST_SYSTEMS {
+    for &system in systems {
         progress(&workload, system.name(), "records");
         let per_record = spawn_memory_child(system, "records", sizes.memory_records);
         report.add(

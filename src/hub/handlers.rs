@@ -2,16 +2,20 @@
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
 
 use actix::{ActorContext, AsyncContext, Context, Handler};
 
-use super::ResultHub;
-use super::state::{HubState, Registration};
+use super::state::{HubState, Keyed, Registration};
+use super::{HubShared, ResultHub};
+use crate::compact::CompactRecord;
 use crate::messages::{
-    CancelWait, Clear, Delete, Envelope, Get, ListByStatus, PendingWait, Restore, Shutdown,
-    Snapshot, Stats, Store, WaitFor, WaitOutcome,
+    Await, Awaited, CancelWait, Clear, Delete, Drain, Dump, Envelope, Fetch, Get, Introduce,
+    ListByStatus, Load, Page, PendingWait, Put, Restore, Shutdown, Snapshot, Stats, Store, WaitFor,
+    WaitOutcome,
 };
-use crate::{BackendError, HubStats, TaskResult};
+use crate::{BackendError, HubStats, TaskResult, validate};
 
 impl ResultHub {
     /// Runs one state change, turning a panic into an error for this caller only: the state's
@@ -40,6 +44,44 @@ impl ResultHub {
             }
         }
     }
+
+    fn register(
+        &mut self,
+        task_id: &str,
+        ctx: &mut Context<Self>,
+    ) -> Result<Awaited, BackendError> {
+        tracing::debug!(name: "hub.wait_for", task_id = %task_id);
+        match self.with_state("wait_for", |state| state.register_waiter(task_id))? {
+            Registration::Ready(record) => Ok(Awaited::Ready(record)),
+            Registration::Waiting {
+                task_id,
+                waiter_id,
+                receiver,
+            } => {
+                let cancel = self
+                    .cancel
+                    .get_or_insert_with(|| Arc::new(ctx.address().recipient()));
+                Ok(Awaited::Waiting(PendingWait::new(
+                    task_id,
+                    waiter_id,
+                    receiver,
+                    Arc::clone(cancel),
+                )))
+            }
+        }
+    }
+
+    fn put(
+        &mut self,
+        task_id: &str,
+        record: CompactRecord,
+        at: Option<Instant>,
+    ) -> Result<(), BackendError> {
+        let status = record.status;
+        let outcome = self.with_state("store", |state| state.store(task_id, record, at));
+        tracing::debug!(name: "hub.store", task_id = %task_id, status = ?status, ok = outcome.is_ok());
+        outcome
+    }
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -50,6 +92,13 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     } else {
         "a panic without a message".to_owned()
     }
+}
+
+fn unpack_all(records: Vec<Keyed>) -> Result<Vec<TaskResult>, BackendError> {
+    records
+        .into_iter()
+        .map(|(id, record)| record.unpack(&id))
+        .collect()
 }
 
 /// Each operation in an [`Envelope`] is handled as the bare message, its reply sent to the
@@ -78,17 +127,26 @@ handle_enveloped!(
     Stats,
     Snapshot,
     Restore,
-    Shutdown
+    Shutdown,
+    Put,
+    Fetch,
+    Await,
+    Page,
+    Dump,
+    Load,
+    Introduce,
+    Drain,
 );
+
+// The public messages, for actix code holding an `Addr`: records are packed and unpacked here.
 
 impl Handler<Store> for ResultHub {
     type Result = Result<(), BackendError>;
 
     fn handle(&mut self, msg: Store, _: &mut Context<Self>) -> Self::Result {
-        let status = msg.result.status;
-        let outcome = self.with_state("store", |state| state.store(&msg.task_id, msg.result));
-        tracing::debug!(name: "hub.store", task_id = %msg.task_id, status = ?status, ok = outcome.is_ok());
-        outcome
+        let config = &self.shared.config;
+        validate::store(&msg.task_id, &msg.result, config)?;
+        self.put(&msg.task_id, CompactRecord::pack(msg.result), None)
     }
 }
 
@@ -97,7 +155,8 @@ impl Handler<Get> for ResultHub {
 
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
         tracing::debug!(name: "hub.get", task_id = %msg.task_id);
-        self.with_state("get", |state| state.get(&msg.task_id))
+        let record = self.with_state("get", |state| state.get(&msg.task_id))?;
+        record.map(|record| record.unpack(&msg.task_id)).transpose()
     }
 }
 
@@ -105,33 +164,68 @@ impl Handler<WaitFor> for ResultHub {
     type Result = Result<WaitOutcome, BackendError>;
 
     fn handle(&mut self, msg: WaitFor, ctx: &mut Context<Self>) -> Self::Result {
-        tracing::debug!(name: "hub.wait_for", task_id = %msg.task_id);
-        match self.with_state("wait_for", |state| state.register_waiter(&msg.task_id))? {
-            Registration::Ready(record) => Ok(WaitOutcome::Ready(record)),
-            Registration::Waiting {
-                waiter_id,
-                receiver,
-            } => Ok(WaitOutcome::Waiting(PendingWait::new(
-                msg.task_id,
-                waiter_id,
-                receiver,
-                ctx.address().recipient(),
-            ))),
+        match self.register(&msg.task_id, ctx)? {
+            Awaited::Ready(record) => Ok(WaitOutcome::Ready(record.unpack(&msg.task_id)?)),
+            Awaited::Waiting(pending) => Ok(WaitOutcome::Waiting(pending)),
         }
     }
 }
 
-impl Handler<CancelWait> for ResultHub {
-    type Result = ();
+impl Handler<ListByStatus> for ResultHub {
+    type Result = Result<Vec<TaskResult>, BackendError>;
 
-    fn handle(&mut self, msg: CancelWait, _: &mut Context<Self>) {
-        tracing::debug!(name: "hub.cancel_wait", task_id = %msg.task_id);
-        let _ = self.with_state("cancel_wait", |state| {
-            state.cancel_waiter(&msg.task_id, msg.waiter_id);
-            Ok(())
-        });
+    fn handle(&mut self, msg: ListByStatus, ctx: &mut Context<Self>) -> Self::Result {
+        let page = Page {
+            status: msg.status,
+            limit: msg.limit,
+            offset: msg.offset,
+        };
+        unpack_all(<Self as Handler<Page>>::handle(self, page, ctx)?)
     }
 }
+
+impl Handler<Snapshot> for ResultHub {
+    type Result = Result<Vec<TaskResult>, BackendError>;
+
+    fn handle(&mut self, _: Snapshot, ctx: &mut Context<Self>) -> Self::Result {
+        unpack_all(<Self as Handler<Dump>>::handle(self, Dump, ctx)?)
+    }
+}
+
+impl Handler<Restore> for ResultHub {
+    type Result = Result<usize, BackendError>;
+
+    fn handle(&mut self, msg: Restore, ctx: &mut Context<Self>) -> Self::Result {
+        let records = pack_checked(msg.records, &self.shared)?;
+        <Self as Handler<Load>>::handle(self, Load { records }, ctx)
+    }
+}
+
+/// Checks each record's id against its key and packs it: `restore`'s first step, done by the
+/// handle on its own thread or by the hub for a raw `Restore`.
+pub(crate) fn pack_checked(
+    records: Vec<TaskResult>,
+    shared: &HubShared,
+) -> Result<Vec<(String, CompactRecord)>, BackendError> {
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(position, record)| {
+            validate::store(&record.task_id, &record, &shared.config).map_err(
+                |error| match error {
+                    BackendError::InvalidInput { reason } => BackendError::InvalidInput {
+                        reason: format!("record {position}: {reason}"),
+                    },
+                    other => other,
+                },
+            )?;
+            let task_id = record.task_id.clone();
+            Ok((task_id, CompactRecord::pack(record)))
+        })
+        .collect()
+}
+
+// The operations shared by both paths.
 
 impl Handler<Delete> for ResultHub {
     type Result = Result<bool, BackendError>;
@@ -152,17 +246,6 @@ impl Handler<Clear> for ResultHub {
     }
 }
 
-impl Handler<ListByStatus> for ResultHub {
-    type Result = Result<Vec<TaskResult>, BackendError>;
-
-    fn handle(&mut self, msg: ListByStatus, _: &mut Context<Self>) -> Self::Result {
-        tracing::debug!(name: "hub.list_by_status", status = ?msg.status, limit = ?msg.limit, offset = msg.offset);
-        self.with_state("list_by_status", |state| {
-            Ok(state.list_by_status(msg.status, msg.limit, msg.offset))
-        })
-    }
-}
-
 impl Handler<Stats> for ResultHub {
     type Result = Result<HubStats, BackendError>;
 
@@ -171,23 +254,28 @@ impl Handler<Stats> for ResultHub {
     }
 }
 
-impl Handler<Snapshot> for ResultHub {
-    type Result = Result<Vec<TaskResult>, BackendError>;
+impl Handler<CancelWait> for ResultHub {
+    type Result = ();
 
-    fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
-        let records = self.with_state("snapshot", |state| Ok(state.snapshot()))?;
-        tracing::debug!(name: "hub.snapshot", records = records.len());
-        Ok(records)
+    fn handle(&mut self, msg: CancelWait, _: &mut Context<Self>) {
+        tracing::debug!(name: "hub.cancel_wait", task_id = %msg.task_id);
+        let _ = self.with_state("cancel_wait", |state| {
+            state.cancel_waiter(&msg.task_id, msg.waiter_id);
+            Ok(())
+        });
     }
 }
 
-impl Handler<Restore> for ResultHub {
-    type Result = Result<usize, BackendError>;
-
-    fn handle(&mut self, msg: Restore, _: &mut Context<Self>) -> Self::Result {
-        let outcome = self.with_state("restore", |state| state.restore(msg.records));
-        tracing::debug!(name: "hub.restore", ok = outcome.is_ok());
-        outcome
+impl ResultHub {
+    fn close_for_good(&mut self, ctx: &mut Context<Self>) {
+        tracing::debug!(name: "hub.shutdown", open = self.state.is_some());
+        self.shared.close();
+        // Dropping the state drops every waiter's sender: pending waits end with Unavailable.
+        self.state = None;
+        self.cancel = None;
+        // A supervisor restarts a stopped actor; with no state it stays inert and answers
+        // Unavailable, which is what "stopped for good" means to its callers.
+        ctx.stop();
     }
 }
 
@@ -195,16 +283,100 @@ impl Handler<Shutdown> for ResultHub {
     type Result = Result<(), BackendError>;
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
-        tracing::debug!(name: "hub.shutdown", open = self.state.is_some());
-        // Dropping the state drops every waiter's sender: pending waits end with Unavailable.
-        self.state = None;
-        // A supervisor restarts a stopped actor; with no state it stays inert and answers
-        // Unavailable, which is what "stopped for good" means to its callers.
-        ctx.stop();
+        self.close_for_good(ctx);
         Ok(())
     }
 }
 
+impl Handler<Drain> for ResultHub {
+    type Result = Result<Vec<Keyed>, BackendError>;
+
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        let records = self.with_state("snapshot", |state| Ok(state.snapshot()));
+        self.close_for_good(ctx);
+        records
+    }
+}
+
+// The handle's messages: records stay packed; the handle packs and unpacks them.
+
+impl Handler<Put> for ResultHub {
+    type Result = Result<(), BackendError>;
+
+    fn handle(&mut self, msg: Put, _: &mut Context<Self>) -> Self::Result {
+        let outcome = self.put(&msg.task_id, msg.record, msg.at);
+        if let (Some(_), Err(error)) = (&msg.permit, &outcome) {
+            // A pipelined store whose caller was already told Ok: only a bug gets here.
+            tracing::error!(
+                name: "hub.store_failed",
+                task_id = %msg.task_id,
+                %error,
+                "a pipelined store failed after its caller had returned"
+            );
+        }
+        // Applied: the store's place among the unacknowledged ones is free again.
+        drop(msg.permit);
+        outcome
+    }
+}
+
+impl Handler<Fetch> for ResultHub {
+    type Result = Result<Option<Arc<CompactRecord>>, BackendError>;
+
+    fn handle(&mut self, msg: Fetch, _: &mut Context<Self>) -> Self::Result {
+        tracing::debug!(name: "hub.get", task_id = %msg.task_id);
+        self.with_state("get", |state| state.get(&msg.task_id))
+    }
+}
+
+impl Handler<Await> for ResultHub {
+    type Result = Result<Awaited, BackendError>;
+
+    fn handle(&mut self, msg: Await, ctx: &mut Context<Self>) -> Self::Result {
+        self.register(&msg.task_id, ctx)
+    }
+}
+
+impl Handler<Page> for ResultHub {
+    type Result = Result<Vec<Keyed>, BackendError>;
+
+    fn handle(&mut self, msg: Page, _: &mut Context<Self>) -> Self::Result {
+        tracing::debug!(name: "hub.list_by_status", status = ?msg.status, limit = ?msg.limit, offset = msg.offset);
+        self.with_state("list_by_status", |state| {
+            Ok(state.list_by_status(msg.status, msg.limit, msg.offset))
+        })
+    }
+}
+
+impl Handler<Dump> for ResultHub {
+    type Result = Result<Vec<Keyed>, BackendError>;
+
+    fn handle(&mut self, _: Dump, _: &mut Context<Self>) -> Self::Result {
+        let records = self.with_state("snapshot", |state| Ok(state.snapshot()))?;
+        tracing::debug!(name: "hub.snapshot", records = records.len());
+        Ok(records)
+    }
+}
+
+impl Handler<Load> for ResultHub {
+    type Result = Result<usize, BackendError>;
+
+    fn handle(&mut self, msg: Load, _: &mut Context<Self>) -> Self::Result {
+        let outcome = self.with_state("restore", |state| state.restore(msg.records));
+        tracing::debug!(name: "hub.restore", ok = outcome.is_ok());
+        outcome
+    }
+}
+
+impl Handler<Introduce> for ResultHub {
+    type Result = Result<Arc<HubShared>, BackendError>;
+
+    fn handle(&mut self, _: Introduce, _: &mut Context<Self>) -> Self::Result {
+        Ok(self.shared())
+    }
+}
+
+#[cfg(feature = "fault-injection")]
 impl Handler<crate::testing::StopHub> for ResultHub {
     type Result = ();
 

@@ -5,15 +5,64 @@
 //! so a wake-up can never be lost between a check and a registration.
 
 mod handlers;
+pub(crate) use handlers::pack_checked;
 pub(crate) mod pending;
-mod state;
+pub(crate) mod state;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Supervised, SystemService};
+use actix::{Actor, AsyncContext, Context, Recipient, Supervised, SystemService};
+use tokio::sync::Semaphore;
 
-use crate::HubConfig;
+use crate::messages::CancelWait;
+use crate::{HubConfig, TerminalPolicy};
 use state::HubState;
+
+/// How many stores the handles of one hub may have sent without waiting for the hub to apply
+/// them. Past it, a store waits for a place: the hub's queue, and the time a store spends in
+/// it, stay bounded however fast the producers are.
+pub(crate) const MAX_UNACKED_STORES: usize = 256;
+
+/// What a hub shares with its handles.
+#[derive(Debug)]
+pub(crate) struct HubShared {
+    pub(crate) config: HubConfig,
+    /// Set before the hub shuts down, so a store sent without waiting can tell whether it
+    /// raced with the shutdown.
+    closed: AtomicBool,
+    /// Places for stores sent without waiting (`MAX_UNACKED_STORES`).
+    pub(crate) unacked: Arc<Semaphore>,
+}
+
+impl HubShared {
+    fn new(config: HubConfig) -> Self {
+        HubShared {
+            config,
+            closed: AtomicBool::new(false),
+            unacked: Arc::new(Semaphore::new(MAX_UNACKED_STORES)),
+        }
+    }
+
+    /// Whether a store that passed the handle's checks may return before the hub applied it:
+    /// when asked for, and only if the hub cannot refuse it (no `max_results`, no
+    /// `max_record_bytes`, `Overwrite`), so that an early `Ok` can never hide a refusal.
+    pub(crate) fn pipelines_stores(&self) -> bool {
+        self.config.pipeline_stores
+            && self.config.terminal_policy == TerminalPolicy::Overwrite
+            && self.config.max_results.is_none()
+            && self.config.max_record_bytes.is_none()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
 
 /// The result hub: an actix [`Actor`] that owns all records, the per-status listing index and
 /// the waiters, and handles one message per operation (see [`messages`](crate::messages)).
@@ -48,14 +97,23 @@ use state::HubState;
 pub struct ResultHub {
     /// `None` once shut down: every message is then answered with `Unavailable`.
     state: Option<HubState>,
+    shared: Arc<HubShared>,
+    /// The recipient every `PendingWait` cancels through, made once rather than per waiter.
+    cancel: Option<Arc<Recipient<CancelWait>>>,
 }
 
 impl ResultHub {
     /// A hub with these limits, ready for [`Actor::start`] or [`actix::Supervisor::start`].
     pub fn new(config: HubConfig) -> Self {
         ResultHub {
+            shared: Arc::new(HubShared::new(config.clone())),
             state: Some(HubState::new(config)),
+            cancel: None,
         }
+    }
+
+    pub(crate) fn shared(&self) -> Arc<HubShared> {
+        Arc::clone(&self.shared)
     }
 }
 

@@ -2,11 +2,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use actix::Recipient;
 use tokio::sync::oneshot;
 
+use crate::hub::state::SharedRecord;
 use crate::messages::CancelWait;
 use crate::{BackendError, TaskResult};
 
@@ -22,19 +24,19 @@ use crate::{BackendError, TaskResult};
 #[derive(Debug)]
 #[must_use = "a PendingWait does nothing unless awaited; dropping it unregisters the waiter"]
 pub struct PendingWait {
-    task_id: String,
+    task_id: Arc<str>,
     waiter_id: u64,
-    receiver: oneshot::Receiver<TaskResult>,
-    /// `None` once resolved: there is nothing left to cancel.
-    hub: Option<Recipient<CancelWait>>,
+    receiver: oneshot::Receiver<SharedRecord>,
+    /// Shared by every waiter of the hub; `None` once resolved: nothing is left to cancel.
+    hub: Option<Arc<Recipient<CancelWait>>>,
 }
 
 impl PendingWait {
     pub(crate) fn new(
-        task_id: String,
+        task_id: Arc<str>,
         waiter_id: u64,
-        receiver: oneshot::Receiver<TaskResult>,
-        hub: Recipient<CancelWait>,
+        receiver: oneshot::Receiver<SharedRecord>,
+        hub: Arc<Recipient<CancelWait>>,
     ) -> Self {
         PendingWait {
             task_id,
@@ -58,7 +60,11 @@ impl Future for PendingWait {
         let outcome = futures::ready!(Pin::new(&mut this.receiver).poll(cx));
         // Answered or dropped by the hub: either way the hub holds no entry any more.
         this.hub = None;
-        Poll::Ready(outcome.map_err(|_| BackendError::hub_stopped()))
+        // Unpacked here, on the waiting caller's thread, not on the hub's.
+        Poll::Ready(match outcome {
+            Ok(record) => record.unpack(&this.task_id),
+            Err(_) => Err(BackendError::hub_stopped()),
+        })
     }
 }
 
@@ -66,7 +72,7 @@ impl Drop for PendingWait {
     fn drop(&mut self) {
         if let Some(hub) = self.hub.take() {
             hub.do_send(CancelWait {
-                task_id: std::mem::take(&mut self.task_id),
+                task_id: Arc::clone(&self.task_id),
                 waiter_id: self.waiter_id,
             });
         }
