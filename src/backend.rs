@@ -57,8 +57,15 @@ pub trait ResultBackend: Send + Sync {
     ///
     /// # Errors
     ///
-    /// [`BackendError::InvalidInput`] if `task_id` is empty, too long, or differs from
-    /// `result.task_id`; the backend's own errors otherwise. A failed store changes nothing.
+    /// A failed store changes nothing.
+    /// - [`BackendError::InvalidInput`]: `task_id` is empty, too long, or differs from
+    ///   `result.task_id`, or the record is over `max_record_bytes`.
+    /// - [`BackendError::Conflict`]: the record is terminal and the backend keeps the first
+    ///   terminal record ([`TerminalPolicy::KeepFirst`](crate::TerminalPolicy)).
+    /// - [`BackendError::Overloaded`]: at `max_results` with no terminal record to evict.
+    /// - [`BackendError::Unavailable`]: the backend has stopped or cannot be reached.
+    /// - [`BackendError::Internal`], [`BackendError::Storage`], [`BackendError::Codec`]: the
+    ///   backend failed.
     async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError>;
 
     /// The record of `task_id`, or `None` if there is none.
@@ -78,9 +85,14 @@ pub trait ResultBackend: Send + Sync {
     ///
     /// # Errors
     ///
-    /// [`BackendError::Timeout`] when no terminal store came in time;
-    /// [`BackendError::InvalidInput`] for an empty or too long id;
-    /// [`BackendError::Unavailable`] if the backend stops while waiting.
+    /// - [`BackendError::Timeout`]: no terminal store came in time.
+    /// - [`BackendError::InvalidInput`]: an empty or too long id.
+    /// - [`BackendError::Overloaded`]: `max_waiters` callers are waiting already.
+    /// - [`BackendError::Unavailable`]: the backend stopped, or stops while waiting.
+    /// - [`BackendError::Unsupported`]: a timeout outside a Tokio runtime with timers (this
+    ///   crate's backends use Tokio's timer; `None` waits anywhere).
+    /// - [`BackendError::Internal`], [`BackendError::Storage`], [`BackendError::Codec`]: the
+    ///   backend failed.
     ///
     /// # Cancel safety
     ///

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 /// Where a hub or [`InMemoryBackend`](crate::InMemoryBackend) reads the time for
 /// `result_ttl` and `pending_ttl`.
 ///
-/// [`Clock::system`] (the default) is the monotonic clock. A [`ManualClock`] stands still until
-/// advanced, so expiry can be tested without sleeping.
+/// [`Clock::system`] (the default) is the monotonic clock, `std::time::Instant`: Tokio's
+/// paused test time (`tokio::time::pause`) does not move it. A [`ManualClock`] stands still
+/// until advanced, so expiry can be tested without sleeping.
 ///
 /// # Examples
 ///

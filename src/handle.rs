@@ -147,6 +147,10 @@ impl HubHandle {
 
     /// A handle to a hub that actix code started itself (under a supervisor, from the
     /// registry, ...).
+    ///
+    /// The handle learns the hub's configuration on its first call, and until then waits for
+    /// the hub's answer to each store. It does not keep a [`spawn`](Self::spawn)ed hub's thread
+    /// alive: that thread ends with the last handle `spawn` returned (or its clones).
     pub fn from_addr(addr: Addr<ResultHub>) -> HubHandle {
         HubHandle {
             addr,
@@ -160,7 +164,8 @@ impl HubHandle {
         &self.addr
     }
 
-    /// Counts what the hub holds. A pure read.
+    /// Counts what the hub holds. Changes nothing a caller could observe otherwise: records
+    /// past their TTL, which every call drops first, are dropped here too.
     ///
     /// # Errors
     ///

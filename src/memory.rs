@@ -46,7 +46,7 @@ use crate::{
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct InMemoryBackend {
     config: HubConfig,
     slots: DashMap<String, Slot>,
@@ -60,6 +60,17 @@ pub struct InMemoryBackend {
     waiter_count: AtomicUsize,
     evicted: AtomicU64,
     expired: AtomicU64,
+}
+
+impl std::fmt::Debug for InMemoryBackend {
+    /// A summary: the backend may hold a million records.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryBackend")
+            .field("records", &self.records.load(Ordering::Acquire))
+            .field("waiters", &self.waiter_count.load(Ordering::Acquire))
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one id holds: its record, if stored, and the callers waiting for it. A slot with
@@ -514,5 +525,35 @@ impl Drop for LocalWait<'_> {
         if self.registered {
             self.backend.cancel_waiter(self.task_id, self.waiter_id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Clock, ManualClock};
+
+    /// With a TTL and no `max_results`, expired records must leave memory as stores go on,
+    /// not only when their id is touched again or `stats()` sweeps.
+    #[tokio::test]
+    async fn expired_records_leave_memory_as_stores_go_on() {
+        let clock = ManualClock::new();
+        let backend = InMemoryBackend::with_config(HubConfig {
+            result_ttl: Some(Duration::from_secs(1)),
+            clock: Clock::from(clock.clone()),
+            ..HubConfig::default()
+        });
+        for n in 0..1_000 {
+            let id = format!("old-{n}");
+            let record = TaskResult::new(&id, TaskStatus::Success);
+            backend.store(&id, record).await.unwrap();
+        }
+        clock.advance(Duration::from_secs(2));
+        backend
+            .store("new", TaskResult::new("new", TaskStatus::Success))
+            .await
+            .unwrap();
+        assert_eq!(backend.slots.len(), 1, "only the new record is held");
+        assert_eq!(backend.expired.load(Ordering::Acquire), 1_000);
     }
 }

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use std::fmt;
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{MapAccess, Visitor};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -203,8 +203,12 @@ struct WireRecord {
     kwargs: Option<Map<String, Value>>,
 }
 
-/// Accepts only a JSON object: serde's derive would also take the fields as an array.
-struct RecordVisitor;
+/// Accepts a map of the fields. A sequence of them, in `to_dict` order, only from binary
+/// formats (MessagePack, bincode, ...), which write structs that way: in JSON an array is not a
+/// record, as flowrra also refuses it.
+struct RecordVisitor {
+    human_readable: bool,
+}
 
 impl<'de> Visitor<'de> for RecordVisitor {
     type Value = WireRecord;
@@ -216,11 +220,38 @@ impl<'de> Visitor<'de> for RecordVisitor {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<WireRecord, A::Error> {
         WireRecord::deserialize(MapAccessDeserializer::new(map))
     }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<WireRecord, A::Error> {
+        if self.human_readable {
+            return Err(serde::de::Error::invalid_type(Unexpected::Seq, &self));
+        }
+        WireRecord::deserialize(SeqAccessDeserializer::new(seq))
+    }
 }
+
+/// The fields in `to_dict` order, for formats that need them named up front.
+const FIELDS: &[&str] = &[
+    "task_id",
+    "status",
+    "task_name",
+    "result",
+    "error",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+    "retries",
+    "args",
+    "kwargs",
+];
 
 impl<'de> Deserialize<'de> for TaskResult {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = deserializer.deserialize_map(RecordVisitor)?;
+        let human_readable = deserializer.is_human_readable();
+        let wire = deserializer.deserialize_struct(
+            "TaskResult",
+            FIELDS,
+            RecordVisitor { human_readable },
+        )?;
         Ok(TaskResult {
             task_id: wire.task_id,
             status: wire.status,
@@ -234,5 +265,33 @@ impl<'de> Deserialize<'de> for TaskResult {
             args: wire.args.unwrap_or_default(),
             kwargs: wire.kwargs.unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn binary_formats_that_write_structs_as_arrays_read_records_back() {
+        let record = TaskResult::new("t", TaskStatus::Failed)
+            .with_error("boom")
+            .with_args(vec![json!(1)])
+            .with_submitted_at(Utc::now());
+        let packed = rmp_serde::to_vec(&record).unwrap();
+        let back: TaskResult = rmp_serde::from_slice(&packed).unwrap();
+        // MessagePack keeps what JSON keeps: microseconds.
+        assert_eq!(back.error, record.error);
+        assert_eq!(back.args, record.args);
+        assert_eq!(
+            back.submitted_at.map(|at| at.timestamp_micros()),
+            record.submitted_at.map(|at| at.timestamp_micros())
+        );
+    }
+
+    #[test]
+    fn json_arrays_are_not_records() {
+        assert!(serde_json::from_str::<TaskResult>(r#"["t", "pending"]"#).is_err());
     }
 }

@@ -100,8 +100,10 @@ async fn hub_handle_fits_behind_arc_dyn() {
     let generic = into_dyn(hub.clone());
     assert_eq!(backend.get("x").await.expect("get"), None);
     assert_eq!(generic.get("x").await.expect("get"), None);
-    assert!(!format!("{hub:?}").is_empty());
-    hub.shutdown().await;
+    // A summary, not a dump of every record.
+    let debug = format!("{hub:?}");
+    assert!(debug.starts_with("HubHandle"), "{debug}");
+    within(hub.shutdown()).await;
 }
 
 /// Every trait method's future, on a trait object.
@@ -132,7 +134,14 @@ async fn hub_handle_futures_are_send() {
     require_send(hub.get("x"));
     require_send(hub.stats());
     require_send(hub.shutdown());
-    hub.shutdown().await;
+    within(hub.shutdown()).await;
+}
+
+/// Bounds an await that could hang.
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .expect("hung for 10 s")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -869,3 +869,37 @@ async fn stores_wait_for_the_hub_when_not_pipelined() {
         guard("shutdown", hub.shutdown()).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Runtimes without timers
+// ---------------------------------------------------------------------------------------------
+
+/// A timed `wait_for` needs Tokio's timer; on a runtime built without it, or under another
+/// executor, it is `Unsupported` rather than a panic. Untimed waits work everywhere.
+#[test]
+fn a_timed_wait_without_a_tokio_timer_is_unsupported_not_a_panic() {
+    let hub = HubHandle::spawn(HubConfig::default());
+    let memory = InMemoryBackend::new();
+    let no_timers = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime without timers");
+    for backend in [&hub as &dyn ResultBackend, &memory] {
+        let timed = no_timers.block_on(backend.wait_for("never", Some(Duration::from_millis(5))));
+        assert!(
+            matches!(timed, Err(BackendError::Unsupported { .. })),
+            "{timed:?}"
+        );
+        let elsewhere =
+            futures::executor::block_on(backend.wait_for("never", Some(Duration::ZERO)));
+        assert!(
+            matches!(elsewhere, Err(BackendError::Unsupported { .. })),
+            "{elsewhere:?}"
+        );
+        no_timers
+            .block_on(backend.store("done", TaskResult::new("done", TaskStatus::Success)))
+            .expect("store");
+        let ready = no_timers.block_on(backend.wait_for("done", None));
+        assert!(ready.expect("untimed").is_success());
+    }
+    futures::executor::block_on(hub.shutdown());
+}

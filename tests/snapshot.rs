@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use resulthub::{
-    BackendError, Clock, HubConfig, HubHandle, ManualClock, TaskResult, TaskStatus, TerminalPolicy,
-    jsonl,
+    BackendError, Clock, HubConfig, HubHandle, ManualClock, ResultBackend, TaskResult, TaskStatus,
+    TerminalPolicy, jsonl,
 };
 use serde_json::{Map, Value, json};
 use support::{Subject, TIMEOUT, join, within};
@@ -655,4 +655,32 @@ fn a_jsonl_round_trip_keeps_a_many_digit_float_result_exactly() {
         "written as {}",
         String::from_utf8_lossy(&file)
     );
+}
+
+/// `shutdown_and_snapshot` takes the records in the same step as the shutdown: every store
+/// that returned before it, pipelined ones included, is in what it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_and_snapshot_misses_no_store_that_returned_before_it() {
+    let hub = HubHandle::spawn(HubConfig::default());
+    for n in 0..1_000 {
+        let id = format!("t{n}");
+        within("store", hub.store(&id, rec(&id, Success)))
+            .await
+            .expect("store");
+    }
+    let records = within("shutdown_and_snapshot", hub.shutdown_and_snapshot())
+        .await
+        .expect("the records");
+    assert_eq!(records.len(), 1_000);
+    assert_eq!(records[0].task_id, "t0", "first-store order");
+    assert_eq!(records[999].task_id, "t999");
+    // The hub is gone afterwards, like after shutdown.
+    assert!(matches!(
+        within("get", hub.get("t0")).await,
+        Err(BackendError::Unavailable { .. })
+    ));
+    assert!(matches!(
+        within("again", hub.shutdown_and_snapshot()).await,
+        Err(BackendError::Unavailable { .. })
+    ));
 }

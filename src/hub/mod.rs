@@ -93,7 +93,6 @@ impl HubShared {
 /// assert_eq!(shared.get("t1").await.unwrap(), None);
 /// # });
 /// ```
-#[derive(Debug)]
 pub struct ResultHub {
     /// `None` once shut down: every message is then answered with `Unavailable`.
     state: Option<HubState>,
@@ -114,6 +113,20 @@ impl ResultHub {
 
     pub(crate) fn shared(&self) -> Arc<HubShared> {
         Arc::clone(&self.shared)
+    }
+}
+
+impl std::fmt::Debug for ResultHub {
+    /// A summary: a hub may hold a million records.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut debug = f.debug_struct("ResultHub");
+        match &self.state {
+            Some(state) => debug
+                .field("records", &state.len())
+                .field("waiters", &state.waiter_count()),
+            None => debug.field("stopped", &true),
+        };
+        debug.finish_non_exhaustive()
     }
 }
 

@@ -216,6 +216,14 @@ impl HubState {
         &self.config
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub(crate) fn waiter_count(&self) -> usize {
+        self.waiter_count
+    }
+
     /// Removes every record whose deadline has passed. Every operation calls it first, so an
     /// expired record is never observed, whether or not a sweep has run since.
     pub(crate) fn expire_due(&mut self) {
