@@ -798,13 +798,13 @@ async fn guard_all(
 // Pipelined stores
 // ---------------------------------------------------------------------------------------------
 
-/// On the hub's own arbiter the hub cannot run until the caller yields, so the first 256
-/// stores return at once (queued, not yet applied) and the 257th must wait for the hub: the
+/// On the hub's own arbiter the hub cannot run until the caller yields, so the first 32
+/// stores return at once (queued, not yet applied) and the 33rd must wait for the hub: the
 /// queue of unapplied stores is bounded.
 #[actix_rt::test]
 async fn pipelined_stores_are_bounded_and_all_applied_in_order() {
     let hub = HubHandle::start(HubConfig::default());
-    for n in 0..256 {
+    for n in 0..32 {
         let id = format!("p{n}");
         let mut store = hub.store(&id, TaskResult::new(&id, TaskStatus::Running));
         assert!(
@@ -812,12 +812,12 @@ async fn pipelined_stores_are_bounded_and_all_applied_in_order() {
             "store {n} should return once queued"
         );
     }
-    let mut blocked = hub.store("p256", TaskResult::new("p256", TaskStatus::Running));
+    let mut blocked = hub.store("p32", TaskResult::new("p32", TaskStatus::Running));
     assert!(
         futures::poll!(&mut blocked).is_pending(),
-        "the 257th unapplied store must wait for the hub"
+        "the 33rd unapplied store must wait for the hub"
     );
-    guard("the 257th store", blocked)
+    guard("the 33rd store", blocked)
         .await
         .expect("applied once the hub ran");
     // A later store of the same id through the same handle wins: order is kept.
@@ -825,7 +825,7 @@ async fn pipelined_stores_are_bounded_and_all_applied_in_order() {
         .await
         .expect("store");
     let stats = guard("stats", hub.stats()).await.expect("stats");
-    assert_eq!(stats.results, 257);
+    assert_eq!(stats.results, 33);
     assert_eq!(stats.by_status.success, 1);
     assert!(
         guard("get", hub.get("p0"))

@@ -173,6 +173,18 @@ fn run_lifecycle(
             peer.run(label, &workload, sizes.lifecycle, sizes.rounds, report);
         }
     }
+    // For reading the cross-thread rows: what one round trip to another thread costs here.
+    let floor = "RT: one round trip to a plain thread (tokio mpsc + oneshot), 1 caller";
+    let rounds = rounds(sizes.rounds, floor, "bare channels", || {
+        workloads::bare_round_trip(10_000).as_secs_f64() * 1e6
+    });
+    report.add(
+        "RT",
+        floor,
+        "bare channels",
+        Metric::RoundTripMicros,
+        rounds,
+    );
 }
 
 fn run_wake(sizes: &Sizes, systems: &[System], peer: Option<&flowrra::Peer>, report: &mut Report) {

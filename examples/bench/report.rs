@@ -15,6 +15,7 @@ pub enum Metric {
     BytesPerRecord,
     BytesPerCaller,
     BytesPerHubWaiter,
+    RoundTripMicros,
 }
 
 impl Metric {
@@ -29,6 +30,7 @@ impl Metric {
             Metric::BytesPerRecord => "bytes per record",
             Metric::BytesPerCaller => "bytes per waiting caller",
             Metric::BytesPerHubWaiter => "bytes per hub waiter",
+            Metric::RoundTripMicros => "round trip (µs)",
         }
     }
 
@@ -43,6 +45,7 @@ impl Metric {
             Metric::BytesPerRecord => "bytes_per_record",
             Metric::BytesPerCaller => "bytes_per_waiter",
             Metric::BytesPerHubWaiter => "bytes_per_hub_waiter",
+            Metric::RoundTripMicros => "round_trip_us",
         }
     }
 

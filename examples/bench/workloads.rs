@@ -72,13 +72,21 @@ pub async fn wake(subject: &Subject, n: usize) -> WakeRound {
         })
         .collect();
     subject.await_waiters(n).await;
-    let mut stored_at = Vec::with_capacity(n);
-    for i in 0..n {
-        let id = format!("task-{i}");
-        stored_at.push(Instant::now());
-        let success = TaskResult::new(&id, TaskStatus::Success).with_result(json!({ "sum": i }));
-        subject.backend.store(&id, success).await.expect("store");
-    }
+    // The producer is a task like the waiters, as a request handler or a worker would be:
+    // `block_on`'s own future would get the scheduler's attention first on every wake.
+    let backend = Arc::clone(&subject.backend);
+    let producer = tokio::spawn(async move {
+        let mut stored_at = Vec::with_capacity(n);
+        for i in 0..n {
+            let id = format!("task-{i}");
+            stored_at.push(Instant::now());
+            let success =
+                TaskResult::new(&id, TaskStatus::Success).with_result(json!({ "sum": i }));
+            backend.store(&id, success).await.expect("store");
+        }
+        stored_at
+    });
+    let stored_at = producer.await.expect("the producer panicked");
     let mut latencies = Vec::with_capacity(n);
     let mut last = stored_at[0];
     for (waiter, stored) in waiters.into_iter().zip(&stored_at) {
@@ -162,4 +170,37 @@ fn splitmix64(seed: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// The floor under any cross-thread call, for reading the L rows: one request over a tokio
+/// mpsc channel to a plain thread that answers on a oneshot, one caller at a time. No actix,
+/// no records. Returns the median round trip.
+pub fn bare_round_trip(samples: usize) -> Duration {
+    type Request = tokio::sync::oneshot::Sender<()>;
+    let (requests, mut inbox) = tokio::sync::mpsc::unbounded_channel::<Request>();
+    let server = std::thread::spawn(move || {
+        while let Some(reply) = inbox.blocking_recv() {
+            let _ = reply.send(());
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let mut times = runtime.block_on(async {
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let start = Instant::now();
+            requests.send(reply).expect("the server is running");
+            answer.await.expect("the server answers");
+            times.push(start.elapsed());
+        }
+        times
+    });
+    drop(requests);
+    let _ = server.join();
+    times.sort_unstable();
+    times[times.len() / 2]
 }
