@@ -12,11 +12,8 @@ use dashmap::DashMap;
 use dashmap::mapref::one::RefMut;
 use tokio::sync::oneshot;
 
-use crate::order::ListKey;
-use crate::{
-    BackendError, HubConfig, HubStats, ResultBackend, TaskResult, TaskStatus, TerminalPolicy,
-    validate,
-};
+use crate::order::{ListKey, page};
+use crate::{BackendError, HubConfig, HubStats, ResultBackend, TaskResult, TaskStatus, validate};
 
 /// A [`ResultBackend`] on a sharded concurrent map ([`dashmap`]): each operation locks only the
 /// shard that holds its id, with no actor or thread hop in between.
@@ -247,14 +244,7 @@ impl InMemoryBackend {
         mut result: TaskResult,
     ) -> Result<TaskResult, BackendError> {
         if let Some(previous) = &slot.entry {
-            if self.config.terminal_policy == TerminalPolicy::KeepFirst
-                && previous.record.is_complete()
-            {
-                return Err(BackendError::Conflict {
-                    task_id: task_id.to_owned(),
-                    status: previous.record.status,
-                });
-            }
+            validate::terminal_policy(task_id, Some(previous.record.status), &self.config)?;
             result.inherit_task_fields(&previous.record);
         }
         validate::record_size(&result, &self.config)?;
@@ -490,11 +480,11 @@ impl ResultBackend for InMemoryBackend {
             })
             .collect();
         keyed.sort_unstable_by_key(|(key, _)| *key);
-        let page = keyed.into_iter().skip(offset).map(|(_, record)| record);
-        Ok(match limit {
-            Some(limit) => page.take(limit).collect(),
-            None => page.collect(),
-        })
+        Ok(page(
+            keyed.into_iter().map(|(_, record)| record),
+            limit,
+            offset,
+        ))
     }
 }
 

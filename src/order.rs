@@ -31,6 +31,19 @@ impl PartialOrd for ListKey {
     }
 }
 
+/// Skips `offset` items of a listing in order and keeps at most `limit` (`None`: all).
+pub(crate) fn page<T>(
+    ordered: impl Iterator<Item = T>,
+    limit: Option<usize>,
+    offset: usize,
+) -> Vec<T> {
+    let rest = ordered.skip(offset);
+    match limit {
+        Some(limit) => rest.take(limit).collect(),
+        None => rest.collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Input checks shared by every backend, so that bad input is refused before anything changes.
 
-use crate::{BackendError, HubConfig, TaskResult};
+use crate::{BackendError, HubConfig, TaskResult, TaskStatus, TerminalPolicy};
 
 /// Refuses an id over the configured length. Used by every operation that takes an id.
 pub(crate) fn id_length(task_id: &str, config: &HubConfig) -> Result<(), BackendError> {
@@ -78,5 +78,25 @@ impl std::io::Write for ByteCounter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Refuses a store over a terminal record when the hub keeps the first terminal record.
+/// `previous` is the status of the record the store would replace, if any.
+pub(crate) fn terminal_policy(
+    task_id: &str,
+    previous: Option<TaskStatus>,
+    config: &HubConfig,
+) -> Result<(), BackendError> {
+    match previous {
+        Some(status)
+            if status.is_terminal() && config.terminal_policy == TerminalPolicy::KeepFirst =>
+        {
+            Err(BackendError::Conflict {
+                task_id: task_id.to_owned(),
+                status,
+            })
+        }
+        _ => Ok(()),
     }
 }

@@ -12,8 +12,8 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::compact::CompactRecord;
-use crate::order::ListKey;
-use crate::{BackendError, HubConfig, HubStats, TaskStatus, TerminalPolicy, validate};
+use crate::order::{ListKey, page};
+use crate::{BackendError, HubConfig, HubStats, TaskStatus, validate};
 
 /// Panics if a test armed a fault for this point; expands to nothing without the feature. A
 /// macro rather than a method so that it borrows only the `fault` field.
@@ -284,14 +284,7 @@ impl HubState {
         mut record: CompactRecord,
     ) -> Result<CompactRecord, BackendError> {
         if let Some(previous) = self.records.get(task_id) {
-            if self.config.terminal_policy == TerminalPolicy::KeepFirst
-                && previous.record.is_complete()
-            {
-                return Err(BackendError::Conflict {
-                    task_id: task_id.to_owned(),
-                    status: previous.record.status,
-                });
-            }
+            validate::terminal_policy(task_id, Some(previous.record.status), &self.config)?;
             record.inherit_task_fields(&previous.record);
         }
         if self.config.max_record_bytes.is_some() {
@@ -465,15 +458,13 @@ impl HubState {
     ) -> Vec<Keyed> {
         self.expire_due();
         inject_fault!(self, "list_by_status");
-        let page = self.links.by_status[status.index()].values().skip(offset);
-        let records = page.filter_map(|id| {
-            let entry = self.records.get(id)?;
-            Some((Arc::clone(id), Arc::clone(&entry.record)))
-        });
-        match limit {
-            Some(limit) => records.take(limit).collect(),
-            None => records.collect(),
-        }
+        let ordered = self.links.by_status[status.index()]
+            .values()
+            .filter_map(|id| {
+                let entry = self.records.get(id)?;
+                Some((Arc::clone(id), Arc::clone(&entry.record)))
+            });
+        page(ordered, limit, offset)
     }
 
     pub(crate) fn stats(&mut self) -> HubStats {
@@ -544,14 +535,7 @@ impl HubState {
                 .or_else(|| self.records.get(id.as_str()).map(|entry| &*entry.record));
             let mut next = record.clone();
             if let Some(previous) = previous {
-                if self.config.terminal_policy == TerminalPolicy::KeepFirst
-                    && previous.is_complete()
-                {
-                    return Err(BackendError::Conflict {
-                        task_id: id.clone(),
-                        status: previous.status,
-                    });
-                }
+                validate::terminal_policy(id, Some(previous.status), &self.config)?;
                 next.inherit_task_fields(previous);
             }
             if self.config.max_record_bytes.is_some() {
