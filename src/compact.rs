@@ -5,6 +5,7 @@
 //! them far less often than it holds them, so it keeps each JSON value as its compact text and
 //! parses it back on read; the id lives once, as the key of the record map.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -77,6 +78,22 @@ impl CompactRecord {
                 None => Map::new(),
             },
         })
+    }
+
+    /// Shares the task name with an equal one already held, so that a million records of a
+    /// few task types hold a few names. `names` stops growing at `MAX_INTERNED_NAMES`.
+    pub(crate) fn intern_task_name(&mut self, names: &mut HashSet<Arc<str>>) {
+        const MAX_INTERNED_NAMES: usize = 4096;
+        let Some(name) = &mut self.task_name else {
+            return;
+        };
+        match names.get(&**name) {
+            Some(held) => *name = Arc::clone(held),
+            None if names.len() < MAX_INTERNED_NAMES => {
+                names.insert(Arc::clone(name));
+            }
+            None => {}
+        }
     }
 
     pub(crate) fn is_complete(&self) -> bool {

@@ -318,27 +318,62 @@ impl HubHandle {
             return Ok(());
         };
         validate::store(task_id, &result, &shared.config)?;
-        let record = CompactRecord::pack(result);
+        let record = Arc::new(CompactRecord::pack(result));
         let permit = if !shared.pipelines_stores() || shared.is_closed() {
             None
         } else {
             Arc::clone(&shared.unacked).try_acquire_owned().ok()
         };
-        let unacked = permit.is_some();
         let config = &shared.config;
         let at = (config.result_ttl.is_some() || config.pending_ttl.is_some())
             .then(|| config.clock.now());
-        let reply = self.send(Put {
-            task_id: task_id.to_owned(),
-            record,
-            at,
-            permit,
+        let (permit, view) = match (permit, &shared.view) {
+            (Some(permit), Some(view)) => (permit, view),
+            (permit, _) => {
+                // A hub that may refuse, or no place free: only its answer says.
+                let reply = self.send(Put {
+                    task_id: task_id.to_owned(),
+                    record,
+                    ticket: None,
+                    at,
+                    permit,
+                });
+                return reply.await;
+            }
+        };
+        let mut reply = None;
+        view.enqueue(task_id, Arc::clone(&record), at, |ticket| {
+            reply = Some(self.send(Put {
+                task_id: task_id.to_owned(),
+                record,
+                ticket: Some(ticket),
+                at,
+                permit: Some(permit),
+            }));
         });
-        if !unacked || shared.is_closed() || !self.addr.connected() {
-            // A hub that may refuse, or one that is closing: only its answer says.
-            return reply.await;
+        if shared.is_closed() || !self.addr.connected() {
+            // Raced with a shutdown or a dying hub: only the hub's answer says.
+            if let Some(reply) = reply {
+                return reply.await;
+            }
         }
         Ok(())
+    }
+
+    /// `get` from the read view, without a message, when there is one: the hub's record with
+    /// this handle's queued stores folded in. `None` when the hub keeps no view (its stores
+    /// are not pipelined), or is closing, or this handle does not know it yet.
+    fn read_view(&self, task_id: &str) -> Option<Result<Option<TaskResult>, BackendError>> {
+        let shared = self.shared.get()?;
+        let view = shared.view.as_ref()?;
+        if shared.is_closed() || !self.addr.connected() {
+            return None;
+        }
+        if let Err(error) = validate::id_length(task_id, &shared.config) {
+            return Some(Err(error));
+        }
+        let record = view.read(task_id, &shared.config);
+        Some(record.map(|record| record.unpack(task_id)).transpose())
     }
 }
 
@@ -356,6 +391,9 @@ impl ResultBackend for HubHandle {
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
+        if let Some(read) = self.read_view(task_id) {
+            return read;
+        }
         let record = self.call(Fetch {
             task_id: task_id.to_owned(),
         });

@@ -226,7 +226,10 @@ impl<M: Message> Message for Envelope<M> {
 #[derive(Debug)]
 pub(crate) struct Put {
     pub(crate) task_id: String,
-    pub(crate) record: CompactRecord,
+    /// Shared with the read view while the store is queued.
+    pub(crate) record: Arc<CompactRecord>,
+    /// The read view's note of this store, for a pipelined one.
+    pub(crate) ticket: Option<u64>,
     /// When the caller stored it, when TTLs are set: a pipelined store may be applied later,
     /// and its TTL counts from the call.
     pub(crate) at: Option<Instant>,

@@ -903,3 +903,47 @@ fn a_timed_wait_without_a_tokio_timer_is_unsupported_not_a_panic() {
     }
     futures::executor::block_on(hub.shutdown());
 }
+
+/// On the hub's own arbiter the hub cannot run until the caller yields: a `get` right after
+/// pipelined stores is answered from the read view, on its first poll, with the stores folded
+/// in exactly as the hub then applies them (task fields kept, the latest status).
+#[actix_rt::test]
+async fn get_reads_its_own_pipelined_stores_before_the_hub_applies_them() {
+    let hub = HubHandle::start(HubConfig::default());
+    let submitted = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let pending = TaskResult::new("v", TaskStatus::Pending)
+        .with_task_name("job")
+        .with_args(vec![json!(1)])
+        .with_submitted_at(submitted);
+    let running = TaskResult::new("v", TaskStatus::Running);
+    for record in [pending, running] {
+        let mut store = hub.store("v", record);
+        assert!(futures::poll!(&mut store).is_ready(), "pipelined");
+    }
+    let mut get = hub.get("v");
+    let seen = match futures::poll!(&mut get) {
+        std::task::Poll::Ready(seen) => seen.expect("get").expect("the record"),
+        std::task::Poll::Pending => panic!("get must not wait for the hub"),
+    };
+    assert_eq!(seen.status, TaskStatus::Running);
+    assert_eq!(seen.task_name.as_deref(), Some("job"));
+    assert_eq!(seen.args, vec![json!(1)]);
+    assert_eq!(seen.submitted_at, Some(submitted));
+    // What the hub holds once it ran is the same record.
+    let snapshot = guard("snapshot", hub.snapshot()).await.expect("snapshot");
+    assert_eq!(snapshot, vec![seen.clone()]);
+    // A delete (acknowledged) is seen at once, and a store queued after it starts afresh.
+    assert!(guard("delete", hub.delete("v")).await.expect("delete"));
+    let mut store = hub.store("v", TaskResult::new("v", TaskStatus::Success));
+    assert!(futures::poll!(&mut store).is_ready());
+    let after = guard("get", hub.get("v"))
+        .await
+        .expect("get")
+        .expect("record");
+    assert_eq!(after, TaskResult::new("v", TaskStatus::Success));
+    guard("shutdown", hub.shutdown()).await;
+    assert!(matches!(
+        guard("get after shutdown", hub.get("v")).await,
+        Err(BackendError::Unavailable { .. })
+    ));
+}

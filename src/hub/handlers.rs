@@ -76,9 +76,10 @@ impl ResultHub {
         task_id: &str,
         record: CompactRecord,
         at: Option<Instant>,
+        ticket: Option<u64>,
     ) -> Result<(), BackendError> {
         let status = record.status;
-        let outcome = self.with_state("store", |state| state.store(task_id, record, at));
+        let outcome = self.with_state("store", |state| state.store(task_id, record, at, ticket));
         tracing::debug!(name: "hub.store", task_id = %task_id, status = ?status, ok = outcome.is_ok());
         outcome
     }
@@ -146,7 +147,7 @@ impl Handler<Store> for ResultHub {
     fn handle(&mut self, msg: Store, _: &mut Context<Self>) -> Self::Result {
         let config = &self.shared.config;
         validate::store(&msg.task_id, &msg.result, config)?;
-        self.put(&msg.task_id, CompactRecord::pack(msg.result), None)
+        self.put(&msg.task_id, CompactRecord::pack(msg.result), None, None)
     }
 }
 
@@ -304,7 +305,11 @@ impl Handler<Put> for ResultHub {
     type Result = Result<(), BackendError>;
 
     fn handle(&mut self, msg: Put, _: &mut Context<Self>) -> Self::Result {
-        let outcome = self.put(&msg.task_id, msg.record, msg.at);
+        let record = Arc::unwrap_or_clone(msg.record);
+        let outcome = self.put(&msg.task_id, record, msg.at, msg.ticket);
+        if let (Some(ticket), Some(view), Err(_)) = (msg.ticket, &self.shared.view, &outcome) {
+            view.forget(&msg.task_id, ticket);
+        }
         if let (Some(_), Err(error)) = (&msg.permit, &outcome) {
             // A pipelined store whose caller was already told Ok: only a bug gets here.
             tracing::error!(

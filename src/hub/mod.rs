@@ -8,6 +8,7 @@ mod handlers;
 pub(crate) use handlers::pack_checked;
 pub(crate) mod pending;
 pub(crate) mod state;
+pub(crate) mod view;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use tokio::sync::Semaphore;
 use crate::messages::CancelWait;
 use crate::{HubConfig, TerminalPolicy};
 use state::HubState;
+use view::View;
 
 /// How many stores the handles of one hub may have sent without waiting for the hub to apply
 /// them. Past it, a store waits for a place: the hub's queue, and the time a store spends in
@@ -36,15 +38,22 @@ pub(crate) struct HubShared {
     closed: AtomicBool,
     /// Places for stores sent without waiting (`MAX_UNACKED_STORES`).
     pub(crate) unacked: Arc<Semaphore>,
+    /// What `get` reads without a message, when stores are pipelined.
+    pub(crate) view: Option<Arc<View>>,
 }
 
 impl HubShared {
     fn new(config: HubConfig) -> Self {
-        HubShared {
+        let mut shared = HubShared {
             config,
             closed: AtomicBool::new(false),
             unacked: Arc::new(Semaphore::new(MAX_UNACKED_STORES)),
+            view: None,
+        };
+        if shared.pipelines_stores() {
+            shared.view = Some(Arc::new(View::default()));
         }
+        shared
     }
 
     /// Whether a store that passed the handle's checks may return before the hub applied it:
@@ -106,9 +115,10 @@ pub struct ResultHub {
 impl ResultHub {
     /// A hub with these limits, ready for [`Actor::start`] or [`actix::Supervisor::start`].
     pub fn new(config: HubConfig) -> Self {
+        let shared = Arc::new(HubShared::new(config.clone()));
         ResultHub {
-            shared: Arc::new(HubShared::new(config.clone())),
-            state: Some(HubState::new(config)),
+            state: Some(HubState::new(config, shared.view.clone())),
+            shared,
             cancel: None,
         }
     }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::compact::CompactRecord;
+use crate::hub::view::View;
 use crate::order::{ListKey, page};
 use crate::{BackendError, HubConfig, HubStats, TaskStatus, validate};
 
@@ -189,14 +190,20 @@ pub(crate) struct HubState {
     next_waiter_id: u64,
     evicted: u64,
     expired: u64,
+    /// The read view handles read `get` from, when stores are pipelined; kept current here.
+    view: Option<Arc<View>>,
+    /// Task names, shared by every record of the same task.
+    names: HashSet<Arc<str>>,
     /// The operation whose next call panics, for the fault-injection tests.
     #[cfg(feature = "fault-injection")]
     pub(crate) fault: Option<&'static str>,
 }
 
 impl HubState {
-    pub(crate) fn new(config: HubConfig) -> Self {
+    pub(crate) fn new(config: HubConfig, view: Option<Arc<View>>) -> Self {
         HubState {
+            view,
+            names: HashSet::new(),
             links: Links::new(&config),
             config,
             records: HashMap::new(),
@@ -255,6 +262,9 @@ impl HubState {
     fn remove_record(&mut self, task_id: &str) -> Option<Entry> {
         let entry = self.records.remove(task_id)?;
         self.links.unlink(&entry);
+        if let Some(view) = &self.view {
+            view.removed(task_id);
+        }
         Some(entry)
     }
 
@@ -265,14 +275,17 @@ impl HubState {
         task_id: &str,
         record: CompactRecord,
         at: Option<Instant>,
+        ticket: Option<u64>,
     ) -> Result<(), BackendError> {
         validate::waitable_id(task_id, &self.config)?;
+        let mut record = record;
+        record.intern_task_name(&mut self.names);
         self.expire_due_at(at);
         let record = self.admit(task_id, record)?;
         if !self.records.contains_key(task_id) {
             self.make_room(&HashSet::new())?;
         }
-        self.apply_store(task_id, record, at);
+        self.apply_store(task_id, record, at, ticket);
         Ok(())
     }
 
@@ -322,8 +335,15 @@ impl HubState {
     }
 
     /// Stores a record that passed `admit` and `make_room`: cannot fail.
-    /// `at` is when the caller stored it, if it says; TTLs count from then.
-    fn apply_store(&mut self, task_id: &str, record: CompactRecord, at: Option<Instant>) {
+    /// `at` is when the caller stored it, if it says; TTLs count from then. `ticket` marks a
+    /// pipelined store, which the read view then no longer holds as queued.
+    fn apply_store(
+        &mut self,
+        task_id: &str,
+        record: CompactRecord,
+        at: Option<Instant>,
+        ticket: Option<u64>,
+    ) {
         let stored = self.next_store;
         self.next_store += 1;
         let expires_at = self.config.ttl(record.is_complete()).and_then(|ttl| {
@@ -356,6 +376,9 @@ impl HubState {
                 self.links.link(&id, &entry);
                 self.records.insert(Arc::clone(&id), entry);
             }
+        }
+        if let Some(view) = &self.view {
+            view.applied(&id, &record, expires_at, ticket);
         }
         if record.is_complete() {
             if let Some(waiters) = self.waiters.remove(task_id) {
@@ -447,6 +470,9 @@ impl HubState {
         // Fresh maps rather than `clear()`, which would keep the old capacity.
         self.records = HashMap::new();
         self.links = Links::new(&self.config);
+        if let Some(view) = &self.view {
+            view.cleared();
+        }
         removed
     }
 
@@ -513,7 +539,7 @@ impl HubState {
                 Some(previous) => record.inherit_task_fields(&previous.record),
                 None => self.make_room(&keep)?,
             }
-            self.apply_store(&task_id, record, None);
+            self.apply_store(&task_id, record, None, None);
         }
         Ok(count)
     }
@@ -574,6 +600,10 @@ impl HubState {
         }
         self.links = links;
         self.waiter_count = self.waiters.values().map(Waiters::len).sum();
+        if let Some(view) = &self.view {
+            let records = self.records.iter();
+            view.rebuild(records.map(|(id, entry)| (id, &entry.record, entry.expires_at)));
+        }
     }
 }
 
@@ -597,12 +627,12 @@ mod tests {
 
     #[test]
     fn index_follows_status_changes_and_deletes() {
-        let mut state = HubState::new(HubConfig::default());
+        let mut state = HubState::new(HubConfig::default(), None);
         state
-            .store("a", packed("a", TaskStatus::Pending), None)
+            .store("a", packed("a", TaskStatus::Pending), None, None)
             .unwrap();
         state
-            .store("a", packed("a", TaskStatus::Running), None)
+            .store("a", packed("a", TaskStatus::Running), None, None)
             .unwrap();
         let stats = state.stats();
         assert_eq!((stats.by_status.pending, stats.by_status.running), (0, 1));
@@ -613,7 +643,7 @@ mod tests {
 
     #[test]
     fn cancelled_waiters_leave_no_entry() {
-        let mut state = HubState::new(HubConfig::default());
+        let mut state = HubState::new(HubConfig::default(), None);
         let mut ids = Vec::new();
         for _ in 0..3 {
             let Registration::Waiting { waiter_id, .. } = state.register_waiter("a").unwrap()
@@ -631,7 +661,7 @@ mod tests {
 
     #[test]
     fn maps_give_memory_back_after_a_burst() {
-        let mut state = HubState::new(HubConfig::default());
+        let mut state = HubState::new(HubConfig::default(), None);
         let mut ids = Vec::new();
         for n in 0..10_000 {
             let id = format!("t{n}");
@@ -642,7 +672,7 @@ mod tests {
             ids.push((id, waiter_id));
             let stored = format!("r{n}");
             state
-                .store(&stored, packed(&stored, TaskStatus::Success), None)
+                .store(&stored, packed(&stored, TaskStatus::Success), None, None)
                 .unwrap();
         }
         let peak = (state.waiters.capacity(), state.records.capacity());

@@ -1,0 +1,261 @@
+//! A read view of the hub's records that callers read without a message, for `get`.
+//!
+//! The hub is its only writer: it mirrors every change to its records here. A handle that
+//! pipelines a store (returns before the hub applied it) notes the store here, under the same
+//! lock in which it queues it, so that a `get` answers with the applied record plus the stores
+//! still queued for that id, folded the way the hub will apply them. A caller thus reads its own
+//! writes without waiting for the hub, and never sees a state the hub will not have.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use dashmap::DashMap;
+
+use crate::HubConfig;
+use crate::compact::CompactRecord;
+use crate::hub::state::SharedRecord;
+
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    slots: DashMap<Arc<str>, Slot>,
+    next_ticket: AtomicU64,
+}
+
+/// One id: the record the hub holds, and the stores queued for it, oldest first. Kept small
+/// (32 bytes): there is one per record, and most have nothing queued.
+#[derive(Debug, Default)]
+struct Slot {
+    applied: Option<SharedRecord>,
+    expires_at: Option<Instant>,
+    // Boxed on purpose: an empty `VecDeque` is 32 bytes in every slot, the box 8, and most
+    // slots never queue anything.
+    #[allow(clippy::box_collection)]
+    queued: Option<Box<VecDeque<Queued>>>,
+}
+
+impl Slot {
+    fn is_idle(&self) -> bool {
+        self.queued.as_ref().is_none_or(|queued| queued.is_empty())
+    }
+
+    fn remove_ticket(&mut self, ticket: u64) {
+        let Some(queued) = &mut self.queued else {
+            return;
+        };
+        // Almost always the oldest: the hub applies an id's stores in the order they were
+        // queued.
+        if queued.front().is_some_and(|front| front.ticket == ticket) {
+            queued.pop_front();
+        } else if let Some(position) = queued.iter().position(|q| q.ticket == ticket) {
+            queued.remove(position);
+        }
+        if queued.is_empty() {
+            self.queued = None;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Queued {
+    ticket: u64,
+    record: SharedRecord,
+    /// When the caller stored it, when TTLs are set.
+    at: Option<Instant>,
+}
+
+impl View {
+    /// Notes a pipelined store and queues it with `send`, under the id's lock, so that the
+    /// stores noted for an id are in the order the hub will apply them.
+    pub(crate) fn enqueue(
+        &self,
+        task_id: &str,
+        record: SharedRecord,
+        at: Option<Instant>,
+        send: impl FnOnce(u64),
+    ) {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let mut slot = match self.slots.get_mut(task_id) {
+            Some(slot) => slot,
+            None => self.slots.entry(Arc::from(task_id)).or_default(),
+        };
+        slot.queued
+            .get_or_insert_with(Box::default)
+            .push_back(Queued { ticket, record, at });
+        send(ticket);
+    }
+
+    /// The record a `get` issued now sees: the applied one, with the queued stores folded in.
+    pub(crate) fn read(&self, task_id: &str, config: &HubConfig) -> Option<SharedRecord> {
+        let slot = self.slots.get(task_id)?;
+        let now = || config.clock.now();
+        let live = |expires_at: Option<Instant>, at: Instant| expires_at.is_none_or(|x| x > at);
+        let mut current = slot.applied.clone().map(|record| (record, slot.expires_at));
+        for queued in slot.queued.iter().flat_map(|queued| queued.iter()) {
+            let at = queued.at;
+            let base = current
+                .take()
+                .filter(|(_, expires_at)| live(*expires_at, at.unwrap_or_else(now)));
+            let record = match base {
+                Some((base, _)) => {
+                    let mut record = CompactRecord::clone(&queued.record);
+                    record.inherit_task_fields(&base);
+                    Arc::new(record)
+                }
+                None => Arc::clone(&queued.record),
+            };
+            let expires_at = config
+                .ttl(record.is_complete())
+                .and_then(|ttl| at.unwrap_or_else(now).checked_add(ttl));
+            current = Some((record, expires_at));
+        }
+        current
+            .filter(|(_, expires_at)| live(*expires_at, now()))
+            .map(|(record, _)| record)
+    }
+
+    /// The hub applied a store (`ticket`: a pipelined one, now no longer queued).
+    pub(crate) fn applied(
+        &self,
+        id: &Arc<str>,
+        record: &SharedRecord,
+        expires_at: Option<Instant>,
+        ticket: Option<u64>,
+    ) {
+        let mut slot = match self.slots.get_mut(&**id) {
+            Some(slot) => slot,
+            None => self.slots.entry(Arc::clone(id)).or_default(),
+        };
+        slot.applied = Some(Arc::clone(record));
+        slot.expires_at = expires_at;
+        if let Some(ticket) = ticket {
+            slot.remove_ticket(ticket);
+        }
+    }
+
+    /// A pipelined store the hub did not apply (it had stopped, or its handler panicked).
+    pub(crate) fn forget(&self, task_id: &str, ticket: u64) {
+        self.slots.remove_if_mut(task_id, |_, slot| {
+            slot.remove_ticket(ticket);
+            slot.applied.is_none() && slot.is_idle()
+        });
+    }
+
+    /// The hub removed the record (delete, expiry, eviction).
+    pub(crate) fn removed(&self, task_id: &str) {
+        self.slots.remove_if_mut(task_id, |_, slot| {
+            slot.applied = None;
+            slot.is_idle()
+        });
+    }
+
+    /// The hub removed every record; stores queued after the clear stay noted.
+    pub(crate) fn cleared(&self) {
+        self.slots.retain(|_, slot| {
+            slot.applied = None;
+            !slot.is_idle()
+        });
+        self.slots.shrink_to_fit();
+    }
+
+    /// The hub rebuilt its state: mirror exactly what it holds.
+    pub(crate) fn rebuild<'a>(
+        &self,
+        records: impl Iterator<Item = (&'a Arc<str>, &'a SharedRecord, Option<Instant>)>,
+    ) {
+        self.slots.retain(|_, slot| {
+            slot.applied = None;
+            !slot.is_idle()
+        });
+        for (id, record, expires_at) in records {
+            self.applied(id, record, expires_at, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Clock, ManualClock, TaskResult, TaskStatus};
+
+    fn packed(record: TaskResult) -> SharedRecord {
+        Arc::new(CompactRecord::pack(record))
+    }
+
+    #[test]
+    fn queued_stores_fold_over_the_applied_record_as_the_hub_applies_them() {
+        let view = View::default();
+        let config = HubConfig::default();
+        let id: Arc<str> = Arc::from("a");
+        let first = packed(TaskResult::new("a", TaskStatus::Pending).with_task_name("job"));
+        view.applied(&id, &first, None, None);
+        let mut sent = Vec::new();
+        view.enqueue(
+            "a",
+            packed(TaskResult::new("a", TaskStatus::Running)),
+            None,
+            |t| sent.push(t),
+        );
+        let read = view.read("a", &config).unwrap().unpack("a").unwrap();
+        assert_eq!(read.status, TaskStatus::Running);
+        assert_eq!(read.task_name.as_deref(), Some("job"));
+        // Applied: no longer queued, same answer.
+        let applied = Arc::new(CompactRecord::pack(read.clone()));
+        view.applied(&id, &applied, None, Some(sent[0]));
+        assert_eq!(view.read("a", &config).unwrap().unpack("a").unwrap(), read);
+        assert!(view.slots.get("a").unwrap().is_idle());
+        // A forgotten store leaves nothing behind; a removed record reads as none.
+        view.enqueue(
+            "b",
+            packed(TaskResult::new("b", TaskStatus::Running)),
+            None,
+            |t| sent.push(t),
+        );
+        view.forget("b", sent[1]);
+        assert!(view.slots.get("b").is_none());
+        view.removed("a");
+        assert!(view.read("a", &config).is_none());
+        assert!(view.slots.is_empty());
+    }
+
+    #[test]
+    fn a_base_that_expired_before_the_queued_store_is_not_inherited() {
+        let clock = ManualClock::new();
+        let config = HubConfig {
+            result_ttl: Some(Duration::from_secs(5)),
+            pending_ttl: Some(Duration::from_secs(5)),
+            clock: Clock::from(clock.clone()),
+            ..HubConfig::default()
+        };
+        let view = View::default();
+        let id: Arc<str> = Arc::from("a");
+        let base = packed(TaskResult::new("a", TaskStatus::Pending).with_task_name("job"));
+        view.applied(
+            &id,
+            &base,
+            Some(config.clock.now() + Duration::from_secs(5)),
+            None,
+        );
+        clock.advance(Duration::from_secs(6));
+        let at = Some(config.clock.now());
+        view.enqueue(
+            "a",
+            packed(TaskResult::new("a", TaskStatus::Running)),
+            at,
+            |_| {},
+        );
+        let read = view.read("a", &config).unwrap().unpack("a").unwrap();
+        assert_eq!(
+            read.task_name, None,
+            "an expired record leaves no task fields"
+        );
+        clock.advance(Duration::from_secs(5));
+        assert!(
+            view.read("a", &config).is_none(),
+            "and the new one expires in turn"
+        );
+    }
+}
