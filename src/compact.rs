@@ -81,12 +81,17 @@ impl CompactRecord {
     }
 
     /// Shares the task name with an equal one already held, so that a million records of a
-    /// few task types hold a few names. `names` stops growing at `MAX_INTERNED_NAMES`.
+    /// few task types hold a few names. `names` stops growing at `MAX_INTERNED_NAMES` names of
+    /// at most `MAX_INTERNED_LEN` bytes; `clear` drops the ones no record uses.
     pub(crate) fn intern_task_name(&mut self, names: &mut HashSet<Arc<str>>) {
         const MAX_INTERNED_NAMES: usize = 4096;
+        const MAX_INTERNED_LEN: usize = 256;
         let Some(name) = &mut self.task_name else {
             return;
         };
+        if name.len() > MAX_INTERNED_LEN {
+            return;
+        }
         match names.get(&**name) {
             Some(held) => *name = Arc::clone(held),
             None if names.len() < MAX_INTERNED_NAMES => {

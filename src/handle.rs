@@ -220,7 +220,7 @@ impl HubHandle {
             // Packed here, on the caller's thread.
             Some(shared) => {
                 let records = pack_checked(records, shared)?;
-                self.call(Load { records }).await
+                self.send_change(Load { records }).await
             }
             None => self.call(Restore { records }).await,
         }
@@ -238,7 +238,7 @@ impl HubHandle {
             shared.close();
         }
         // An error means the hub is gone already, which is what was asked.
-        let _ = self.call(Shutdown).await;
+        let _ = self.addr.send(Shutdown).await;
         if let Some(thread) = &self.thread {
             thread.stop_and_join().await;
         }
@@ -257,7 +257,10 @@ impl HubHandle {
         if let Ok(shared) = self.learn_shared().await {
             shared.close();
         }
-        let records = self.call(Drain).await;
+        let records = match self.addr.send(Drain).await {
+            Ok(records) => records,
+            Err(_) => Err(BackendError::hub_stopped()),
+        };
         if let Some(thread) = &self.thread {
             thread.stop_and_join().await;
         }
@@ -293,8 +296,49 @@ impl HubHandle {
         T: Send + 'static,
         ResultHub: Handler<Envelope<M>>,
     {
+        self.send_envelope(message, false)
+    }
+
+    /// `send` for a change the read view does not track: counted in the view until the hub
+    /// has handled it, so that a `get` meanwhile asks the hub.
+    fn send_change<M, T>(
+        &self,
+        message: M,
+    ) -> impl Future<Output = Result<T, BackendError>> + use<M, T>
+    where
+        M: Message<Result = Result<T, BackendError>> + Send + 'static,
+        T: Send + 'static,
+        ResultHub: Handler<Envelope<M>>,
+    {
+        let view = self.shared.get().and_then(|shared| shared.view.as_ref());
+        if let Some(view) = view {
+            view.unseen();
+        }
+        self.send_envelope(message, view.is_some())
+    }
+
+    fn send_envelope<M, T>(
+        &self,
+        message: M,
+        unseen: bool,
+    ) -> impl Future<Output = Result<T, BackendError>> + use<M, T>
+    where
+        M: Message<Result = Result<T, BackendError>> + Send + 'static,
+        T: Send + 'static,
+        ResultHub: Handler<Envelope<M>>,
+    {
         let (reply, receiver) = oneshot::channel();
-        self.addr.do_send(Envelope { message, reply });
+        if unseen && !self.addr.connected() {
+            // Not delivered: nothing will count it as handled.
+            if let Some(view) = self.shared.get().and_then(|shared| shared.view.as_ref()) {
+                view.seen();
+            }
+        }
+        self.addr.do_send(Envelope {
+            message,
+            reply,
+            unseen,
+        });
         async move {
             receiver
                 .await
@@ -331,7 +375,7 @@ impl HubHandle {
             (Some(permit), Some(view)) => (permit, view),
             (permit, _) => {
                 // A hub that may refuse, or no place free: only its answer says.
-                let reply = self.send(Put {
+                let reply = self.send_change(Put {
                     task_id: task_id.to_owned(),
                     record,
                     ticket: None,
@@ -372,7 +416,7 @@ impl HubHandle {
         if let Err(error) = validate::id_length(task_id, &shared.config) {
             return Some(Err(error));
         }
-        let record = view.read(task_id, &shared.config);
+        let record = view.read(task_id, &shared.config).ok()?;
         Some(record.map(|record| record.unpack(task_id)).transpose())
     }
 }
@@ -421,11 +465,11 @@ impl ResultBackend for HubHandle {
     }
 
     async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
-        self.call(Delete::new(task_id)).await
+        self.send_change(Delete::new(task_id)).await
     }
 
     async fn clear(&self) -> Result<usize, BackendError> {
-        self.call(Clear).await
+        self.send_change(Clear).await
     }
 
     async fn list_by_status(

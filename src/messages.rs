@@ -189,7 +189,8 @@ impl Message for Restore {
 
 /// Stops the hub for good: its records are dropped, pending waits end with
 /// [`BackendError::Unavailable`], and every later message is answered with it. A supervised
-/// hub stays stopped across the supervisor's restart.
+/// hub stays stopped across the supervisor's restart. The hub marks itself closed when it
+/// handles this, then stops after every store queued before the mark; it replies then.
 #[derive(Debug, Default)]
 pub struct Shutdown;
 
@@ -213,6 +214,9 @@ impl Message for CancelWait {
 pub(crate) struct Envelope<M: Message> {
     pub(crate) message: M,
     pub(crate) reply: tokio::sync::oneshot::Sender<M::Result>,
+    /// A change the read view does not see coming: counted in the view until handled, so that
+    /// `get` asks the hub meanwhile.
+    pub(crate) unseen: bool,
 }
 
 impl<M: Message> Message for Envelope<M> {
@@ -313,4 +317,16 @@ pub(crate) struct Drain;
 
 impl Message for Drain {
     type Result = Result<Vec<Keyed>, BackendError>;
+}
+
+/// The second step of a shutdown, queued by the hub to itself behind every store that saw it
+/// open.
+#[derive(Debug)]
+pub(crate) struct FinalStop {
+    pub(crate) drain: bool,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<Vec<Keyed>, BackendError>>,
+}
+
+impl Message for FinalStop {
+    type Result = ();
 }

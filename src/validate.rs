@@ -36,6 +36,33 @@ pub(crate) fn store(
             result.task_id, task_id
         )));
     }
+    json_depth(result)
+}
+
+/// The deepest nesting of JSON values a record may hold. serde_json refuses to read more than
+/// 128 levels, so a deeper value could be stored but never read back, here or by flowrra.
+pub(crate) const MAX_JSON_DEPTH: usize = 100;
+
+/// Refuses a record whose `result`, `args` or `kwargs` nest deeper than [`MAX_JSON_DEPTH`].
+fn json_depth(record: &TaskResult) -> Result<(), BackendError> {
+    // `args` and `kwargs` are a level themselves. An explicit stack: a value deep enough to
+    // matter must not overflow ours either.
+    let mut stack: Vec<(&serde_json::Value, usize)> = std::iter::once((&record.result, 1))
+        .chain(record.args.iter().map(|value| (value, 2)))
+        .chain(record.kwargs.values().map(|value| (value, 2)))
+        .collect();
+    while let Some((value, depth)) = stack.pop() {
+        if depth > MAX_JSON_DEPTH {
+            return Err(BackendError::invalid(format!(
+                "record nests JSON values more than {MAX_JSON_DEPTH} levels deep"
+            )));
+        }
+        match value {
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            serde_json::Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
     Ok(())
 }
 
@@ -98,5 +125,35 @@ pub(crate) fn terminal_policy(
             })
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TaskStatus;
+    use serde_json::{Value, json};
+
+    fn nested(depth: usize) -> Value {
+        (1..depth).fold(json!(1), |inner, _| json!([inner]))
+    }
+
+    #[test]
+    fn values_nested_deeper_than_can_be_read_back_are_refused() {
+        let config = HubConfig::default();
+        let ok = TaskResult::new("t", TaskStatus::Success).with_result(nested(MAX_JSON_DEPTH));
+        assert!(store("t", &ok, &config).is_ok());
+        let text = serde_json::to_string(&ok).unwrap();
+        assert!(
+            serde_json::from_str::<TaskResult>(&text).is_ok(),
+            "the limit reads back"
+        );
+        let deep =
+            TaskResult::new("t", TaskStatus::Success).with_result(nested(MAX_JSON_DEPTH + 1));
+        let error = store("t", &deep, &config).unwrap_err();
+        assert!(error.to_string().contains("levels deep"), "{error}");
+        let deep_arg =
+            TaskResult::new("t", TaskStatus::Pending).with_args(vec![nested(MAX_JSON_DEPTH)]);
+        assert!(store("t", &deep_arg, &config).is_err());
     }
 }

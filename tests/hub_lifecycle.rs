@@ -947,3 +947,62 @@ async fn get_reads_its_own_pipelined_stores_before_the_hub_applies_them() {
         Err(BackendError::Unavailable { .. })
     ));
 }
+
+/// A raw `Shutdown` message (actix code holding the `Addr`) closes the hub in two steps: a store
+/// that returned Ok before the hub marked itself closed is still applied, so its waiter gets
+/// the record, not `Unavailable`.
+#[actix_rt::test]
+async fn a_raw_shutdown_message_applies_every_store_that_returned_ok() {
+    let hub = HubHandle::start(HubConfig::default());
+    let waiter = spawn_wait(&Subject::hub(hub.clone()), "late", None);
+    await_waiters(&Subject::hub(hub.clone()), 1).await;
+    // Queued, not yet handled: the hub runs only when this task yields.
+    hub.addr().do_send(resulthub::messages::Shutdown);
+    let mut store = hub.store("late", TaskResult::new("late", TaskStatus::Success));
+    let returned = futures::poll!(&mut store);
+    assert!(
+        matches!(returned, std::task::Poll::Ready(Ok(()))),
+        "pipelined, before the hub saw the Shutdown: {returned:?}"
+    );
+    let woken = join("waiter", waiter).await;
+    assert!(
+        woken
+            .expect("a store that returned Ok is applied")
+            .is_success(),
+        "woken by the store"
+    );
+    assert!(matches!(
+        guard("get after", hub.get("late")).await,
+        Err(BackendError::Unavailable { .. })
+    ));
+}
+
+/// While a change the read view cannot follow (another caller's delete) is queued, `get`
+/// asks the hub instead of folding queued stores over a record the hub is about to delete.
+#[actix_rt::test]
+async fn get_asks_the_hub_while_a_change_the_view_cannot_follow_is_queued() {
+    let hub = HubHandle::start(HubConfig::default());
+    let other = hub.clone();
+    let named = TaskResult::new("x", TaskStatus::Pending).with_task_name("job");
+    guard("store", hub.store("x", named)).await.expect("store");
+    guard("sync", hub.stats()).await.expect("applied");
+    // Another caller's delete, queued but not handled (this task has not yielded).
+    let mut delete = Box::pin(other.delete("x"));
+    assert!(futures::poll!(&mut delete).is_pending());
+    let mut store = hub.store("x", TaskResult::new("x", TaskStatus::Success));
+    assert!(futures::poll!(&mut store).is_ready());
+    let seen = guard("get", hub.get("x"))
+        .await
+        .expect("get")
+        .expect("the new record");
+    assert_eq!(
+        seen.task_name, None,
+        "the delete came first: nothing to inherit"
+    );
+    assert!(guard("delete", delete).await.expect("delete"));
+    assert_eq!(
+        guard("get", hub.get("x")).await.expect("get"),
+        Some(TaskResult::new("x", TaskStatus::Success))
+    );
+    guard("shutdown", hub.shutdown()).await;
+}

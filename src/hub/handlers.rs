@@ -2,18 +2,19 @@
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use actix::{ActorContext, AsyncContext, Context, Handler};
+use actix::{ActorContext, AsyncContext, Context, Handler, ResponseFuture};
+use tokio::sync::oneshot;
 
 use super::state::{HubState, Keyed, Registration};
 use super::{HubShared, ResultHub};
 use crate::compact::CompactRecord;
 use crate::messages::{
-    Await, Awaited, CancelWait, Clear, Delete, Drain, Dump, Envelope, Fetch, Get, Introduce,
-    ListByStatus, Load, Page, PendingWait, Put, Restore, Shutdown, Snapshot, Stats, Store, WaitFor,
-    WaitOutcome,
+    Await, Awaited, CancelWait, Clear, Delete, Drain, Dump, Envelope, Fetch, FinalStop, Get,
+    Introduce, ListByStatus, Load, Page, PendingWait, Put, Restore, Shutdown, Snapshot, Stats,
+    Store, WaitFor, WaitOutcome,
 };
 use crate::{BackendError, HubStats, TaskResult, validate};
 
@@ -58,14 +59,15 @@ impl ResultHub {
                 waiter_id,
                 receiver,
             } => {
-                let cancel = self
-                    .cancel
-                    .get_or_insert_with(|| Arc::new(ctx.address().recipient()));
+                // Shared by the waiters, but held weakly here: a hub holding a sender to its own
+                // mailbox would never stop when its last handle is dropped.
+                let cancel = self.cancel.upgrade().unwrap_or_else(|| {
+                    let cancel = Arc::new(ctx.address().recipient());
+                    self.cancel = Arc::downgrade(&cancel);
+                    cancel
+                });
                 Ok(Awaited::Waiting(PendingWait::new(
-                    task_id,
-                    waiter_id,
-                    receiver,
-                    Arc::clone(cancel),
+                    task_id, waiter_id, receiver, cancel,
                 )))
             }
         }
@@ -112,6 +114,11 @@ macro_rules! handle_enveloped {
 
             fn handle(&mut self, envelope: Envelope<$message>, ctx: &mut Context<Self>) {
                 let reply = <Self as Handler<$message>>::handle(self, envelope.message, ctx);
+                if envelope.unseen {
+                    if let Some(view) = &self.shared.view {
+                        view.seen();
+                    }
+                }
                 let _ = envelope.reply.send(reply);
             }
         }
@@ -128,7 +135,6 @@ handle_enveloped!(
     Stats,
     Snapshot,
     Restore,
-    Shutdown,
     Put,
     Fetch,
     Await,
@@ -136,7 +142,6 @@ handle_enveloped!(
     Dump,
     Load,
     Introduce,
-    Drain,
 );
 
 // The public messages, for actix code holding an `Addr`: records are packed and unpacked here.
@@ -268,12 +273,32 @@ impl Handler<CancelWait> for ResultHub {
 }
 
 impl ResultHub {
+    /// The first step of a shutdown: mark the hub closed, so that a store seeing the mark waits
+    /// for its answer, and queue the second step behind every store that did not see it.
+    fn begin_close(
+        &mut self,
+        drain: bool,
+        ctx: &mut Context<Self>,
+    ) -> oneshot::Receiver<Result<Vec<Keyed>, BackendError>> {
+        let (reply, receiver) = oneshot::channel();
+        if self.state.is_none() {
+            let _ = reply.send(Err(BackendError::hub_stopped()));
+            return receiver;
+        }
+        self.shared.close();
+        ctx.address().do_send(FinalStop { drain, reply });
+        receiver
+    }
+
     fn close_for_good(&mut self, ctx: &mut Context<Self>) {
         tracing::debug!(name: "hub.shutdown", open = self.state.is_some());
         self.shared.close();
         // Dropping the state drops every waiter's sender: pending waits end with Unavailable.
         self.state = None;
-        self.cancel = None;
+        self.cancel = Weak::new();
+        if let Some(view) = &self.shared.view {
+            view.clear_all();
+        }
         // A supervisor restarts a stopped actor; with no state it stays inert and answers
         // Unavailable, which is what "stopped for good" means to its callers.
         ctx.stop();
@@ -281,21 +306,48 @@ impl ResultHub {
 }
 
 impl Handler<Shutdown> for ResultHub {
-    type Result = Result<(), BackendError>;
+    type Result = ResponseFuture<Result<(), BackendError>>;
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
-        self.close_for_good(ctx);
-        Ok(())
+        let closed = self.begin_close(false, ctx);
+        Box::pin(async move {
+            match closed.await {
+                Ok(outcome) => outcome.map(drop),
+                Err(_) => Err(BackendError::hub_stopped()),
+            }
+        })
     }
 }
 
 impl Handler<Drain> for ResultHub {
-    type Result = Result<Vec<Keyed>, BackendError>;
+    type Result = ResponseFuture<Result<Vec<Keyed>, BackendError>>;
 
     fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) -> Self::Result {
-        let records = self.with_state("snapshot", |state| Ok(state.snapshot()));
-        self.close_for_good(ctx);
-        records
+        let drained = self.begin_close(true, ctx);
+        Box::pin(async move {
+            drained
+                .await
+                .unwrap_or_else(|_| Err(BackendError::hub_stopped()))
+        })
+    }
+}
+
+impl Handler<FinalStop> for ResultHub {
+    type Result = ();
+
+    fn handle(&mut self, msg: FinalStop, ctx: &mut Context<Self>) {
+        let outcome = if msg.drain {
+            self.with_state("snapshot", |state| Ok(state.snapshot()))
+        } else {
+            Ok(Vec::new())
+        };
+        if outcome.is_err() {
+            // No snapshot, no shutdown: the records are still here for another try.
+            self.shared.reopen();
+        } else {
+            self.close_for_good(ctx);
+        }
+        let _ = msg.reply.send(outcome);
     }
 }
 

@@ -10,8 +10,8 @@ pub(crate) mod pending;
 pub(crate) mod state;
 pub(crate) mod view;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context, Recipient, Supervised, SystemService};
@@ -73,6 +73,10 @@ impl HubShared {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
     }
+
+    pub(crate) fn reopen(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The result hub: an actix [`Actor`] that owns all records, the per-status listing index and
@@ -108,8 +112,9 @@ pub struct ResultHub {
     /// `None` once shut down: every message is then answered with `Unavailable`.
     state: Option<HubState>,
     shared: Arc<HubShared>,
-    /// The recipient every `PendingWait` cancels through, made once rather than per waiter.
-    cancel: Option<Arc<Recipient<CancelWait>>>,
+    /// The recipient every `PendingWait` cancels through, made once rather than per waiter;
+    /// weak, so that it keeps no sender to the hub's own mailbox alive.
+    cancel: Weak<Recipient<CancelWait>>,
 }
 
 impl ResultHub {
@@ -119,7 +124,7 @@ impl ResultHub {
         ResultHub {
             state: Some(HubState::new(config, shared.view.clone())),
             shared,
-            cancel: None,
+            cancel: Weak::new(),
         }
     }
 

@@ -105,7 +105,9 @@ impl Links {
 #[derive(Debug)]
 enum Waiters {
     One(u64, oneshot::Sender<SharedRecord>),
-    Many(HashMap<u64, oneshot::Sender<SharedRecord>>),
+    // Boxed: an id's entry is then 16 bytes, not the 48 of an inline map, for the common case.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<u64, oneshot::Sender<SharedRecord>>>),
 }
 
 impl Waiters {
@@ -120,7 +122,7 @@ impl Waiters {
         match self {
             Waiters::One(..) => {
                 let Waiters::One(first_id, first) =
-                    std::mem::replace(self, Waiters::Many(HashMap::with_capacity(2)))
+                    std::mem::replace(self, Waiters::Many(Box::new(HashMap::with_capacity(2))))
                 else {
                     return;
                 };
@@ -473,6 +475,8 @@ impl HubState {
         if let Some(view) = &self.view {
             view.cleared();
         }
+        // Names no record uses any more.
+        self.names.retain(|name| Arc::strong_count(name) > 1);
         removed
     }
 
