@@ -14,18 +14,20 @@ use serde_json::{Map, Value};
 use crate::validate::ByteCounter;
 use crate::{BackendError, TaskResult, TaskStatus};
 
-/// A record without its id, in as few bytes as its content allows.
+/// A record without its id, in as few bytes as its content allows. Every text is an
+/// `Arc<str>`: versions of a record share what they inherit, and a copy of the record (the
+/// hub's, while the read view still holds the caller's) allocates nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct CompactRecord {
     pub(crate) status: TaskStatus,
     retries: u32,
     task_name: Option<Arc<str>>,
-    error: Option<Box<str>>,
+    error: Option<Arc<str>>,
     pub(crate) submitted_at: Option<DateTime<Utc>>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     /// `None` for `null`.
-    result: Option<Box<str>>,
+    result: Option<Arc<str>>,
     /// `None` for no arguments. Shared with later versions of the record, which inherit it.
     args: Option<Arc<str>>,
     /// `None` for no keyword arguments. Shared like `args`.
@@ -39,13 +41,13 @@ impl CompactRecord {
             status: record.status,
             retries: record.retries,
             task_name: record.task_name.map(Arc::from),
-            error: record.error.map(String::into_boxed_str),
+            error: record.error.as_deref().map(Arc::from),
             submitted_at: record.submitted_at,
             started_at: record.started_at,
             finished_at: record.finished_at,
             result: (!record.result.is_null()).then(|| to_text(&record.result)),
-            args: (!record.args.is_empty()).then(|| to_text(&record.args).into()),
-            kwargs: (!record.kwargs.is_empty()).then(|| to_text(&record.kwargs).into()),
+            args: (!record.args.is_empty()).then(|| to_text(&record.args)),
+            kwargs: (!record.kwargs.is_empty()).then(|| to_text(&record.kwargs)),
         }
     }
 
@@ -151,12 +153,11 @@ impl CompactRecord {
     }
 }
 
-fn to_text<T: serde::Serialize + ?Sized>(value: &T) -> Box<str> {
+fn to_text<T: serde::Serialize + ?Sized>(value: &T) -> Arc<str> {
     // Encoding a `serde_json::Value` (or a Vec or Map of them) cannot fail: every key is a
     // string and every number finite.
-    serde_json::to_string(value)
-        .unwrap_or_else(|_| String::from("null"))
-        .into_boxed_str()
+    let text = serde_json::to_string(value).unwrap_or_else(|_| String::from("null"));
+    Arc::from(text.as_str())
 }
 
 fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, BackendError> {

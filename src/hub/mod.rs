@@ -23,8 +23,8 @@ use state::HubState;
 use view::View;
 
 /// How many stores the handles of one hub may have sent without waiting for the hub to apply
-/// them. Past it, a store waits for a place: the hub's queue, and the time a store spends in
-/// it, stay bounded however fast the producers are. Measured (docs/benchmarks.md): 256 places
+/// them. Past it, a store is sent at once but waits for its own answer: the hub's queue, and
+/// the time a store spends in it, stay bounded however fast the producers are. Measured (docs/benchmarks.md): 256 places
 /// let a fast producer queue a few milliseconds of work ahead of the waiters it wakes (wake
 /// p99 3-5 ms); 32 keep it under half a millisecond at the same throughput.
 pub(crate) const MAX_UNACKED_STORES: usize = 32;

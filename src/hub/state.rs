@@ -488,13 +488,14 @@ impl HubState {
     ) -> Vec<Keyed> {
         self.expire_due();
         inject_fault!(self, "list_by_status");
-        let ordered = self.links.by_status[status.index()]
-            .values()
+        // Page the ids first: the skipped ones cost a step through the index, nothing more.
+        let ids = page(self.links.by_status[status.index()].values(), limit, offset);
+        ids.into_iter()
             .filter_map(|id| {
                 let entry = self.records.get(id)?;
                 Some((Arc::clone(id), Arc::clone(&entry.record)))
-            });
-        page(ordered, limit, offset)
+            })
+            .collect()
     }
 
     pub(crate) fn stats(&mut self) -> HubStats {

@@ -33,29 +33,70 @@ pub(crate) struct View {
 struct Slot {
     applied: Option<SharedRecord>,
     expires_at: Option<Instant>,
-    // Boxed on purpose: an empty `VecDeque` is 32 bytes in every slot, the box 8, and most
-    // slots never queue anything.
-    #[allow(clippy::box_collection)]
-    queued: Option<Box<VecDeque<Queued>>>,
+    /// Boxed: most slots never queue anything, and a slot stays 32 bytes.
+    queued: Option<Box<Queue>>,
+}
+
+/// The stores queued for one id: usually one, which then needs no second allocation.
+#[derive(Debug)]
+enum Queue {
+    One(Queued),
+    Many(VecDeque<Queued>),
+}
+
+impl Queue {
+    fn iter(&self) -> impl Iterator<Item = &Queued> {
+        let (one, many) = match self {
+            Queue::One(queued) => (Some(queued), None),
+            Queue::Many(queued) => (None, Some(queued.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    fn push(&mut self, next: Queued) {
+        match self {
+            Queue::Many(queued) => queued.push_back(next),
+            Queue::One(_) => {
+                let Queue::One(first) = std::mem::replace(self, Queue::Many(VecDeque::new()))
+                else {
+                    return;
+                };
+                if let Queue::Many(queued) = self {
+                    queued.push_back(first);
+                    queued.push_back(next);
+                }
+            }
+        }
+    }
+
+    /// Removes a ticket; true when nothing is left.
+    fn remove(&mut self, ticket: u64) -> bool {
+        match self {
+            Queue::One(queued) => queued.ticket == ticket,
+            Queue::Many(queued) => {
+                // Almost always the oldest: the hub applies an id's stores in queue order.
+                if queued.front().is_some_and(|front| front.ticket == ticket) {
+                    queued.pop_front();
+                } else if let Some(position) = queued.iter().position(|q| q.ticket == ticket) {
+                    queued.remove(position);
+                }
+                queued.is_empty()
+            }
+        }
+    }
 }
 
 impl Slot {
     fn is_idle(&self) -> bool {
-        self.queued.as_ref().is_none_or(|queued| queued.is_empty())
+        self.queued.is_none()
     }
 
     fn remove_ticket(&mut self, ticket: u64) {
-        let Some(queued) = &mut self.queued else {
-            return;
-        };
-        // Almost always the oldest: the hub applies an id's stores in the order they were
-        // queued.
-        if queued.front().is_some_and(|front| front.ticket == ticket) {
-            queued.pop_front();
-        } else if let Some(position) = queued.iter().position(|q| q.ticket == ticket) {
-            queued.remove(position);
-        }
-        if queued.is_empty() {
+        if self
+            .queued
+            .as_mut()
+            .is_some_and(|queued| queued.remove(ticket))
+        {
             self.queued = None;
         }
     }
@@ -84,9 +125,11 @@ impl View {
             Some(slot) => slot,
             None => self.slots.entry(Arc::from(task_id)).or_default(),
         };
-        slot.queued
-            .get_or_insert_with(Box::default)
-            .push_back(Queued { ticket, record, at });
+        let next = Queued { ticket, record, at };
+        match &mut slot.queued {
+            Some(queued) => queued.push(next),
+            None => slot.queued = Some(Box::new(Queue::One(next))),
+        }
         send(ticket);
     }
 
