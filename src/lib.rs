@@ -54,6 +54,8 @@ mod memory;
 pub mod messages;
 mod order;
 mod record;
+#[cfg(feature = "redis")]
+mod redis;
 mod stats;
 mod status;
 #[cfg(feature = "fault-injection")]
@@ -63,6 +65,8 @@ mod timestamp;
 mod validate;
 mod wait;
 
+#[cfg(feature = "redis")]
+pub use crate::redis::{RedisBackend, RedisBackendBuilder};
 pub use async_trait::async_trait;
 pub use backend::ResultBackend;
 pub use clock::{Clock, ManualClock};

@@ -1,0 +1,229 @@
+//! Options of a [`RedisBackend`]: key prefix, TTL, connections, timeouts, limits.
+
+use std::time::Duration;
+
+use super::RedisBackend;
+use crate::{BackendError, TerminalPolicy};
+
+/// Builds a [`RedisBackend`]; made by [`RedisBackend::builder`].
+///
+/// Every option has a default fit for sharing one Redis with flowrra: the `flowrra` prefix, no
+/// TTL, one multiplexed connection for commands and one for pub/sub.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), resulthub::BackendError> {
+/// use std::time::Duration;
+/// use resulthub::RedisBackend;
+///
+/// let backend = RedisBackend::builder("redis://127.0.0.1:6379/0")
+///     .prefix("billing")
+///     .ttl(Duration::from_secs(3600))
+///     .response_timeout(Duration::from_secs(2))
+///     .build()
+///     .await?;
+/// # let _ = backend;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `build` is awaited"]
+pub struct RedisBackendBuilder {
+    pub(super) url: String,
+    pub(super) prefix: String,
+    pub(super) ttl: Option<Duration>,
+    pub(super) pool_size: usize,
+    pub(super) connect_timeout: Duration,
+    pub(super) response_timeout: Duration,
+    pub(super) health_check_interval: Duration,
+    pub(super) backoff_min: Duration,
+    pub(super) backoff_max: Duration,
+    pub(super) max_task_id_len: usize,
+    pub(super) max_record_bytes: Option<usize>,
+    pub(super) terminal_policy: TerminalPolicy,
+    pub(super) max_store_attempts: usize,
+}
+
+impl RedisBackendBuilder {
+    pub(super) fn new(url: &str) -> Self {
+        RedisBackendBuilder {
+            url: url.to_owned(),
+            prefix: "flowrra".to_owned(),
+            ttl: None,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
+            health_check_interval: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            max_task_id_len: 1024,
+            max_record_bytes: None,
+            terminal_policy: TerminalPolicy::Overwrite,
+            max_store_attempts: 64,
+        }
+    }
+
+    /// The first part of every key and channel: `{prefix}:task:{id}` holds a record,
+    /// `{prefix}:complete:{id}` announces it finished. Apps sharing one Redis use different
+    /// prefixes; flowrra always uses the default.
+    ///
+    /// Default: `"flowrra"`. An empty prefix is refused by `build`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Expire every record this long after its latest write (`SETEX`), as flowrra's `ttl`.
+    /// Redis counts whole seconds: `build` refuses a TTL under one second or with a fraction
+    /// of one.
+    ///
+    /// Default: none, records live until deleted.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// How many multiplexed connections carry commands, used in turn. One connection already
+    /// pipelines every concurrent call; more only spread the client's work over more tasks.
+    ///
+    /// Default: 1. Zero is refused by `build`.
+    pub fn pool_size(mut self, connections: usize) -> Self {
+        self.pool_size = connections;
+        self
+    }
+
+    /// How long making a connection may take, for the first and for every reconnection.
+    ///
+    /// Default: 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one command may wait for its answer before the call fails with
+    /// [`BackendError::Unavailable`]: a server that stopped answering never hangs a caller.
+    ///
+    /// Default: 5 s.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How often the pub/sub connection is pinged. One silent for a `response_timeout` is
+    /// replaced, and every waiter re-reads its key.
+    ///
+    /// Default: 5 s.
+    pub fn health_check_interval(mut self, interval: Duration) -> Self {
+        self.health_check_interval = interval;
+        self
+    }
+
+    /// The pause before reconnecting the pub/sub connection: `min` after the first failure,
+    /// doubling up to `max` while the server stays away.
+    ///
+    /// Default: 50 ms to 2 s.
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff_min = min;
+        self.backoff_max = max;
+        self
+    }
+
+    /// The longest task id accepted, in bytes, as
+    /// [`HubConfig::max_task_id_len`](crate::HubConfig::max_task_id_len).
+    ///
+    /// Default: 1024.
+    pub fn max_task_id_len(mut self, bytes: usize) -> Self {
+        self.max_task_id_len = bytes;
+        self
+    }
+
+    /// The largest record accepted, in bytes of JSON, as
+    /// [`HubConfig::max_record_bytes`](crate::HubConfig::max_record_bytes).
+    ///
+    /// Default: none.
+    pub fn max_record_bytes(mut self, bytes: usize) -> Self {
+        self.max_record_bytes = Some(bytes);
+        self
+    }
+
+    /// Whether a terminal record may be replaced, as
+    /// [`HubConfig::terminal_policy`](crate::HubConfig::terminal_policy). Checked against the
+    /// stored record in the same atomic step as the write.
+    ///
+    /// Default: [`TerminalPolicy::Overwrite`], as flowrra.
+    pub fn terminal_policy(mut self, policy: TerminalPolicy) -> Self {
+        self.terminal_policy = policy;
+        self
+    }
+
+    /// How many times a store re-reads and merges when other writers keep changing the record
+    /// between its read and its write, before failing with
+    /// [`BackendError::Overloaded`].
+    ///
+    /// Default: 64. Zero is refused by `build`.
+    pub fn max_store_attempts(mut self, attempts: usize) -> Self {
+        self.max_store_attempts = attempts;
+        self
+    }
+
+    /// Checks the options, connects and answers once the server has answered a `PING`.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InvalidInput`] for a malformed URL or option (nothing is connected),
+    /// [`BackendError::Unavailable`] when the server cannot be reached within
+    /// `connect_timeout`, [`BackendError::Storage`] when it refuses the connection (e.g. a
+    /// wrong password).
+    pub async fn build(self) -> Result<RedisBackend, BackendError> {
+        RedisBackend::from_builder(self).await
+    }
+
+    /// The TTL in whole seconds, or why it is refused.
+    pub(super) fn ttl_secs(&self) -> Result<Option<u64>, BackendError> {
+        let Some(ttl) = self.ttl else {
+            return Ok(None);
+        };
+        if ttl < Duration::from_secs(1) {
+            return Err(BackendError::invalid(format!(
+                "ttl {ttl:?} is under one second; Redis expires keys in whole seconds"
+            )));
+        }
+        if ttl.subsec_nanos() != 0 {
+            return Err(BackendError::invalid(format!(
+                "ttl {ttl:?} is not a whole number of seconds"
+            )));
+        }
+        Ok(Some(ttl.as_secs()))
+    }
+
+    /// Refuses options that cannot work, before anything connects.
+    pub(super) fn check(&self) -> Result<(), BackendError> {
+        if self.prefix.is_empty() {
+            return Err(BackendError::invalid("prefix is empty"));
+        }
+        if self.pool_size == 0 {
+            return Err(BackendError::invalid("pool_size is zero"));
+        }
+        if self.max_store_attempts == 0 {
+            return Err(BackendError::invalid("max_store_attempts is zero"));
+        }
+        for (name, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+            ("health_check_interval", self.health_check_interval),
+            ("reconnect_backoff min", self.backoff_min),
+        ] {
+            if value.is_zero() {
+                return Err(BackendError::invalid(format!("{name} is zero")));
+            }
+        }
+        if self.backoff_max < self.backoff_min {
+            return Err(BackendError::invalid(format!(
+                "reconnect_backoff max {:?} is under min {:?}",
+                self.backoff_max, self.backoff_min
+            )));
+        }
+        self.ttl_secs().map(|_| ())
+    }
+}

@@ -1,0 +1,139 @@
+//! Stores that are still running, so a later call of this process sees them.
+//!
+//! A store runs to its end even when its caller stops waiting for it (it is spawned), so a
+//! caller that dropped a store and then reads, deletes or lists must not overtake it: a
+//! `get` would miss it, a `delete` would be undone by it. Each call waits for the stores of
+//! this process that started before it (on its id, or on any id for `clear` and listings);
+//! later stores never hold it up, so a busy id cannot starve a reader.
+
+use std::collections::{BTreeSet, HashMap};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+#[derive(Debug, Default)]
+struct Running {
+    next: u64,
+    all: BTreeSet<u64>,
+    by_id: HashMap<String, BTreeSet<u64>>,
+}
+
+/// The running stores of one backend.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    running: Mutex<Running>,
+    finished: Notify,
+}
+
+impl InFlight {
+    /// Marks a store of `task_id` as running until the ticket drops.
+    pub(crate) fn begin(self: &Arc<Self>, task_id: &str) -> Ticket {
+        let mut running = self.lock();
+        let number = running.next;
+        running.next += 1;
+        running.all.insert(number);
+        running
+            .by_id
+            .entry(task_id.to_owned())
+            .or_default()
+            .insert(number);
+        Ticket {
+            in_flight: Arc::clone(self),
+            task_id: task_id.to_owned(),
+            number,
+        }
+    }
+
+    /// Resolves once every store that began before this call, on `task_id` (`None`: on any
+    /// id), has finished.
+    pub(crate) async fn settled(&self, task_id: Option<&str>) {
+        let before = self.lock().next;
+        loop {
+            let mut finished = pin!(self.finished.notified());
+            {
+                let running = self.lock();
+                let oldest = match task_id {
+                    Some(id) => running.by_id.get(id).and_then(|set| set.first()),
+                    None => running.all.first(),
+                };
+                if oldest.is_none_or(|&number| number >= before) {
+                    return;
+                }
+                // Registered under the lock: a store finishing after it is seen.
+                finished.as_mut().enable();
+            }
+            finished.await;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Running> {
+        // Nothing panics while holding the lock; should it, the sets are still consistent.
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running store; finished when dropped, also when its task panics or is cancelled.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    in_flight: Arc<InFlight>,
+    task_id: String,
+    number: u64,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        {
+            let mut running = self.in_flight.lock();
+            running.all.remove(&self.number);
+            if let Some(set) = running.by_id.get_mut(&self.task_id) {
+                set.remove(&self.number);
+                if set.is_empty() {
+                    running.by_id.remove(&self.task_id);
+                }
+            }
+        }
+        self.in_flight.finished.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn waits_for_earlier_stores_of_the_id_only() {
+        let in_flight = Arc::new(InFlight::default());
+        let a = in_flight.begin("a");
+        let b = in_flight.begin("b");
+        // Nothing runs on "c".
+        in_flight.settled(Some("c")).await;
+
+        let waiting_a = {
+            let in_flight = Arc::clone(&in_flight);
+            tokio::spawn(async move { in_flight.settled(Some("a")).await })
+        };
+        let waiting_all = {
+            let in_flight = Arc::clone(&in_flight);
+            tokio::spawn(async move { in_flight.settled(None).await })
+        };
+        tokio::task::yield_now().await;
+        // A store that begins later holds nobody up.
+        let later = in_flight.begin("a");
+        drop(a);
+        tokio::time::timeout(Duration::from_secs(10), waiting_a)
+            .await
+            .expect("settled on a")
+            .expect("task");
+        assert!(!waiting_all.is_finished());
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(10), waiting_all)
+            .await
+            .expect("settled on all")
+            .expect("task");
+        drop(later);
+        assert!(in_flight.lock().all.is_empty());
+        assert!(in_flight.lock().by_id.is_empty());
+    }
+}

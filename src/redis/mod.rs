@@ -1,0 +1,458 @@
+//! [`RedisBackend`]: results shared across processes through Redis, in flowrra's layout.
+
+mod builder;
+mod errors;
+mod inflight;
+mod keys;
+mod listing;
+mod store;
+mod waiters;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::de::Error as _;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use builder::RedisBackendBuilder;
+
+use crate::{BackendError, HubConfig, ResultBackend, TaskResult, TaskStatus, validate};
+use errors::timed;
+use inflight::InFlight;
+use keys::Keys;
+use waiters::{Link, LinkSettings, Waiters};
+
+/// A [`ResultBackend`] on Redis, sharing results with other processes and machines, and with
+/// Python services running flowrra 0.1.8 in both directions.
+///
+/// Records live at `{prefix}:task:{id}` as the JSON of [`TaskResult`], and a terminal store
+/// publishes `done` on `{prefix}:complete:{id}` in the same atomic step as its write
+/// (docs/wire-format.md has the whole layout). The semantics are the hub's, with one
+/// difference: records of equal (or no) `submitted_at` list by task id, because Redis keeps
+/// no first-store order.
+///
+/// `wait_for` subscribes before it reads, so it cannot miss a completion; all waiters of a
+/// backend share one pub/sub connection, which reconnects with backoff and makes every waiter
+/// re-read its key after an outage. Calls need a Tokio runtime with I/O and timers: the one
+/// the backend was built on serves callers that run outside any.
+///
+/// Cloning is cheap and shares the connections.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), resulthub::BackendError> {
+/// use std::time::Duration;
+/// use resulthub::{RedisBackend, ResultBackend, TaskResult, TaskStatus};
+///
+/// let backend = RedisBackend::connect("redis://127.0.0.1:6379/0").await?;
+/// backend.store("t-1", TaskResult::new("t-1", TaskStatus::Success)).await?;
+/// let done = backend.wait_for("t-1", Some(Duration::from_secs(5))).await?;
+/// assert!(done.is_success());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    keys: Keys,
+    prefix: String,
+    ttl_secs: Option<u64>,
+    limits: HubConfig,
+    max_store_attempts: usize,
+    response_timeout: Duration,
+    pool: Vec<ConnectionManager>,
+    next: AtomicUsize,
+    waiters: Arc<Waiters>,
+    in_flight: Arc<InFlight>,
+    runtime: Handle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.waiters.stop();
+    }
+}
+
+impl RedisBackend {
+    /// Connects with every option at its default (see [`RedisBackendBuilder`]): the `flowrra`
+    /// prefix, no TTL.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisBackendBuilder::build`].
+    pub async fn connect(url: &str) -> Result<RedisBackend, BackendError> {
+        Self::builder(url).build().await
+    }
+
+    /// Starts building a backend for the server at `url` (`redis://[user:password@]host:port/db`,
+    /// `rediss://` or `unix://`).
+    pub fn builder(url: &str) -> RedisBackendBuilder {
+        RedisBackendBuilder::new(url)
+    }
+
+    /// The prefix of every key and channel this backend uses.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// How many `wait_for` calls on this backend (and its clones) are waiting now.
+    pub fn local_waiters(&self) -> usize {
+        self.inner.waiters.count()
+    }
+
+    async fn from_builder(options: RedisBackendBuilder) -> Result<RedisBackend, BackendError> {
+        options.check()?;
+        let ttl_secs = options.ttl_secs()?;
+        let Ok(runtime) = Handle::try_current() else {
+            return Err(BackendError::Unsupported {
+                operation: "RedisBackend outside a Tokio runtime",
+            });
+        };
+        let client = redis::Client::open(options.url.as_str())
+            .map_err(|error| BackendError::invalid(format!("bad Redis URL: {error}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.response_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(options.backoff_min)
+            .set_max_delay(options.backoff_max);
+        let mut pool = Vec::with_capacity(options.pool_size);
+        for _ in 0..options.pool_size {
+            let connect = ConnectionManager::new_with_config(client.clone(), config.clone());
+            // The manager retries once; the whole attempt stays within twice the timeout.
+            pool.push(timed(options.connect_timeout * 2, connect).await?);
+        }
+        let settings = LinkSettings {
+            connect_timeout: options.connect_timeout,
+            response_timeout: options.response_timeout,
+            health_check_interval: options.health_check_interval,
+            backoff_min: options.backoff_min,
+            backoff_max: options.backoff_max,
+        };
+        let keys = Keys::new(&options.prefix);
+        let limits = HubConfig {
+            max_task_id_len: options.max_task_id_len,
+            max_record_bytes: options.max_record_bytes,
+            terminal_policy: options.terminal_policy,
+            ..HubConfig::default()
+        };
+        let backend = RedisBackend {
+            inner: Arc::new(Inner {
+                waiters: Waiters::new(client, keys.clone(), settings),
+                keys,
+                prefix: options.prefix,
+                ttl_secs,
+                limits,
+                max_store_attempts: options.max_store_attempts,
+                response_timeout: options.response_timeout,
+                pool,
+                next: AtomicUsize::new(0),
+                in_flight: Arc::default(),
+                runtime,
+            }),
+        };
+        let mut connection = backend.inner.connection();
+        timed(
+            options.response_timeout,
+            redis::cmd("PING").query_async::<String>(&mut connection),
+        )
+        .await?;
+        Ok(backend)
+    }
+
+    /// Runs `work` here when the caller is inside a Tokio runtime, else on the backend's own.
+    async fn on_runtime<T, F>(&self, work: F) -> Result<T, BackendError>
+    where
+        F: Future<Output = Result<T, BackendError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        if Handle::try_current().is_ok() {
+            work.await
+        } else {
+            joined(AbortOnDrop(self.inner.runtime.spawn(work))).await
+        }
+    }
+}
+
+impl Inner {
+    /// The next command connection, in turn.
+    fn connection(&self) -> ConnectionManager {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
+        self.pool[index].clone()
+    }
+
+    async fn read(&self, task_id: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let mut connection = self.connection();
+        timed(
+            self.response_timeout,
+            redis::cmd("GET")
+                .arg(self.keys.task(task_id))
+                .query_async::<Option<Vec<u8>>>(&mut connection),
+        )
+        .await
+    }
+
+    async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
+        match self.read(task_id).await? {
+            Some(bytes) => decode(task_id, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads, merges the sticky fields, and writes only if the record read is still the one
+    /// stored; again while other writers get in between.
+    async fn store(&self, task_id: &str, record: TaskResult) -> Result<(), BackendError> {
+        let key = self.keys.task(task_id);
+        let channel = self.keys.complete(task_id);
+        let announce = record.is_complete();
+        for _ in 0..self.max_store_attempts {
+            let previous = self.read(task_id).await?;
+            let mut merged = record.clone();
+            match previous.as_deref().map(|bytes| decode(task_id, bytes)) {
+                Some(Ok(previous)) => {
+                    validate::terminal_policy(task_id, Some(previous.status), &self.limits)?;
+                    merged.inherit_task_fields(&previous);
+                }
+                Some(Err(error)) => {
+                    // Nothing can be merged from it; the write replaces it whole.
+                    tracing::warn!(task_id, error = %error, "resulthub.redis.undecodable_record_replaced");
+                }
+                None => {}
+            }
+            let json = serde_json::to_vec(&merged).map_err(BackendError::Codec)?;
+            validate::record_bytes(json.len(), &self.limits)?;
+            let attempt = store::Attempt {
+                key: &key,
+                channel: &channel,
+                previous: previous.as_deref(),
+                record: &json,
+                ttl_secs: self.ttl_secs,
+                announce,
+            };
+            let mut connection = self.connection();
+            if timed(self.response_timeout, attempt.run(&mut connection)).await? {
+                return Ok(());
+            }
+            // Another writer got in between: merge the caller's record with the new one.
+        }
+        Err(BackendError::Overloaded {
+            reason: format!(
+                "task {task_id:?} changed under each of {} store attempts (max_store_attempts)",
+                self.max_store_attempts
+            ),
+        })
+    }
+
+    async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
+        let mut connection = self.connection();
+        let removed = timed(
+            self.response_timeout,
+            redis::cmd("DEL")
+                .arg(self.keys.task(task_id))
+                .query_async::<usize>(&mut connection),
+        )
+        .await?;
+        Ok(removed > 0)
+    }
+
+    /// Subscribes (through the shared dispatcher), then reads, then waits for a wake-up; a
+    /// wake-up only means "read again". `deadline` bounds everything but a first read that
+    /// starts after it, so a zero timeout still returns a record that is already terminal.
+    async fn wait_for(
+        &self,
+        task_id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<TaskResult, BackendError> {
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        let registration = self.waiters.register(task_id);
+        let expired = |task_id: &str| match registration.link() {
+            Link::Down(reason) => BackendError::Unavailable {
+                reason: format!("redis link down while waiting for task {task_id:?}: {reason}"),
+            },
+            Link::Up | Link::Connecting => BackendError::Timeout {
+                task_id: task_id.to_owned(),
+                timeout: timeout.unwrap_or(Duration::MAX),
+            },
+        };
+
+        match until(deadline, registration.subscribed()).await {
+            Some(Ok(())) => {}
+            Some(Err(reason)) => {
+                return Err(BackendError::Unavailable {
+                    reason: format!("cannot subscribe for task {task_id:?}: {reason}"),
+                });
+            }
+            // Out of time before the subscription: one read decides.
+            None => {
+                return match self.get(task_id).await? {
+                    Some(record) if record.is_complete() => Ok(record),
+                    _ => Err(expired(task_id)),
+                };
+            }
+        }
+        let mut first = true;
+        loop {
+            let read = if first && deadline.is_some_and(|at| at <= Instant::now()) {
+                Some(self.get(task_id).await)
+            } else {
+                until(deadline, self.get(task_id)).await
+            };
+            first = false;
+            match read {
+                Some(Ok(Some(record))) if record.is_complete() => return Ok(record),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error),
+                None => return Err(expired(task_id)),
+            }
+            if until(deadline, registration.woken()).await.is_none() {
+                return Err(expired(task_id));
+            }
+        }
+    }
+}
+
+/// Awaits `work` until `deadline` (`None`: without limit); `None` if the deadline came first.
+async fn until<F: Future>(deadline: Option<Instant>, work: F) -> Option<F::Output> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+        None => Some(work.await),
+    }
+}
+
+/// Decodes a stored record. One that is not valid JSON of a record, or is filed under another
+/// task's key, is a `Codec` error.
+fn decode(task_id: &str, bytes: &[u8]) -> Result<TaskResult, BackendError> {
+    let record: TaskResult = serde_json::from_slice(bytes).map_err(BackendError::Codec)?;
+    if record.task_id != task_id {
+        return Err(BackendError::Codec(serde_json::Error::custom(format!(
+            "the record stored for task {task_id:?} says task_id {:?}",
+            record.task_id
+        ))));
+    }
+    Ok(record)
+}
+
+/// Aborts the task when the caller stops waiting for it.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn joined<T>(mut task: AbortOnDrop<Result<T, BackendError>>) -> Result<T, BackendError> {
+    match (&mut task.0).await {
+        Ok(outcome) => outcome,
+        Err(error) if error.is_panic() => Err(BackendError::Internal {
+            reason: format!("a Redis operation panicked: {error}"),
+        }),
+        Err(_) => Err(BackendError::Unavailable {
+            reason: "the Tokio runtime the Redis backend was built on has shut down".to_owned(),
+        }),
+    }
+}
+
+#[async_trait::async_trait]
+impl ResultBackend for RedisBackend {
+    /// Writes the record merged with the stored one, and announces a terminal one, in one
+    /// atomic step. The write goes on when the caller stops waiting for it: a store either
+    /// happens whole or fails.
+    async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
+        validate::store(task_id, &result, &self.inner.limits)?;
+        let inner = Arc::clone(&self.inner);
+        let ticket = inner.in_flight.begin(task_id);
+        let task_id = task_id.to_owned();
+        let work = async move {
+            let outcome = inner.store(&task_id, result).await;
+            drop(ticket);
+            outcome
+        };
+        let runtime = Handle::try_current().unwrap_or_else(|_| self.inner.runtime.clone());
+        match runtime.spawn(work).await {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_panic() => Err(BackendError::Internal {
+                reason: format!("a Redis store panicked: {error}"),
+            }),
+            Err(_) => Err(BackendError::Unavailable {
+                reason: "the Tokio runtime the store ran on has shut down".to_owned(),
+            }),
+        }
+    }
+
+    async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
+        validate::id_length(task_id, &self.inner.limits)?;
+        if task_id.is_empty() {
+            return Ok(None);
+        }
+        let inner = Arc::clone(&self.inner);
+        let task_id = task_id.to_owned();
+        self.on_runtime(async move {
+            inner.in_flight.settled(Some(&task_id)).await;
+            inner.get(&task_id).await
+        })
+        .await
+    }
+
+    async fn wait_for(
+        &self,
+        task_id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<TaskResult, BackendError> {
+        validate::waitable_id(task_id, &self.inner.limits)?;
+        let inner = Arc::clone(&self.inner);
+        let task_id = task_id.to_owned();
+        self.on_runtime(async move {
+            inner.in_flight.settled(Some(&task_id)).await;
+            inner.wait_for(&task_id, timeout).await
+        })
+        .await
+    }
+
+    async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
+        validate::id_length(task_id, &self.inner.limits)?;
+        if task_id.is_empty() {
+            return Ok(false);
+        }
+        let inner = Arc::clone(&self.inner);
+        let task_id = task_id.to_owned();
+        self.on_runtime(async move {
+            inner.in_flight.settled(Some(&task_id)).await;
+            inner.delete(&task_id).await
+        })
+        .await
+    }
+
+    async fn clear(&self) -> Result<usize, BackendError> {
+        let inner = Arc::clone(&self.inner);
+        self.on_runtime(async move {
+            inner.in_flight.settled(None).await;
+            inner.clear().await
+        })
+        .await
+    }
+
+    async fn list_by_status(
+        &self,
+        status: TaskStatus,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> Result<Vec<TaskResult>, BackendError> {
+        let inner = Arc::clone(&self.inner);
+        self.on_runtime(async move {
+            inner.in_flight.settled(None).await;
+            inner.list_by_status(status, limit, offset).await
+        })
+        .await
+    }
+}

@@ -1,0 +1,269 @@
+//! One pub/sub connection per backend: a dispatcher task holds a single pattern subscription
+//! to every completion channel of the prefix and wakes the local waiters of the id announced.
+//!
+//! A wake-up only says "read the key again": the waiter reads the record itself, so a
+//! completion announced while the link was down is caught by the re-read every reconnection
+//! triggers, and a waiter never trusts a message over the stored record.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::keys::Keys;
+
+/// The state of the pub/sub link, as waiters see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// No dispatcher has run yet, or it is (re)connecting for the first time since.
+    Connecting,
+    /// Subscribed: every completion published from now on reaches the waiters.
+    Up,
+    /// The link failed; the dispatcher retries after a backoff.
+    Down(String),
+}
+
+/// How the dispatcher connects and checks its link.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkSettings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) health_check_interval: Duration,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+/// One waiting `wait_for` call.
+#[derive(Debug, Default)]
+struct Slot {
+    wake: Notify,
+}
+
+/// The local waiters, by task id, and the dispatcher that wakes them.
+#[derive(Debug)]
+pub(crate) struct Waiters {
+    by_id: Mutex<HashMap<String, Vec<Arc<Slot>>>>,
+    link: watch::Sender<Link>,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    stop: Notify,
+    keys: Keys,
+    client: redis::Client,
+    settings: LinkSettings,
+}
+
+impl Waiters {
+    pub(crate) fn new(client: redis::Client, keys: Keys, settings: LinkSettings) -> Arc<Self> {
+        Arc::new(Waiters {
+            by_id: Mutex::new(HashMap::new()),
+            link: watch::Sender::new(Link::Connecting),
+            dispatcher: Mutex::new(None),
+            stop: Notify::new(),
+            keys,
+            client,
+            settings,
+        })
+    }
+
+    /// Registers a waiter on `task_id` and makes sure a dispatcher runs. The waiter is
+    /// registered before it reads the key, so no completion can fall between the two.
+    pub(crate) fn register(self: &Arc<Self>, task_id: &str) -> Registration {
+        let slot = Arc::new(Slot::default());
+        lock(&self.by_id)
+            .entry(task_id.to_owned())
+            .or_default()
+            .push(Arc::clone(&slot));
+        self.ensure_dispatcher();
+        Registration {
+            waiters: Arc::clone(self),
+            task_id: task_id.to_owned(),
+            slot,
+        }
+    }
+
+    /// How many waiters are registered.
+    pub(crate) fn count(&self) -> usize {
+        lock(&self.by_id).values().map(Vec::len).sum()
+    }
+
+    /// The link as it is now.
+    pub(crate) fn link(&self) -> Link {
+        self.link.borrow().clone()
+    }
+
+    /// Ends the dispatcher: the backend is gone.
+    pub(crate) fn stop(&self) {
+        self.stop.notify_one();
+    }
+
+    /// Starts the dispatcher on the caller's runtime unless one runs. A dispatcher whose
+    /// runtime shut down has finished, and is replaced by the next waiter.
+    fn ensure_dispatcher(self: &Arc<Self>) {
+        let mut dispatcher = lock(&self.dispatcher);
+        if dispatcher.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.link.send_replace(Link::Connecting);
+        // The task holds the registry weakly: dropping the last backend ends it.
+        let weak = Arc::downgrade(self);
+        *dispatcher = Some(runtime.spawn(async move { dispatch(weak).await }));
+    }
+
+    fn wake(&self, task_id: &str) {
+        if let Some(slots) = lock(&self.by_id).get(task_id) {
+            for slot in slots {
+                slot.wake.notify_one();
+            }
+        }
+    }
+
+    fn wake_all(&self) {
+        for slot in lock(&self.by_id).values().flatten() {
+            slot.wake.notify_one();
+        }
+    }
+
+    fn unregister(&self, task_id: &str, slot: &Arc<Slot>) {
+        let mut by_id = lock(&self.by_id);
+        if let Some(slots) = by_id.get_mut(task_id) {
+            slots.retain(|other| !Arc::ptr_eq(other, slot));
+            if slots.is_empty() {
+                by_id.remove(task_id);
+            }
+        }
+    }
+}
+
+/// A waiter's place in the registry, removed on drop: a `wait_for` that returned, timed out or
+/// was dropped leaves nothing behind.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    waiters: Arc<Waiters>,
+    task_id: String,
+    slot: Arc<Slot>,
+}
+
+impl Registration {
+    /// Resolves once the subscription is live (`Ok`), or the link failed (`Err` with why).
+    /// A wait started while the link is down fails at once rather than waiting for a server
+    /// that may not come back.
+    pub(crate) async fn subscribed(&self) -> Result<(), String> {
+        let mut link = self.waiters.link.subscribe();
+        let outcome = link
+            .wait_for(|state| !matches!(state, Link::Connecting))
+            .await
+            .map(|state| state.clone());
+        match outcome {
+            Ok(Link::Up) => Ok(()),
+            Ok(Link::Down(reason)) => Err(reason),
+            Ok(Link::Connecting) | Err(_) => Err("the subscription ended".to_owned()),
+        }
+    }
+
+    /// Resolves at the next completion announced for this id, or reconnection of the link.
+    /// A wake-up sent while the waiter was busy reading is kept for the next call.
+    pub(crate) async fn woken(&self) {
+        self.slot.wake.notified().await;
+    }
+
+    /// The link as it is now.
+    pub(crate) fn link(&self) -> Link {
+        self.waiters.link()
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.waiters.unregister(&self.task_id, &self.slot);
+    }
+}
+
+/// The dispatcher: connect, subscribe, wake everyone to re-read, fan completions out; on a lost
+/// or silent link, back off and do it again. Ends when the backend is dropped.
+async fn dispatch(weak: std::sync::Weak<Waiters>) {
+    let Some(waiters) = weak.upgrade() else {
+        return;
+    };
+    let settings = waiters.settings.clone();
+    let mut backoff = settings.backoff_min;
+    drop(waiters);
+    loop {
+        let Some(waiters) = weak.upgrade() else {
+            return;
+        };
+        let reason = tokio::select! {
+            reason = serve(&waiters, &mut backoff) => reason,
+            () = waiters.stop.notified() => return,
+        };
+        tracing::warn!(reason = %reason, retry_in = ?backoff, "resulthub.redis.pubsub_down");
+        waiters.link.send_replace(Link::Down(reason));
+        drop(waiters);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(settings.backoff_max);
+    }
+}
+
+/// One life of the link. Returns why it ended.
+async fn serve(waiters: &Waiters, backoff: &mut Duration) -> String {
+    let settings = &waiters.settings;
+    let connect = async {
+        let mut pubsub = waiters.client.get_async_pubsub().await?;
+        pubsub.psubscribe(waiters.keys.complete_pattern()).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    let pubsub = match tokio::time::timeout(settings.connect_timeout, connect).await {
+        Ok(Ok(pubsub)) => pubsub,
+        Ok(Err(error)) => return format!("pub/sub connection failed: {error}"),
+        Err(_) => {
+            return format!(
+                "pub/sub connection not made within {:?}",
+                settings.connect_timeout
+            );
+        }
+    };
+    let (mut sink, mut messages) = pubsub.split();
+    *backoff = settings.backoff_min;
+    waiters.link.send_replace(Link::Up);
+    // Completions published while there was no subscription are only in the keys.
+    waiters.wake_all();
+    tracing::debug!("resulthub.redis.pubsub_up");
+
+    let mut health = tokio::time::interval(settings.health_check_interval);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    health.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.next() => match message {
+                Some(message) => {
+                    if let Some(task_id) = waiters.keys.completed_id(message.get_channel_name().as_bytes()) {
+                        waiters.wake(task_id);
+                    }
+                }
+                None => return "pub/sub connection lost".to_owned(),
+            },
+            _ = health.tick() => {
+                let ping = tokio::time::timeout(settings.response_timeout, sink.ping::<redis::Value>());
+                match ping.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return format!("pub/sub health check failed: {error}"),
+                    Err(_) => {
+                        return format!(
+                            "pub/sub connection silent for {:?}",
+                            settings.response_timeout
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing here panics while holding the lock; should it, the map is still consistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
