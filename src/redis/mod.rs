@@ -70,6 +70,7 @@ struct Inner {
     limits: HubConfig,
     max_store_attempts: usize,
     response_timeout: Duration,
+    read_retry_delay: Duration,
     pool: Vec<ConnectionManager>,
     next: AtomicUsize,
     waiters: Arc<Waiters>,
@@ -123,9 +124,11 @@ impl RedisBackend {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout))
+            // One quick retry: a call during an outage fails fast instead of sitting through
+            // the pub/sub link's backoff.
             .set_number_of_retries(1)
-            .set_min_delay(options.backoff_min)
-            .set_max_delay(options.backoff_max);
+            .set_min_delay(Duration::from_millis(25))
+            .set_max_delay(Duration::from_millis(25));
         let mut pool = Vec::with_capacity(options.pool_size);
         for _ in 0..options.pool_size {
             let connect = ConnectionManager::new_with_config(client.clone(), config.clone());
@@ -155,6 +158,7 @@ impl RedisBackend {
                 limits,
                 max_store_attempts: options.max_store_attempts,
                 response_timeout: options.response_timeout,
+                read_retry_delay: options.backoff_max,
                 pool,
                 next: AtomicUsize::new(0),
                 in_flight: Arc::default(),
@@ -300,6 +304,9 @@ impl Inner {
                 };
             }
         }
+        // A read that fails once the wait is under way (the server restarting, a blip) does
+        // not end the wait: it is tried again at the next wake-up or after a short pause.
+        let mut failed: Option<BackendError> = None;
         let mut first = true;
         loop {
             let read = if first && deadline.is_some_and(|at| at <= Instant::now()) {
@@ -307,15 +314,29 @@ impl Inner {
             } else {
                 until(deadline, self.get(task_id)).await
             };
-            first = false;
             match read {
                 Some(Ok(Some(record))) if record.is_complete() => return Ok(record),
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => failed = None,
+                Some(Err(error @ BackendError::Unavailable { .. })) if !first => {
+                    failed = Some(error);
+                }
                 Some(Err(error)) => return Err(error),
-                None => return Err(expired(task_id)),
+                None => return Err(failed.unwrap_or_else(|| expired(task_id))),
             }
-            if until(deadline, registration.woken()).await.is_none() {
-                return Err(expired(task_id));
+            first = false;
+            let next = async {
+                if failed.is_some() {
+                    let pause = tokio::time::sleep(self.read_retry_delay);
+                    tokio::select! {
+                        () = registration.woken() => {}
+                        () = pause => {}
+                    }
+                } else {
+                    registration.woken().await;
+                }
+            };
+            if until(deadline, next).await.is_none() {
+                return Err(failed.unwrap_or_else(|| expired(task_id)));
             }
         }
     }

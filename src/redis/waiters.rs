@@ -6,6 +6,7 @@
 //! triggers, and a waiter never trusts a message over the stored record.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ pub(crate) struct Waiters {
     by_id: Mutex<HashMap<String, Vec<Arc<Slot>>>>,
     link: watch::Sender<Link>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
+    was_up: AtomicBool,
     stop: Notify,
     keys: Keys,
     client: redis::Client,
@@ -60,6 +62,7 @@ impl Waiters {
             by_id: Mutex::new(HashMap::new()),
             link: watch::Sender::new(Link::Connecting),
             dispatcher: Mutex::new(None),
+            was_up: AtomicBool::new(false),
             stop: Notify::new(),
             keys,
             client,
@@ -229,8 +232,11 @@ async fn serve(waiters: &Waiters, backoff: &mut Duration) -> String {
     let (mut sink, mut messages) = pubsub.split();
     *backoff = settings.backoff_min;
     waiters.link.send_replace(Link::Up);
-    // Completions published while there was no subscription are only in the keys.
-    waiters.wake_all();
+    // Completions published while there was no subscription are only in the keys. Waiters
+    // that came before the first subscription read once it is live anyway.
+    if waiters.was_up.swap(true, AtomicOrdering::Relaxed) {
+        waiters.wake_all();
+    }
     tracing::debug!("resulthub.redis.pubsub_up");
 
     let mut health = tokio::time::interval(settings.health_check_interval);

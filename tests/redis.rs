@@ -1,0 +1,788 @@
+//! `RedisBackend` beyond the shared suite: options, the wire layout, other writers' records,
+//! one pub/sub connection for all waiters, and a server that dies, comes back or freezes.
+
+#![cfg(feature = "redis")]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis_server::RedisServer;
+use resulthub::{
+    BackendError, RedisBackend, ResultBackend, TaskResult, TaskStatus, TerminalPolicy,
+};
+use serde_json::json;
+
+/// Bound on any await that could hang.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(TIMEOUT, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("hung: {what} did not finish within {TIMEOUT:?}"),
+    }
+}
+
+async fn connect(server: &RedisServer) -> RedisBackend {
+    within("connect", RedisBackend::connect(&server.url()))
+        .await
+        .expect("connect")
+}
+
+/// Polls `check` until it holds, for at most [`TIMEOUT`].
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The pub/sub connections the server has, from `CLIENT LIST`.
+fn pubsub_clients(server: &RedisServer) -> usize {
+    server
+        .command_text(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .any(|field| field.starts_with("psub=") && field != "psub=0")
+                || line
+                    .split(' ')
+                    .any(|field| field.starts_with("sub=") && field != "sub=0")
+        })
+        .count()
+}
+
+/// How many `GET`s the server has answered, from `INFO commandstats`.
+fn get_calls(server: &RedisServer) -> u64 {
+    let stats = server.command_text(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("a count"))
+}
+
+fn success(id: &str) -> TaskResult {
+    TaskResult::new(id, TaskStatus::Success).with_result(json!({"n": 1}))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bad_options_are_invalid_input_before_connecting() {
+    // No server is needed: nothing may be connected.
+    let url = "redis://127.0.0.1:1/0";
+    let cases: Vec<(&str, resulthub::RedisBackendBuilder)> = vec![
+        (
+            "ttl under a second",
+            RedisBackend::builder(url).ttl(Duration::from_millis(999)),
+        ),
+        ("zero ttl", RedisBackend::builder(url).ttl(Duration::ZERO)),
+        (
+            "fractional ttl",
+            RedisBackend::builder(url).ttl(Duration::from_millis(1500)),
+        ),
+        ("empty prefix", RedisBackend::builder(url).prefix("")),
+        ("no connections", RedisBackend::builder(url).pool_size(0)),
+        (
+            "no store attempts",
+            RedisBackend::builder(url).max_store_attempts(0),
+        ),
+        (
+            "zero response timeout",
+            RedisBackend::builder(url).response_timeout(Duration::ZERO),
+        ),
+        (
+            "backoff max under min",
+            RedisBackend::builder(url)
+                .reconnect_backoff(Duration::from_secs(2), Duration::from_secs(1)),
+        ),
+        ("malformed url", RedisBackend::builder("http://nowhere")),
+    ];
+    for (what, builder) in cases {
+        match within(what, builder.build()).await {
+            Err(BackendError::InvalidInput { reason }) => assert!(!reason.is_empty(), "{what}"),
+            other => panic!("{what}: expected InvalidInput, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn unreachable_server_is_unavailable_promptly() {
+    // A port nothing listens on: bound and released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let outcome = within(
+        "connect to a closed port",
+        RedisBackend::builder(&format!("redis://127.0.0.1:{port}/0"))
+            .connect_timeout(Duration::from_secs(1))
+            .build(),
+    )
+    .await;
+    assert!(
+        matches!(outcome, Err(BackendError::Unavailable { .. })),
+        "{outcome:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wire layout
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn records_live_at_flowrra_keys_as_record_json() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server).await;
+    let record = success("wire-1").with_task_name("add");
+    backend
+        .store("wire-1", record.clone())
+        .await
+        .expect("store");
+    let raw = server.command_text(&["GET", "flowrra:task:wire-1"]);
+    assert_eq!(raw, serde_json::to_string(&record).expect("encode"));
+    assert_eq!(server.command_text(&["TTL", "flowrra:task:wire-1"]), "-1");
+
+    let custom = RedisBackend::builder(&server.url())
+        .prefix("billing")
+        .build()
+        .await
+        .expect("connect");
+    custom
+        .store("wire-1", success("wire-1"))
+        .await
+        .expect("store");
+    assert_eq!(server.command_text(&["EXISTS", "billing:task:wire-1"]), "1");
+    // Each prefix sees its own record.
+    assert_eq!(
+        backend.get("wire-1").await.expect("get"),
+        Some(record),
+        "the default prefix's record was touched"
+    );
+}
+
+#[tokio::test]
+async fn terminal_stores_publish_done_once_on_the_completion_channel() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server).await;
+    let mut subscriber = raw_subscriber(&server, "flowrra:complete:pub-1");
+    for status in [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Retrying,
+        TaskStatus::Success,
+        TaskStatus::Running,
+        TaskStatus::Failed,
+    ] {
+        backend
+            .store("pub-1", TaskResult::new("pub-1", status))
+            .await
+            .expect("store");
+    }
+    // A PING on a subscribed connection is answered after every message before it.
+    let replies = subscriber.ping_and_collect();
+    assert_eq!(
+        replies,
+        [
+            "message flowrra:complete:pub-1 done",
+            "message flowrra:complete:pub-1 done"
+        ],
+        "one `done` per terminal store, none for the others"
+    );
+}
+
+#[tokio::test]
+async fn ttl_is_set_on_every_write_and_expires_records() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = RedisBackend::builder(&server.url())
+        .ttl(Duration::from_secs(100))
+        .build()
+        .await
+        .expect("connect");
+    backend
+        .store("ttl-1", TaskResult::new("ttl-1", TaskStatus::Pending))
+        .await
+        .expect("store");
+    let ttl: i64 = server
+        .command_text(&["TTL", "flowrra:task:ttl-1"])
+        .parse()
+        .expect("ttl");
+    assert!((1..=100).contains(&ttl), "ttl {ttl}");
+    server.command_text(&["EXPIRE", "flowrra:task:ttl-1", "5"]);
+    backend
+        .store("ttl-1", success("ttl-1"))
+        .await
+        .expect("store");
+    let ttl: i64 = server
+        .command_text(&["TTL", "flowrra:task:ttl-1"])
+        .parse()
+        .expect("ttl");
+    assert!(ttl > 5, "the second write did not set the TTL again: {ttl}");
+
+    let short = RedisBackend::builder(&server.url())
+        .ttl(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("connect");
+    short.store("ttl-2", success("ttl-2")).await.expect("store");
+    assert!(short.get("ttl-2").await.expect("get").is_some());
+    // Expiry is the server's: poll for it rather than sleeping a guess.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while short.get("ttl-2").await.expect("get").is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ttl-2 never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        short
+            .list_by_status(TaskStatus::Success, None, 0)
+            .await
+            .expect("list")
+            .iter()
+            .all(|r| r.task_id != "ttl-2")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other writers
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn undecodable_records_are_codec_errors_and_skipped_in_listings() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server).await;
+    backend.store("good", success("good")).await.expect("store");
+    let bad = [
+        (
+            "nan",
+            r#"{"task_id": "nan", "status": "success", "result": NaN}"#,
+        ),
+        (
+            "bad-date",
+            r#"{"task_id": "bad-date", "status": "success", "submitted_at": "yesterday"}"#,
+        ),
+        ("not-json", "{{{"),
+        (
+            "other-id",
+            r#"{"task_id": "someone-else", "status": "success"}"#,
+        ),
+    ];
+    for (id, text) in bad {
+        server.command_text(&["SET", &format!("flowrra:task:{id}"), text]);
+    }
+    for (id, _) in bad {
+        let got = backend.get(id).await;
+        assert!(
+            matches!(got, Err(BackendError::Codec(_))),
+            "get {id}: {got:?}"
+        );
+        let waited = within(
+            "wait on a bad record",
+            backend.wait_for(id, Some(Duration::ZERO)),
+        )
+        .await;
+        assert!(
+            matches!(waited, Err(BackendError::Codec(_))),
+            "wait_for {id}: {waited:?}"
+        );
+    }
+    let listed = backend
+        .list_by_status(TaskStatus::Success, None, 0)
+        .await
+        .expect("one bad record never breaks a listing");
+    assert_eq!(listed, [success("good")]);
+    // A store over a bad record replaces it.
+    backend.store("nan", success("nan")).await.expect("store");
+    assert_eq!(backend.get("nan").await.expect("get"), Some(success("nan")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_merge_never_overwrites_a_concurrent_write() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server).await;
+    let old = TaskResult::new("cas", TaskStatus::Pending).with_task_name("old");
+    let fresh = TaskResult::new("cas", TaskStatus::Pending).with_task_name("fresh");
+    let fresh_json = serde_json::to_string(&fresh).expect("encode");
+    let old_json = serde_json::to_string(&old).expect("encode");
+    let port = server.port();
+    for round in 0..200 {
+        server.command_text(&["SET", "flowrra:task:cas", &old_json]);
+        // Another writer replaces the record while our store reads and merges.
+        let other = {
+            let fresh_json = fresh_json.clone();
+            tokio::task::spawn_blocking(move || raw_set(port, "flowrra:task:cas", &fresh_json))
+        };
+        backend
+            .store("cas", TaskResult::new("cas", TaskStatus::Running))
+            .await
+            .expect("store");
+        other.await.expect("other writer");
+        let stored = backend.get("cas").await.expect("get").expect("a record");
+        assert_eq!(
+            stored.task_name.as_deref(),
+            Some("fresh"),
+            "round {round}: a merge with a record that was no longer stored was written"
+        );
+    }
+}
+
+#[tokio::test]
+async fn keep_first_refuses_to_replace_a_terminal_record() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = RedisBackend::builder(&server.url())
+        .terminal_policy(TerminalPolicy::KeepFirst)
+        .max_record_bytes(200)
+        .build()
+        .await
+        .expect("connect");
+    backend.store("kf", success("kf")).await.expect("store");
+    let second = backend
+        .store("kf", TaskResult::new("kf", TaskStatus::Failed))
+        .await;
+    assert!(
+        matches!(
+            second,
+            Err(BackendError::Conflict {
+                status: TaskStatus::Success,
+                ..
+            })
+        ),
+        "{second:?}"
+    );
+    let big = TaskResult::new("big", TaskStatus::Pending).with_result(json!("x".repeat(300)));
+    assert!(matches!(
+        backend.store("big", big).await,
+        Err(BackendError::InvalidInput { .. })
+    ));
+    assert_eq!(backend.get("kf").await.expect("get"), Some(success("kf")));
+    assert_eq!(backend.get("big").await.expect("get"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One pub/sub connection
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_waiters_share_one_pubsub_connection() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server).await;
+    let waits: Vec<_> = (0..10_000)
+        .map(|i| {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let id = format!("many-{}", i % 100);
+                backend.wait_for(&id, Some(Duration::from_secs(60))).await
+            })
+        })
+        .collect();
+    eventually("10,000 waiters registered", || {
+        backend.local_waiters() == 10_000
+    })
+    .await;
+    assert_eq!(
+        pubsub_clients(&server),
+        1,
+        "{}",
+        server.command_text(&["CLIENT", "LIST"])
+    );
+    // The backend's own connections: one for commands, one for pub/sub.
+    let clients = server.command_text(&["CLIENT", "LIST"]).lines().count();
+    assert!(
+        clients <= 3,
+        "{clients} connections (the test's own is one)"
+    );
+    for i in 0..100 {
+        let id = format!("many-{i}");
+        backend.store(&id, success(&id)).await.expect("store");
+    }
+    for wait in waits {
+        let record = within("a waiter", wait)
+            .await
+            .expect("task")
+            .expect("wait_for");
+        assert!(record.is_success());
+    }
+    assert_eq!(backend.local_waiters(), 0);
+}
+
+#[tokio::test]
+async fn dropping_the_backend_closes_its_pubsub_connection() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server).await;
+    let outcome = backend
+        .wait_for("nobody", Some(Duration::from_millis(50)))
+        .await;
+    assert!(
+        matches!(outcome, Err(BackendError::Timeout { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(pubsub_clients(&server), 1);
+    drop(backend);
+    eventually("the pub/sub connection closed", || {
+        pubsub_clients(&server) == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_waiter_does_not_hold_up_the_others() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server).await;
+    // Polled once (registered and subscribing), then never again.
+    let mut stalled = Box::pin(backend.wait_for("stall", Some(Duration::from_secs(60))));
+    let _ = futures::poll!(&mut stalled);
+    let others: Vec<_> = (0..50)
+        .map(|i| {
+            let backend = backend.clone();
+            let id = if i % 2 == 0 {
+                "stall".to_owned()
+            } else {
+                format!("other-{i}")
+            };
+            tokio::spawn(async move { backend.wait_for(&id, Some(Duration::from_secs(60))).await })
+        })
+        .collect();
+    eventually("51 waiters", || backend.local_waiters() == 51).await;
+    backend
+        .store("stall", success("stall"))
+        .await
+        .expect("store");
+    for i in (1..50).step_by(2) {
+        let id = format!("other-{i}");
+        backend.store(&id, success(&id)).await.expect("store");
+    }
+    for other in others {
+        within("another waiter", other)
+            .await
+            .expect("task")
+            .expect("wait_for");
+    }
+    assert_eq!(
+        within("the stalled one", stalled).await.expect("wait_for"),
+        success("stall")
+    );
+    assert_eq!(backend.local_waiters(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server dies, comes back, or freezes
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_survives_a_restart_and_sees_a_completion_published_during_the_outage() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    // A long backoff leaves a wide window in which the completion is published unheard.
+    let backend = Arc::new(
+        RedisBackend::builder(&server.url())
+            .reconnect_backoff(Duration::from_secs(3), Duration::from_secs(3))
+            .response_timeout(Duration::from_secs(1))
+            .build()
+            .await
+            .expect("connect"),
+    );
+    let waiter = {
+        let backend = Arc::clone(&backend);
+        tokio::spawn(async move {
+            backend
+                .wait_for("outage", Some(Duration::from_secs(60)))
+                .await
+        })
+    };
+    eventually("subscribed", || pubsub_clients(&server) == 1).await;
+    eventually("the waiter's first read", || get_calls(&server) >= 1).await;
+
+    server.kill();
+    // Calls during the outage fail as Unavailable, never hang.
+    let during = within("get during the outage", backend.get("outage")).await;
+    assert!(
+        matches!(during, Err(BackendError::Unavailable { .. })),
+        "{during:?}"
+    );
+    let new_wait = within(
+        "a wait started during the outage",
+        backend.wait_for("other", Some(Duration::from_secs(60))),
+    )
+    .await;
+    assert!(
+        matches!(new_wait, Err(BackendError::Unavailable { .. })),
+        "{new_wait:?}"
+    );
+
+    server.restart();
+    // Stored and announced while our subscription is not back: nobody hears the `done`.
+    let record = success("outage");
+    server.command_text(&[
+        "SET",
+        "flowrra:task:outage",
+        &serde_json::to_string(&record).expect("encode"),
+    ]);
+    server.command_text(&["PUBLISH", "flowrra:complete:outage", "done"]);
+    assert_eq!(
+        pubsub_clients(&server),
+        0,
+        "the subscription came back too early for this test"
+    );
+    assert!(
+        !waiter.is_finished(),
+        "the waiter gave up during the outage"
+    );
+
+    let woken = within("the waiter after the outage", waiter)
+        .await
+        .expect("task");
+    assert_eq!(woken.expect("wait_for"), record);
+    // Commands work again too.
+    backend
+        .store("after", success("after"))
+        .await
+        .expect("store after restart");
+    assert_eq!(
+        backend.get("after").await.expect("get"),
+        Some(success("after"))
+    );
+    assert_eq!(backend.local_waiters(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_fails_calls_in_time_and_the_backend_recovers() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = RedisBackend::builder(&server.url())
+        .response_timeout(Duration::from_millis(300))
+        .health_check_interval(Duration::from_millis(100))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .build()
+        .await
+        .expect("connect");
+    let long_wait = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            backend
+                .wait_for("frozen", Some(Duration::from_secs(60)))
+                .await
+        })
+    };
+    eventually("subscribed", || pubsub_clients(&server) == 1).await;
+    // The wait has made its first read (a wait that cannot is refused at once).
+    eventually("the waiter's first read", || get_calls(&server) >= 1).await;
+
+    server.pause();
+    let started = std::time::Instant::now();
+    let get = within("get on a frozen server", backend.get("frozen")).await;
+    assert!(
+        matches!(get, Err(BackendError::Unavailable { .. })),
+        "{get:?}"
+    );
+    let short = within(
+        "a short wait on a frozen server",
+        backend.wait_for("frozen", Some(Duration::from_millis(200))),
+    )
+    .await;
+    assert!(
+        matches!(
+            short,
+            Err(BackendError::Unavailable { .. } | BackendError::Timeout { .. })
+        ),
+        "{short:?}"
+    );
+    // Generous: the point is that nothing waits for the server to thaw.
+    assert!(started.elapsed() < Duration::from_secs(10));
+    server.resume();
+
+    backend
+        .store("frozen", success("frozen"))
+        .await
+        .expect("store after thaw");
+    let woken = within("the long waiter after the thaw", long_wait)
+        .await
+        .expect("task");
+    assert_eq!(woken.expect("wait_for"), success("frozen"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw clients
+// ---------------------------------------------------------------------------------------------
+
+fn raw_set(port: u16, key: &str, value: &str) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let request = format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+        key.len(),
+        value.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut reply = [0u8; 5];
+    stream.read_exact(&mut reply).expect("reply");
+    assert_eq!(&reply, b"+OK\r\n");
+}
+
+/// A plain subscriber, the way a flowrra process listens.
+struct RawSubscriber {
+    stream: std::io::BufReader<std::net::TcpStream>,
+}
+
+fn raw_subscriber(server: &RedisServer, channel: &str) -> RawSubscriber {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let request = format!(
+        "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{channel}\r\n",
+        channel.len()
+    );
+    stream.write_all(request.as_bytes()).expect("subscribe");
+    let mut subscriber = RawSubscriber {
+        stream: std::io::BufReader::new(stream),
+    };
+    let confirmation = subscriber.read_push();
+    assert!(confirmation.starts_with("subscribe "), "{confirmation}");
+    subscriber
+}
+
+impl RawSubscriber {
+    /// Sends PING and returns every message that arrived before its answer.
+    fn ping_and_collect(&mut self) -> Vec<String> {
+        use std::io::Write;
+        self.stream
+            .get_mut()
+            .write_all(b"*1\r\n$4\r\nPING\r\n")
+            .expect("ping");
+        let mut messages = Vec::new();
+        loop {
+            let push = self.read_push();
+            if push.starts_with("pong") {
+                return messages;
+            }
+            messages.push(push);
+        }
+    }
+
+    /// One array of bulk strings, joined by spaces.
+    fn read_push(&mut self) -> String {
+        let header = self.line();
+        assert!(header.starts_with('*'), "not an array: {header}");
+        let n: usize = header[1..].parse().expect("count");
+        let mut parts = Vec::new();
+        for _ in 0..n {
+            let line = self.line();
+            if let Some(len) = line.strip_prefix('$') {
+                let len: usize = len.parse().expect("len");
+                let mut body = vec![0u8; len + 2];
+                std::io::Read::read_exact(&mut self.stream, &mut body).expect("body");
+                body.truncate(len);
+                parts.push(String::from_utf8(body).expect("utf-8"));
+            } else {
+                parts.push(line[1..].to_owned());
+            }
+        }
+        parts.join(" ")
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.stream, &mut line).expect("line");
+        line.trim_end().to_owned()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server errors and callers outside Tokio
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_error_the_server_returns_is_storage() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server).await;
+    // Another program put a list where a record belongs.
+    server.command_text(&["RPUSH", "flowrra:task:wrong", "x"]);
+    let got = backend.get("wrong").await;
+    assert!(matches!(got, Err(BackendError::Storage(_))), "{got:?}");
+    let stored = backend.store("wrong", success("wrong")).await;
+    assert!(
+        matches!(stored, Err(BackendError::Storage(_))),
+        "{stored:?}"
+    );
+    assert_eq!(server.command_text(&["TYPE", "flowrra:task:wrong"]), "list");
+    // Listings read with MGET, which answers nil for a list: it is skipped, not fatal.
+    assert!(
+        backend
+            .list_by_status(TaskStatus::Success, None, 0)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+#[test]
+fn callers_outside_tokio_are_served_on_the_backends_runtime() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let backend = runtime
+        .block_on(RedisBackend::connect(&server.url()))
+        .expect("connect");
+    // A plain thread with a non-Tokio executor.
+    let outside = std::thread::spawn(move || {
+        futures::executor::block_on(async {
+            let waiter = backend.wait_for("outside", Some(Duration::from_secs(30)));
+            let store = async {
+                backend
+                    .store("outside", success("outside"))
+                    .await
+                    .expect("store");
+            };
+            let (waited, ()) = futures::join!(waiter, store);
+            assert_eq!(waited.expect("wait_for"), success("outside"));
+            assert_eq!(
+                backend.get("outside").await.expect("get"),
+                Some(success("outside"))
+            );
+            assert!(backend.delete("outside").await.expect("delete"));
+            assert_eq!(backend.clear().await.expect("clear"), 0);
+            assert_eq!(backend.local_waiters(), 0);
+        });
+    });
+    outside.join().expect("the outside thread");
+}

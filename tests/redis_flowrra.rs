@@ -1,0 +1,254 @@
+//! Interop with Python flowrra 0.1.8 on one Redis, both directions, in a virtualenv this test
+//! makes (target/interop-venv: flowrra 0.1.8 and redis-py from PyPI).
+//!
+//! Skipped loudly without Python or redis-server, unless `RESULTHUB_REQUIRE_REDIS=1`.
+
+#![cfg(feature = "redis")]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use redis_server::RedisServer;
+use resulthub::{RedisBackend, ResultBackend, TaskResult, TaskStatus};
+use serde_json::{Value, json};
+
+const FLOWRRA: &str = "flowrra==0.1.8";
+const REDIS_PY: &str = "redis>=5,<8";
+
+/// The virtualenv's Python, made once per run; `None` (after saying why) when it cannot be.
+fn python() -> Option<PathBuf> {
+    static MADE: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
+    let mut made = MADE.lock().unwrap_or_else(|poison| poison.into_inner());
+    let outcome = made.get_or_insert_with(make_venv).clone();
+    match outcome {
+        Ok(python) => Some(python),
+        Err(why) => {
+            if std::env::var("RESULTHUB_REQUIRE_REDIS").as_deref() == Ok("1") {
+                panic!("RESULTHUB_REQUIRE_REDIS=1 but the flowrra virtualenv failed: {why}");
+            }
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+fn make_venv() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target").join("interop-venv");
+    let python = venv.join("bin").join("python");
+    let ready = venv.join(".flowrra-0.1.8-ready");
+    if ready.exists() {
+        return Ok(python);
+    }
+    let run = |command: &mut Command| -> Result<(), String> {
+        let output = command
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{command:?}: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{command:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    };
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        FLOWRRA,
+        REDIS_PY,
+    ]))?;
+    std::fs::write(&ready, "").map_err(|e| e.to_string())?;
+    Ok(python)
+}
+
+fn peer(python: &Path, args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/flowrra_peer.py");
+    let output: Output = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the flowrra peer");
+    assert!(
+        output.status.success(),
+        "flowrra peer {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the peer prints JSON")
+}
+
+/// A record as Python's `to_dict` printed it, read the way resulthub reads Redis.
+fn from_python(value: &Value) -> TaskResult {
+    serde_json::from_value(value.clone()).expect("a flowrra record decodes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_stores_and_rust_gets_and_waits() {
+    let (Some(server), Some(python)) = (RedisServer::start(), python()) else {
+        return;
+    };
+    let backend = RedisBackend::connect(&server.url()).await.expect("connect");
+    // Waiting before Python stores: the completion must arrive through pub/sub.
+    let waiter = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            backend
+                .wait_for("py-1", Some(Duration::from_secs(60)))
+                .await
+        })
+    };
+    while backend.local_waiters() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let url = server.url();
+    let stored = tokio::task::spawn_blocking(move || peer(&python, &["store", &url, "py-1"]))
+        .await
+        .expect("peer");
+    let expected = from_python(&stored);
+    assert_eq!(expected.status, TaskStatus::Success);
+    assert_eq!(
+        expected.submitted_at,
+        Some(
+            Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
+                + chrono::Duration::microseconds(123_456)
+        )
+    );
+
+    let woken = tokio::time::timeout(Duration::from_secs(60), waiter)
+        .await
+        .expect("the waiter woke")
+        .expect("task")
+        .expect("wait_for");
+    assert_eq!(woken, expected);
+    assert_eq!(
+        backend.get("py-1").await.expect("get"),
+        Some(expected.clone())
+    );
+    assert_eq!(
+        backend
+            .list_by_status(TaskStatus::Success, None, 0)
+            .await
+            .expect("list"),
+        [expected]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_stores_and_python_gets_lists_and_waits() {
+    let (Some(server), Some(python)) = (RedisServer::start(), python()) else {
+        return;
+    };
+    let backend = RedisBackend::connect(&server.url()).await.expect("connect");
+    let at = |s: i64| {
+        Utc.timestamp_opt(1_764_158_400 + s, 123_000)
+            .single()
+            .unwrap()
+    };
+    let mut kwargs = serde_json::Map::new();
+    kwargs.insert("zeta".into(), json!(1));
+    kwargs.insert("alpha".into(), json!([]));
+    let records = vec![
+        TaskResult::new("rs-pending", TaskStatus::Pending)
+            .with_task_name("rs.job")
+            .with_submitted_at(at(0))
+            .with_args(vec![json!(1), json!("two"), json!(null)])
+            .with_kwargs(kwargs),
+        TaskResult::new("rs-running", TaskStatus::Running).with_started_at(at(1)),
+        TaskResult::new("rs-retrying", TaskStatus::Retrying)
+            .with_error("boom")
+            .with_retries(2),
+        TaskResult::new("rs-success", TaskStatus::Success)
+            .with_task_name("rs.job")
+            .with_result(json!({"nested": {"list": [1.5, -2, "h\u{e9}llo \u{2713}"], "empty": {}}}))
+            .with_submitted_at(at(5))
+            .with_started_at(at(6))
+            .with_finished_at(at(7)),
+        TaskResult::new("rs-old-success", TaskStatus::Success).with_submitted_at(at(-100)),
+        TaskResult::new("rs-failed", TaskStatus::Failed).with_error("ValueError: bad"),
+    ];
+    for record in &records {
+        backend
+            .store(&record.task_id, record.clone())
+            .await
+            .expect("store");
+    }
+    let url = server.url();
+    let mut args = vec!["read".to_owned(), url];
+    args.extend(records.iter().map(|r| r.task_id.clone()));
+    let read = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        peer(&python, &args)
+    })
+    .await
+    .expect("peer");
+
+    for record in &records {
+        let seen = &read["get"][&record.task_id];
+        assert_eq!(
+            &from_python(seen),
+            record,
+            "python's get of {}",
+            record.task_id
+        );
+    }
+    assert_eq!(read["lists"]["pending"], json!(["rs-pending"]));
+    assert_eq!(read["lists"]["running"], json!(["rs-running"]));
+    assert_eq!(read["lists"]["retrying"], json!(["rs-retrying"]));
+    assert_eq!(read["lists"]["failed"], json!(["rs-failed"]));
+    assert_eq!(
+        read["lists"]["success"],
+        json!(["rs-success", "rs-old-success"])
+    );
+    for id in ["rs-success", "rs-old-success", "rs-failed"] {
+        let waited = &read["waited"][id];
+        assert_eq!(waited["task_id"], json!(id), "python's wait_for of {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_waits_and_rust_completes() {
+    let (Some(server), Some(python)) = (RedisServer::start(), python()) else {
+        return;
+    };
+    let backend = RedisBackend::connect(&server.url()).await.expect("connect");
+    backend
+        .store("py-wait", TaskResult::new("py-wait", TaskStatus::Running))
+        .await
+        .expect("store");
+    let url = server.url();
+    let waiting =
+        tokio::task::spawn_blocking(move || peer(&python, &["wait", &url, "py-wait", "60"]));
+    // flowrra subscribes after its first read; store once it listens, or it would miss it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = server.command_text(&["PUBSUB", "NUMSUB", "flowrra:complete:py-wait"]);
+        if reply.lines().nth(1) == Some("1") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "python never subscribed: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = TaskResult::new("py-wait", TaskStatus::Failed).with_error("it broke");
+    backend.store("py-wait", done.clone()).await.expect("store");
+    let seen = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("python's wait_for returned")
+        .expect("peer");
+    assert_eq!(from_python(&seen), done);
+}
