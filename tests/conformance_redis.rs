@@ -13,6 +13,9 @@ use resulthub::RedisBackend;
 async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
     RedisBackend::builder(&server.url())
         .prefix(prefix)
+        // The bulk cases pipeline 20,000 commands at once, on one thread in the current-thread
+        // case, on a shared 2-core machine: a reply can queue past the 5 s default.
+        .response_timeout(std::time::Duration::from_secs(30))
         .build()
         .await
         .expect("connect to the test's redis-server")

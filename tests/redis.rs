@@ -405,6 +405,8 @@ async fn ten_thousand_waiters_share_one_pubsub_connection() {
         backend.local_waiters() == 10_000
     })
     .await;
+    eventually("subscribed", || pubsub_clients(&server) == 1).await;
+    eventually("every waiter's first read", || get_calls(&server) >= 10_000).await;
     assert_eq!(
         pubsub_clients(&server),
         1,
@@ -444,7 +446,7 @@ async fn dropping_the_backend_closes_its_pubsub_connection() {
         matches!(outcome, Err(BackendError::Timeout { .. })),
         "{outcome:?}"
     );
-    assert_eq!(pubsub_clients(&server), 1);
+    eventually("subscribed", || pubsub_clients(&server) == 1).await;
     drop(backend);
     eventually("the pub/sub connection closed", || {
         pubsub_clients(&server) == 0
@@ -506,7 +508,7 @@ async fn a_wait_survives_a_restart_and_sees_a_completion_published_during_the_ou
     // A long backoff leaves a wide window in which the completion is published unheard.
     let backend = Arc::new(
         RedisBackend::builder(&server.url())
-            .reconnect_backoff(Duration::from_secs(3), Duration::from_secs(3))
+            .reconnect_backoff(Duration::from_secs(5), Duration::from_secs(5))
             .response_timeout(Duration::from_secs(1))
             .build()
             .await
@@ -785,4 +787,131 @@ fn callers_outside_tokio_are_served_on_the_backends_runtime() {
         });
     });
     outside.join().expect("the outside thread");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Review fixes: store order, a link down while the server is up, a connection replaced
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_store_never_lands_after_a_later_store_of_its_id() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = connect(&server).await;
+    for round in 0..100 {
+        let id = format!("order-{round}");
+        {
+            let mut running =
+                Box::pin(backend.store(&id, TaskResult::new(&id, TaskStatus::Running)));
+            // Started, then dropped by its caller: it still runs, in the background.
+            let _ = futures::poll!(&mut running);
+        }
+        backend.store(&id, success(&id)).await.expect("store");
+        let stored = backend.get(&id).await.expect("get").expect("a record");
+        assert_eq!(
+            stored.status,
+            TaskStatus::Success,
+            "round {round}: the dropped RUNNING store landed after the SUCCESS store"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_task_is_answered_while_the_pubsub_link_is_still_down() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    // A backoff far longer than the test: only a waiter's call can bring the link back early.
+    let backend = RedisBackend::builder(&server.url())
+        .reconnect_backoff(Duration::from_secs(600), Duration::from_secs(600))
+        .build()
+        .await
+        .expect("connect");
+    let first = backend
+        .wait_for("warm-up", Some(Duration::from_millis(10)))
+        .await;
+    assert!(
+        matches!(first, Err(BackendError::Timeout { .. })),
+        "{first:?}"
+    );
+    eventually("subscribed", || pubsub_clients(&server) == 1).await;
+    server.restart();
+    let record = success("finished");
+    server.command_text(&[
+        "SET",
+        "flowrra:task:finished",
+        &serde_json::to_string(&record).expect("encode"),
+    ]);
+    // Commands recover at once; the pub/sub link is in its backoff.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let got = loop {
+        match backend.get("finished").await {
+            Ok(got) => break got,
+            Err(BackendError::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("get after the restart: {error:?}"),
+        }
+    };
+    assert_eq!(got, Some(record.clone()));
+    let waited = within(
+        "wait_for a finished task with the link down",
+        backend.wait_for("finished", Some(Duration::ZERO)),
+    )
+    .await;
+    assert_eq!(waited.expect("wait_for"), record);
+    // An unfinished task's waiter brings the link back instead of waiting out the backoff.
+    let waiter = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            backend
+                .wait_for("later", Some(Duration::from_secs(60)))
+                .await
+        })
+    };
+    eventually("subscribed again", || pubsub_clients(&server) == 1).await;
+    backend
+        .store("later", success("later"))
+        .await
+        .expect("store");
+    let woken = within("the waiter", waiter).await.expect("task");
+    assert_eq!(woken.expect("wait_for"), success("later"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_connection_that_timed_out_is_replaced() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = RedisBackend::builder(&server.url())
+        .response_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .expect("connect");
+    let ids = |server: &RedisServer| -> Vec<String> {
+        server
+            .command_text(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|line| !line.contains("cmd=client|list"))
+            .filter_map(|line| line.split(' ').next().map(str::to_owned))
+            .collect()
+    };
+    let before = ids(&server);
+    assert_eq!(before.len(), 1, "one command connection: {before:?}");
+    server.pause();
+    let frozen = within("get on a frozen server", backend.get("x")).await;
+    assert!(
+        matches!(frozen, Err(BackendError::Unavailable { .. })),
+        "{frozen:?}"
+    );
+    server.resume();
+    // A half-open connection would never answer again: the pool does not wait to find out.
+    eventually("a new command connection", || {
+        let now = ids(&server);
+        now.len() == 1 && now != before
+    })
+    .await;
+    backend.store("x", success("x")).await.expect("store");
+    assert_eq!(backend.get("x").await.expect("get"), Some(success("x")));
 }

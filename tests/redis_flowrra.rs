@@ -110,7 +110,17 @@ async fn python_stores_and_rust_gets_and_waits() {
                 .await
         })
     };
-    while backend.local_waiters() == 0 {
+    // Subscribed and past its first read: the record can only reach it through pub/sub.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while server.command_text(&["PUBSUB", "NUMPAT"]) != "1"
+        || !server
+            .command_text(&["INFO", "commandstats"])
+            .contains("cmdstat_get:")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the waiter never subscribed"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let url = server.url();

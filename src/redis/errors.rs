@@ -1,19 +1,13 @@
 //! How Redis failures reach callers: `Unavailable` when the server cannot be reached,
 //! `Storage` when it answered with an error.
 
-use std::future::Future;
-use std::time::Duration;
-
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use crate::BackendError;
 
 /// Maps a client error to the crate's error.
-fn from_redis(error: RedisError) -> BackendError {
-    let unreachable = error.is_io_error()
-        || error.is_connection_refusal()
-        || error.is_connection_dropped()
-        || error.is_timeout()
+pub(crate) fn from_redis(error: RedisError) -> BackendError {
+    let unreachable = is_connection_error(&error)
         || matches!(
             error.kind(),
             ErrorKind::Server(
@@ -31,16 +25,10 @@ fn from_redis(error: RedisError) -> BackendError {
     }
 }
 
-/// Runs one command under `limit`: a server that stopped answering is `Unavailable`, never a
-/// hang.
-pub(crate) async fn timed<T, F>(limit: Duration, command: F) -> Result<T, BackendError>
-where
-    F: Future<Output = Result<T, RedisError>>,
-{
-    match tokio::time::timeout(limit, command).await {
-        Ok(outcome) => outcome.map_err(from_redis),
-        Err(_) => Err(BackendError::Unavailable {
-            reason: format!("redis did not answer within {limit:?}"),
-        }),
-    }
+/// Whether the error is the connection's (refused, dropped, timed out), not the server's.
+pub(crate) fn is_connection_error(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_timeout()
 }

@@ -1,5 +1,8 @@
 //! Stores that are still running, so a later call of this process sees them.
 //!
+//! Stores of one id also wait for each other, in call order: a dropped store must not land
+//! after a later store of its id.
+//!
 //! A store runs to its end even when its caller stops waiting for it (it is spawned), so a
 //! caller that dropped a store and then reads, deletes or lists must not overtake it: a
 //! `get` would miss it, a `delete` would be undone by it. Each call waits for the stores of
@@ -49,6 +52,13 @@ impl InFlight {
     /// id), has finished.
     pub(crate) async fn settled(&self, task_id: Option<&str>) {
         let before = self.lock().next;
+        self.settled_before(task_id, before).await;
+    }
+
+    /// Resolves once every store numbered under `before`, on `task_id` (`None`: on any id), has
+    /// finished. A store waits so for the earlier stores of its id: stores of one id apply in
+    /// the order they were called, as in the hub.
+    pub(crate) async fn settled_before(&self, task_id: Option<&str>, before: u64) {
         loop {
             let mut finished = pin!(self.finished.notified());
             {
@@ -79,6 +89,13 @@ pub(crate) struct Ticket {
     in_flight: Arc<InFlight>,
     task_id: String,
     number: u64,
+}
+
+impl Ticket {
+    /// The store's place in call order.
+    pub(crate) fn number(&self) -> u64 {
+        self.number
+    }
 }
 
 impl Drop for Ticket {

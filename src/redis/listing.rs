@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use serde::Deserialize;
 
 use super::Inner;
-use super::errors::timed;
 use crate::{BackendError, TaskResult, TaskStatus, order};
 
 /// Keys asked of each `SCAN` step, and records of each `MGET`.
@@ -16,7 +15,6 @@ const BATCH: usize = 512;
 impl Inner {
     /// One `SCAN` step: the next cursor and the keys it found.
     async fn scan_step(&self, cursor: u64) -> Result<(u64, Vec<Vec<u8>>), BackendError> {
-        let mut connection = self.connection();
         let mut command = redis::cmd("SCAN");
         command
             .arg(cursor)
@@ -24,11 +22,7 @@ impl Inner {
             .arg(self.keys.task_pattern())
             .arg("COUNT")
             .arg(BATCH);
-        timed(
-            self.response_timeout,
-            command.query_async::<(u64, Vec<Vec<u8>>)>(&mut connection),
-        )
-        .await
+        self.pool.query(&command).await
     }
 
     /// Deletes every record of the prefix, a `SCAN` page at a time.
@@ -38,14 +32,9 @@ impl Inner {
         loop {
             let (next, keys) = self.scan_step(cursor).await?;
             if !keys.is_empty() {
-                let mut connection = self.connection();
                 let mut command = redis::cmd("UNLINK");
                 command.arg(&keys);
-                removed += timed(
-                    self.response_timeout,
-                    command.query_async::<usize>(&mut connection),
-                )
-                .await?;
+                removed += self.pool.query::<usize>(&command).await?;
             }
             if next == 0 {
                 return Ok(removed);
@@ -80,14 +69,9 @@ impl Inner {
 
         let mut matching = Vec::new();
         for batch in keys.chunks(BATCH) {
-            let mut connection = self.connection();
             let mut command = redis::cmd("MGET");
             command.arg(batch);
-            let values = timed(
-                self.response_timeout,
-                command.query_async::<Vec<Option<Vec<u8>>>>(&mut connection),
-            )
-            .await?;
+            let values: Vec<Option<Vec<u8>>> = self.pool.query(&command).await?;
             for (key, value) in batch.iter().zip(values) {
                 // Deleted or expired since the scan.
                 let Some(bytes) = value else { continue };

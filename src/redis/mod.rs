@@ -5,15 +5,14 @@ mod errors;
 mod inflight;
 mod keys;
 mod listing;
+mod pool;
 mod store;
 mod waiters;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::de::Error as _;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -22,9 +21,9 @@ use tokio::time::Instant;
 pub use builder::RedisBackendBuilder;
 
 use crate::{BackendError, HubConfig, ResultBackend, TaskResult, TaskStatus, validate};
-use errors::timed;
 use inflight::InFlight;
 use keys::Keys;
+use pool::Pool;
 use waiters::{Link, LinkSettings, Waiters};
 
 /// A [`ResultBackend`] on Redis, sharing results with other processes and machines, and with
@@ -69,10 +68,8 @@ struct Inner {
     ttl_secs: Option<u64>,
     limits: HubConfig,
     max_store_attempts: usize,
-    response_timeout: Duration,
     read_retry_delay: Duration,
-    pool: Vec<ConnectionManager>,
-    next: AtomicUsize,
+    pool: Pool,
     waiters: Arc<Waiters>,
     in_flight: Arc<InFlight>,
     runtime: Handle,
@@ -95,8 +92,9 @@ impl RedisBackend {
         Self::builder(url).build().await
     }
 
-    /// Starts building a backend for the server at `url` (`redis://[user:password@]host:port/db`,
-    /// `rediss://` or `unix://`).
+    /// Starts building a backend for the server at `url`: `redis://[user:password@]host:port/db`
+    /// or `unix:///path/to/socket`. TLS (`rediss://`) is not built in: the `redis` dependency
+    /// is compiled without a TLS stack, and such a URL is refused with `InvalidInput`.
     pub fn builder(url: &str) -> RedisBackendBuilder {
         RedisBackendBuilder::new(url)
     }
@@ -121,20 +119,14 @@ impl RedisBackend {
         };
         let client = redis::Client::open(options.url.as_str())
             .map_err(|error| BackendError::invalid(format!("bad Redis URL: {error}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            // One quick retry: a call during an outage fails fast instead of sitting through
-            // the pub/sub link's backoff.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(25))
-            .set_max_delay(Duration::from_millis(25));
-        let mut pool = Vec::with_capacity(options.pool_size);
-        for _ in 0..options.pool_size {
-            let connect = ConnectionManager::new_with_config(client.clone(), config.clone());
-            // The manager retries once; the whole attempt stays within twice the timeout.
-            pool.push(timed(options.connect_timeout * 2, connect).await?);
-        }
+        let pool = Pool::open(
+            client.clone(),
+            options.pool_size,
+            options.connect_timeout,
+            options.response_timeout,
+            runtime.clone(),
+        )
+        .await?;
         let settings = LinkSettings {
             connect_timeout: options.connect_timeout,
             response_timeout: options.response_timeout,
@@ -151,26 +143,23 @@ impl RedisBackend {
         };
         let backend = RedisBackend {
             inner: Arc::new(Inner {
-                waiters: Waiters::new(client, keys.clone(), settings),
+                waiters: Waiters::new(client, keys.clone(), settings, runtime.clone()),
                 keys,
                 prefix: options.prefix,
                 ttl_secs,
                 limits,
                 max_store_attempts: options.max_store_attempts,
-                response_timeout: options.response_timeout,
                 read_retry_delay: options.backoff_max,
                 pool,
-                next: AtomicUsize::new(0),
                 in_flight: Arc::default(),
                 runtime,
             }),
         };
-        let mut connection = backend.inner.connection();
-        timed(
-            options.response_timeout,
-            redis::cmd("PING").query_async::<String>(&mut connection),
-        )
-        .await?;
+        backend
+            .inner
+            .pool
+            .query::<String>(&redis::cmd("PING"))
+            .await?;
         Ok(backend)
     }
 
@@ -189,21 +178,10 @@ impl RedisBackend {
 }
 
 impl Inner {
-    /// The next command connection, in turn.
-    fn connection(&self) -> ConnectionManager {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
-        self.pool[index].clone()
-    }
-
     async fn read(&self, task_id: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let mut connection = self.connection();
-        timed(
-            self.response_timeout,
-            redis::cmd("GET")
-                .arg(self.keys.task(task_id))
-                .query_async::<Option<Vec<u8>>>(&mut connection),
-        )
-        .await
+        let mut command = redis::cmd("GET");
+        command.arg(self.keys.task(task_id));
+        self.pool.query(&command).await
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
@@ -243,8 +221,14 @@ impl Inner {
                 ttl_secs: self.ttl_secs,
                 announce,
             };
-            let mut connection = self.connection();
-            if timed(self.response_timeout, attempt.run(&mut connection)).await? {
+            let written = self
+                .pool
+                .call(|mut connection| {
+                    let attempt = &attempt;
+                    async move { attempt.run(&mut connection).await }
+                })
+                .await?;
+            if written {
                 return Ok(());
             }
             // Another writer got in between: merge the caller's record with the new one.
@@ -258,14 +242,9 @@ impl Inner {
     }
 
     async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
-        let mut connection = self.connection();
-        let removed = timed(
-            self.response_timeout,
-            redis::cmd("DEL")
-                .arg(self.keys.task(task_id))
-                .query_async::<usize>(&mut connection),
-        )
-        .await?;
+        let mut command = redis::cmd("DEL");
+        command.arg(self.keys.task(task_id));
+        let removed: usize = self.pool.query(&command).await?;
         Ok(removed > 0)
     }
 
@@ -289,12 +268,27 @@ impl Inner {
             },
         };
 
+        // Stores this process started before the wait come first, within the timeout.
+        let _ = until(deadline, self.in_flight.settled(Some(task_id))).await;
+
         match until(deadline, registration.subscribed()).await {
             Some(Ok(())) => {}
             Some(Err(reason)) => {
-                return Err(BackendError::Unavailable {
-                    reason: format!("cannot subscribe for task {task_id:?}: {reason}"),
-                });
+                // The pub/sub link is down, the server may not be: a finished task is answered
+                // now, and an unfinished one waits (within the timeout) for the link.
+                if let Some(record) = self.get(task_id).await? {
+                    if record.is_complete() {
+                        return Ok(record);
+                    }
+                }
+                self.waiters.reconnect_now();
+                if until(deadline, registration.up()).await.is_none() {
+                    return Err(BackendError::Unavailable {
+                        reason: format!(
+                            "no pub/sub link to wait for task {task_id:?} with: {reason}"
+                        ),
+                    });
+                }
             }
             // Out of time before the subscription: one read decides.
             None => {
@@ -395,6 +389,10 @@ impl ResultBackend for RedisBackend {
         let ticket = inner.in_flight.begin(task_id);
         let task_id = task_id.to_owned();
         let work = async move {
+            inner
+                .in_flight
+                .settled_before(Some(&task_id), ticket.number())
+                .await;
             let outcome = inner.store(&task_id, result).await;
             drop(ticket);
             outcome
@@ -433,11 +431,8 @@ impl ResultBackend for RedisBackend {
         validate::waitable_id(task_id, &self.inner.limits)?;
         let inner = Arc::clone(&self.inner);
         let task_id = task_id.to_owned();
-        self.on_runtime(async move {
-            inner.in_flight.settled(Some(&task_id)).await;
-            inner.wait_for(&task_id, timeout).await
-        })
-        .await
+        self.on_runtime(async move { inner.wait_for(&task_id, timeout).await })
+            .await
     }
 
     async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -51,19 +52,28 @@ pub(crate) struct Waiters {
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     was_up: AtomicBool,
     stop: Notify,
+    reconnect_now: Notify,
+    runtime: Handle,
     keys: Keys,
     client: redis::Client,
     settings: LinkSettings,
 }
 
 impl Waiters {
-    pub(crate) fn new(client: redis::Client, keys: Keys, settings: LinkSettings) -> Arc<Self> {
+    pub(crate) fn new(
+        client: redis::Client,
+        keys: Keys,
+        settings: LinkSettings,
+        runtime: Handle,
+    ) -> Arc<Self> {
         Arc::new(Waiters {
             by_id: Mutex::new(HashMap::new()),
             link: watch::Sender::new(Link::Connecting),
             dispatcher: Mutex::new(None),
             was_up: AtomicBool::new(false),
             stop: Notify::new(),
+            reconnect_now: Notify::new(),
+            runtime,
             keys,
             client,
             settings,
@@ -101,20 +111,23 @@ impl Waiters {
         self.stop.notify_one();
     }
 
-    /// Starts the dispatcher on the caller's runtime unless one runs. A dispatcher whose
-    /// runtime shut down has finished, and is replaced by the next waiter.
+    /// Cuts the dispatcher's pause between reconnections short: a waiter needs the link, and
+    /// the server answered it.
+    pub(crate) fn reconnect_now(&self) {
+        self.reconnect_now.notify_one();
+    }
+
+    /// Starts the dispatcher, on the runtime the backend was built on (where its connections
+    /// live), unless one runs.
     fn ensure_dispatcher(self: &Arc<Self>) {
         let mut dispatcher = lock(&self.dispatcher);
         if dispatcher.as_ref().is_some_and(|task| !task.is_finished()) {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         self.link.send_replace(Link::Connecting);
         // The task holds the registry weakly: dropping the last backend ends it.
         let weak = Arc::downgrade(self);
-        *dispatcher = Some(runtime.spawn(async move { dispatch(weak).await }));
+        *dispatcher = Some(self.runtime.spawn(async move { dispatch(weak).await }));
     }
 
     fn wake(&self, task_id: &str) {
@@ -168,6 +181,13 @@ impl Registration {
         }
     }
 
+    /// Resolves once the subscription is live, however long the link stays down.
+    pub(crate) async fn up(&self) {
+        let mut link = self.waiters.link.subscribe();
+        // The sender lives as long as the registry this registration holds.
+        let _ = link.wait_for(|state| *state == Link::Up).await;
+    }
+
     /// Resolves at the next completion announced for this id, or reconnection of the link.
     /// A wake-up sent while the waiter was busy reading is kept for the next call.
     pub(crate) async fn woken(&self) {
@@ -205,9 +225,14 @@ async fn dispatch(weak: std::sync::Weak<Waiters>) {
         };
         tracing::warn!(reason = %reason, retry_in = ?backoff, "resulthub.redis.pubsub_down");
         waiters.link.send_replace(Link::Down(reason));
+        let pause = tokio::time::sleep(backoff);
+        tokio::select! {
+            () = pause => {}
+            () = waiters.reconnect_now.notified() => {}
+            () = waiters.stop.notified() => return,
+        }
         drop(waiters);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(settings.backoff_max);
+        backoff = backoff.saturating_mul(2).min(settings.backoff_max);
     }
 }
 

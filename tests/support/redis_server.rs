@@ -118,11 +118,12 @@ impl RedisServer {
 
     fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("the server is running");
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(child.id().to_string())
+        // The shell's own `kill`: a machine without procps has no /bin/kill.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill {signal} {}", child.id()))
             .status()
-            .expect("run kill");
+            .expect("run sh");
         assert!(status.success(), "kill {signal} failed");
     }
 
@@ -166,8 +167,9 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_ref() {
             // A paused server does not die of SIGTERM; SIGKILL works either way.
-            let _ = Command::new("kill")
-                .args(["-KILL", &child.id().to_string()])
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill -KILL {}", child.id()))
                 .status();
         }
         self.kill();
