@@ -338,6 +338,14 @@ impl HubHandle {
         unpack_all(records?)
     }
 
+    /// The hub's `max_task_id_len`, asked for once if this handle does not know it; `None`
+    /// if the hub has stopped.
+    #[cfg(feature = "web")]
+    pub(crate) async fn max_task_id_len(&self) -> Option<usize> {
+        let shared = self.learn_shared().await.ok()?;
+        Some(shared.config.max_task_id_len)
+    }
+
     /// What the hub shares with its handles, asked for once if this handle does not know it.
     async fn learn_shared(&self) -> Result<&Arc<HubShared>, BackendError> {
         if let Some(shared) = self.shared.get() {

@@ -63,6 +63,8 @@ pub mod testing;
 mod timestamp;
 mod validate;
 mod wait;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use async_trait::async_trait;
 pub use backend::ResultBackend;
