@@ -91,6 +91,15 @@ pub struct HubConfig {
     ///
     /// Default: [`Clock::system`].
     pub clock: Clock,
+    /// How many events each subscriber of [`HubHandle::subscribe`](crate::HubHandle::subscribe)
+    /// may fall behind before it loses the oldest (and is told so with
+    /// [`HubEvent::Lagged`](crate::HubEvent::Lagged)); the hub never waits for a subscriber.
+    /// Tokio rounds it up to a power of two; 0 is taken as 1, and a value over
+    /// [`MAX_EVENT_BUFFER`](crate::events::MAX_EVENT_BUFFER) as that. The buffer is shared by
+    /// the subscribers and allocated at the first subscription.
+    ///
+    /// Default: 1024.
+    pub event_buffer: usize,
 }
 
 impl Default for HubConfig {
@@ -105,6 +114,7 @@ impl Default for HubConfig {
             terminal_policy: TerminalPolicy::Overwrite,
             pipeline_stores: true,
             clock: Clock::system(),
+            event_buffer: 1024,
         }
     }
 }

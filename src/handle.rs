@@ -9,12 +9,13 @@ use actix::{Actor, Addr, Handler, Message};
 use tokio::sync::{oneshot, watch};
 
 use crate::compact::CompactRecord;
+use crate::events::{EventFilter, EventStream};
 use crate::hub::HubShared;
 use crate::hub::pack_checked;
 use crate::hub::state::Keyed;
 use crate::messages::{
     Await, Awaited, Clear, Delete, Drain, Dump, Envelope, Fetch, Introduce, Load, Page, Put,
-    Restore, Shutdown, Stats, Store,
+    Restore, Shutdown, Stats, Store, Subscribe,
 };
 use crate::{
     BackendError, HubConfig, HubStats, ResultBackend, ResultHub, TaskResult, TaskStatus, validate,
@@ -174,6 +175,76 @@ impl HubHandle {
         self.call(Stats).await
     }
 
+    /// A stream of every change the hub applies from now on: one
+    /// [`TaskEvent`](crate::TaskEvent) per store, delete, expiry, eviction and cleared record,
+    /// in the hub's order.
+    ///
+    /// The subscription starts when the hub handles it, behind every operation queued before
+    /// it: a store this handle made earlier (even one that returned before the hub applied it)
+    /// is not reported, every later one is. Each subscriber has its own view of a buffer of
+    /// [`HubConfig::event_buffer`] events; the hub never waits for it. A subscriber that falls
+    /// further behind loses the oldest events and gets a [`HubEvent::Lagged`](crate::HubEvent)
+    /// item saying how many, then goes on. The stream ends when the hub stops; dropping it
+    /// unsubscribes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use resulthub::{HubConfig, HubEvent, HubHandle, ResultBackend, TaskResult, TaskStatus};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), resulthub::BackendError> {
+    /// let hub = HubHandle::spawn(HubConfig::default());
+    /// let mut events = hub.subscribe().await?;
+    /// hub.store("t1", TaskResult::new("t1", TaskStatus::Running)).await?;
+    /// hub.store("t1", TaskResult::new("t1", TaskStatus::Success)).await?;
+    /// for expected in [TaskStatus::Running, TaskStatus::Success] {
+    ///     match events.next().await {
+    ///         Some(HubEvent::Task(event)) => assert_eq!(event.status, expected),
+    ///         other => panic!("unexpected {other:?}"),
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Unavailable`] if the hub has stopped.
+    pub async fn subscribe(&self) -> Result<EventStream, BackendError> {
+        self.subscribe_with(EventFilter::default()).await
+    }
+
+    /// [`subscribe`](Self::subscribe), keeping only the events `filter` matches (by status,
+    /// task id, or both). The filter runs on the subscriber's side: events it drops still count
+    /// towards the buffer, and a [`HubEvent::Lagged`](crate::HubEvent) counts them too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use resulthub::{EventFilter, HubConfig, HubEvent, HubHandle, ResultBackend, TaskResult, TaskStatus};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), resulthub::BackendError> {
+    /// let hub = HubHandle::spawn(HubConfig::default());
+    /// let mut failures = hub.subscribe_with(EventFilter::status(TaskStatus::Failed)).await?;
+    /// hub.store("a", TaskResult::new("a", TaskStatus::Success)).await?;
+    /// hub.store("b", TaskResult::new("b", TaskStatus::Failed).with_error("boom")).await?;
+    /// let Some(HubEvent::Task(event)) = failures.next().await else { unreachable!() };
+    /// assert_eq!(event.task_id, "b");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Unavailable`] if the hub has stopped.
+    pub async fn subscribe_with(&self, filter: EventFilter) -> Result<EventStream, BackendError> {
+        self.call(Subscribe { filter }).await
+    }
+
     /// Every record the hub holds, in the order their ids were first stored: what
     /// [`restore`](Self::restore) takes to rebuild the hub elsewhere or after a restart.
     ///
@@ -265,6 +336,14 @@ impl HubHandle {
             thread.stop_and_join().await;
         }
         unpack_all(records?)
+    }
+
+    /// The hub's `max_task_id_len`, asked for once if this handle does not know it; `None`
+    /// if the hub has stopped.
+    #[cfg(feature = "web")]
+    pub(crate) async fn max_task_id_len(&self) -> Option<usize> {
+        let shared = self.learn_shared().await.ok()?;
+        Some(shared.config.max_task_id_len)
     }
 
     /// What the hub shares with its handles, asked for once if this handle does not know it.

@@ -47,6 +47,7 @@ mod clock;
 mod compact;
 mod config;
 mod error;
+pub mod events;
 mod handle;
 mod hub;
 pub mod jsonl;
@@ -64,6 +65,8 @@ pub mod testing;
 mod timestamp;
 mod validate;
 mod wait;
+#[cfg(feature = "web")]
+pub mod web;
 
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisBackend, RedisBackendBuilder};
@@ -72,6 +75,7 @@ pub use backend::ResultBackend;
 pub use clock::{Clock, ManualClock};
 pub use config::{HubConfig, TerminalPolicy};
 pub use error::{BackendError, BoxError};
+pub use events::{EventFilter, EventKind, EventStream, HubEvent, TaskEvent};
 pub use handle::HubHandle;
 pub use hub::ResultHub;
 pub use memory::InMemoryBackend;

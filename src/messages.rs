@@ -32,6 +32,7 @@ use actix::Message;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::compact::CompactRecord;
+use crate::events::{EventFilter, EventStream};
 use crate::hub::HubShared;
 use crate::hub::state::{Keyed, SharedRecord};
 use crate::{BackendError, HubStats, TaskResult, TaskStatus};
@@ -196,6 +197,18 @@ pub struct Shutdown;
 
 impl Message for Shutdown {
     type Result = Result<(), BackendError>;
+}
+
+/// Subscribes to the events of every change the hub applies after handling this message.
+/// Replies like [`HubHandle::subscribe_with`](crate::HubHandle::subscribe_with).
+#[derive(Debug, Default)]
+pub struct Subscribe {
+    /// Which events the stream yields.
+    pub filter: EventFilter,
+}
+
+impl Message for Subscribe {
+    type Result = Result<EventStream, BackendError>;
 }
 
 /// Removes a waiter whose caller gave up; sent by [`PendingWait`]'s `Drop`.

@@ -18,6 +18,9 @@ pub struct HubStats {
     pub evicted: u64,
     /// Records removed by `result_ttl` or `pending_ttl`, since the start.
     pub expired: u64,
+    /// Live event subscriptions ([`HubHandle::subscribe`](crate::HubHandle::subscribe)); 0 for
+    /// a backend without events.
+    pub subscribers: usize,
 }
 
 /// A count per [`TaskStatus`].

@@ -11,10 +11,11 @@ use tokio::sync::oneshot;
 use super::state::{HubState, Keyed, Registration};
 use super::{HubShared, ResultHub};
 use crate::compact::CompactRecord;
+use crate::events::EventStream;
 use crate::messages::{
     Await, Awaited, CancelWait, Clear, Delete, Drain, Dump, Envelope, Fetch, FinalStop, Get,
     Introduce, ListByStatus, Load, Page, PendingWait, Put, Restore, Shutdown, Snapshot, Stats,
-    Store, WaitFor, WaitOutcome,
+    Store, Subscribe, WaitFor, WaitOutcome,
 };
 use crate::{BackendError, HubStats, TaskResult, validate};
 
@@ -142,6 +143,7 @@ handle_enveloped!(
     Dump,
     Load,
     Introduce,
+    Subscribe,
 );
 
 // The public messages, for actix code holding an `Addr`: records are packed and unpacked here.
@@ -257,6 +259,16 @@ impl Handler<Stats> for ResultHub {
 
     fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
         self.with_state("stats", |state| Ok(state.stats()))
+    }
+}
+
+impl Handler<Subscribe> for ResultHub {
+    type Result = Result<EventStream, BackendError>;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        tracing::debug!(name: "hub.subscribe", filter = ?msg.filter);
+        let receiver = self.with_state("subscribe", |state| Ok(state.subscribe()))?;
+        Ok(EventStream::new(receiver, msg.filter))
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::compact::CompactRecord;
+use crate::events::{EventBus, EventKind, RawEvent};
 use crate::hub::view::View;
 use crate::order::{ListKey, page};
 use crate::{BackendError, HubConfig, HubStats, TaskStatus, validate};
@@ -196,6 +197,8 @@ pub(crate) struct HubState {
     view: Option<Arc<View>>,
     /// Task names, shared by every record of the same task.
     names: HashSet<Arc<str>>,
+    /// Subscribers' events; dropped with the state, which ends every subscription.
+    events: EventBus,
     /// The operation whose next call panics, for the fault-injection tests.
     #[cfg(feature = "fault-injection")]
     pub(crate) fault: Option<&'static str>,
@@ -206,6 +209,7 @@ impl HubState {
         HubState {
             view,
             names: HashSet::new(),
+            events: EventBus::new(&config),
             links: Links::new(&config),
             config,
             records: HashMap::new(),
@@ -254,19 +258,21 @@ impl HubState {
                 break;
             }
             let id = entry.remove();
-            if self.remove_record(&id).is_some() {
+            if self.remove_record(&id, EventKind::Expired).is_some() {
                 self.expired += 1;
             }
         }
         shrink_if_sparse(&mut self.records);
     }
 
-    fn remove_record(&mut self, task_id: &str) -> Option<Entry> {
-        let entry = self.records.remove(task_id)?;
+    fn remove_record(&mut self, task_id: &str, kind: EventKind) -> Option<Entry> {
+        let (id, entry) = self.records.remove_entry(task_id)?;
         self.links.unlink(&entry);
         if let Some(view) = &self.view {
             view.removed(task_id);
         }
+        self.events
+            .emit(kind, &id, &entry.record, &self.config.clock);
         Some(entry)
     }
 
@@ -329,7 +335,8 @@ impl HubState {
                     ),
                 });
             };
-            self.remove_record(&oldest);
+            // Reported as expired: the hub's retention rules removed it, not a caller.
+            self.remove_record(&oldest, EventKind::Expired);
             self.evicted += 1;
             tracing::debug!(name: "hub.evict", task_id = %oldest);
         }
@@ -382,6 +389,8 @@ impl HubState {
         if let Some(view) = &self.view {
             view.applied(&id, &record, expires_at, ticket);
         }
+        self.events
+            .emit(EventKind::Stored, &id, &record, &self.config.clock);
         if record.is_complete() {
             if let Some(waiters) = self.waiters.remove(task_id) {
                 self.waiter_count -= waiters.len();
@@ -460,7 +469,7 @@ impl HubState {
         validate::id_length(task_id, &self.config)?;
         self.expire_due();
         inject_fault!(self, "delete");
-        let existed = self.remove_record(task_id).is_some();
+        let existed = self.remove_record(task_id, EventKind::Deleted).is_some();
         shrink_if_sparse(&mut self.records);
         Ok(existed)
     }
@@ -470,7 +479,15 @@ impl HubState {
         inject_fault!(self, "clear");
         let removed = self.records.len();
         // Fresh maps rather than `clear()`, which would keep the old capacity.
-        self.records = HashMap::new();
+        let records = std::mem::take(&mut self.records);
+        if self.events.active() {
+            let mut entries: Vec<(Arc<str>, Entry)> = records.into_iter().collect();
+            entries.sort_unstable_by_key(|(_, entry)| entry.seq);
+            for (id, entry) in &entries {
+                self.events
+                    .emit(EventKind::Cleared, id, &entry.record, &self.config.clock);
+            }
+        }
         self.links = Links::new(&self.config);
         if let Some(view) = &self.view {
             view.cleared();
@@ -504,6 +521,7 @@ impl HubState {
         let mut stats = HubStats {
             results: self.records.len(),
             waiters: self.waiter_count,
+            subscribers: self.events.subscribers(),
             evicted: self.evicted,
             expired: self.expired,
             ..HubStats::default()
@@ -512,6 +530,11 @@ impl HubState {
             *stats.by_status.slot(status) = self.links.by_status[status.index()].len();
         }
         stats
+    }
+
+    /// A new subscription to the events of every change from now on.
+    pub(crate) fn subscribe(&mut self) -> tokio::sync::broadcast::Receiver<RawEvent> {
+        self.events.subscribe()
     }
 
     /// Every record, in the order their ids were first stored.

@@ -1,0 +1,91 @@
+//! The bearer token: checked first on every route, so a caller without it learns nothing else.
+
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+
+use super::WebOptions;
+use super::error::ApiError;
+use super::query::Query;
+
+/// Where a route accepts the token besides the `Authorization` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenIn {
+    /// Only `Authorization: Bearer <token>`.
+    Header,
+    /// The header or `?token=`: the page and `/events`, which a browser opens without headers.
+    HeaderOrQuery,
+}
+
+/// Refuses the request with 401 unless it carries the configured token (if any).
+pub(crate) fn authorize(
+    request: &HttpRequest,
+    query: Option<&Query>,
+    options: &WebOptions,
+    accepted: TokenIn,
+) -> Result<(), ApiError> {
+    let Some(expected) = options.token.as_deref() else {
+        return Ok(());
+    };
+    let from_header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer);
+    let from_query = match accepted {
+        TokenIn::HeaderOrQuery => query.and_then(|query| query.get("token")),
+        TokenIn::Header => None,
+    };
+    let presented = from_header.or(from_query);
+    match presented {
+        Some(token) if same(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong token")),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            match accepted {
+                TokenIn::Header => "missing token: send Authorization: Bearer <token>",
+                TokenIn::HeaderOrQuery => {
+                    "missing token: send Authorization: Bearer <token>, or ?token=<token>"
+                }
+            },
+        )),
+    }
+}
+
+/// The credentials of a `Bearer` authorization; the scheme's case does not matter (RFC 9110).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell an
+/// attacker how much of a guess was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_reads_the_scheme_in_any_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+    }
+
+    #[test]
+    fn same_compares_whole_strings() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(same(b"", b""));
+    }
+}

@@ -1,0 +1,190 @@
+//! An actix-web scope over a [`HubHandle`]: REST routes, live Server-Sent Events and a
+//! dashboard page (cargo feature `web`).
+//!
+//! [`configure`] returns a function for actix-web's `App::configure` or
+//! `ServiceConfig::configure`, so an application mounts the routes wherever it likes, usually
+//! under a scope of their own. Every route is relative to that mount point:
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /` | the dashboard page |
+//! | `GET /tasks/{id}` | 200 with the record, 404 when missing |
+//! | `GET /tasks/{id}/wait?timeout=SECS` | 200 with the terminal record, 408 on timeout |
+//! | `GET /tasks?status=S&limit=N&offset=N` | 200 with a page, newest first, and the status's total |
+//! | `GET /stats` | 200 with the hub's counts |
+//! | `GET /events` | Server-Sent Events, one `task` event per change |
+//! | `POST /tasks/{id}` | 201 with the stored record (only with `allow_writes`) |
+//! | `DELETE /tasks/{id}` | 204, or 404 when missing (only with `allow_writes`) |
+//!
+//! Every 4xx answer has a JSON body `{"error": "..."}` naming the problem; bad input is refused
+//! before it reaches the hub. The full reference is `docs/http-api.md`.
+//!
+//! # Examples
+//!
+//! ```
+//! use actix_web::{App, test, web};
+//! use resulthub::web::{WebOptions, configure};
+//! use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
+//!
+//! # actix_rt::System::new().block_on(async {
+//! let hub = HubHandle::start(HubConfig::default());
+//! hub.store("t1", TaskResult::new("t1", TaskStatus::Success)).await.unwrap();
+//!
+//! let app = test::init_service(
+//!     App::new().service(web::scope("/hub").configure(configure(hub, WebOptions::default()))),
+//! )
+//! .await;
+//! let request = test::TestRequest::get().uri("/hub/tasks/t1").to_request();
+//! let record: serde_json::Value = test::call_and_read_body_json(&app, request).await;
+//! assert_eq!(record["status"], "success");
+//! # });
+//! ```
+//!
+//! In a server, build the function once and clone it into the app factory (it is cheap to
+//! clone), so that every worker serves the same hub. Also turn off HTTP/1 half-closed
+//! connections: by default actix-web keeps handling a request after its client has hung up,
+//! so a `GET /tasks/{id}/wait` whose client left would hold its waiter until its timeout (at
+//! most `max_wait`). With `h1_allow_half_closed(false)` actix drops the request at the
+//! client's EOF, and the waiter with it. (A client that half-closes its socket on purpose
+//! after sending a request then gets no answer; browsers and HTTP libraries do not.)
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, web};
+//! use resulthub::web::{WebOptions, configure};
+//! use resulthub::{HubConfig, HubHandle};
+//!
+//! #[actix_rt::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let hub = HubHandle::start(HubConfig::default());
+//!     let routes = configure(hub, WebOptions { allow_writes: true, ..WebOptions::default() });
+//!     HttpServer::new(move || App::new().service(web::scope("/hub").configure(routes.clone())))
+//!         .h1_allow_half_closed(false)
+//!         .bind(("127.0.0.1", 8080))?
+//!         .run()
+//!         .await
+//! }
+//! ```
+
+mod auth;
+mod error;
+mod query;
+mod routes;
+mod sse;
+
+use std::time::Duration;
+
+use actix_web::web;
+
+use crate::HubHandle;
+
+/// The longest task id the routes accept, in bytes; a hub with a lower `max_task_id_len`
+/// lowers it.
+pub const MAX_ID_BYTES: usize = 512;
+
+/// The largest `POST /tasks/{id}` body, in bytes; a larger one is answered with 413.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// How the routes behave: paging bounds, the longest wait, whether writes are allowed, and the
+/// token every request must bring.
+///
+/// A plain struct: set what you need and take the rest from [`Default`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use resulthub::web::WebOptions;
+///
+/// let options = WebOptions {
+///     allow_writes: true,
+///     token: Some("s3cret".to_owned()),
+///     max_wait: Duration::from_secs(30),
+///     ..WebOptions::default()
+/// };
+/// assert_eq!(options.max_limit, 500);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebOptions {
+    /// The largest `limit` a listing accepts; a larger one is answered with 400.
+    ///
+    /// Default: 500.
+    pub max_limit: usize,
+    /// The `limit` of a listing that gives none (capped at `max_limit`).
+    ///
+    /// Default: 50.
+    pub default_limit: usize,
+    /// The longest `GET /tasks/{id}/wait`: a larger or missing `timeout` waits this long.
+    ///
+    /// Default: 60 seconds.
+    pub max_wait: Duration,
+    /// Whether `POST /tasks/{id}` and `DELETE /tasks/{id}` are served; without it they are
+    /// answered with 403.
+    ///
+    /// Default: `false`.
+    pub allow_writes: bool,
+    /// When set, every route wants `Authorization: Bearer <token>` (the page and `/events`
+    /// also take `?token=<token>`, as a browser's `EventSource` cannot send headers), and
+    /// answers 401 without it, before any other check. Serve it over TLS, or on a trusted
+    /// network only: the token travels in the clear otherwise.
+    ///
+    /// Default: `None` (no authentication).
+    pub token: Option<String>,
+    /// How often `/events` sends a comment line when no event comes, so that proxies keep the
+    /// connection open and a client that left is noticed (and its subscription dropped) even
+    /// when the hub is quiet. Periods under 10 ms are taken as 10 ms.
+    ///
+    /// Default: 15 seconds.
+    pub heartbeat: Duration,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        WebOptions {
+            max_limit: 500,
+            default_limit: 50,
+            max_wait: Duration::from_secs(60),
+            allow_writes: false,
+            token: None,
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+impl std::fmt::Debug for WebOptions {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebOptions")
+            .field("max_limit", &self.max_limit)
+            .field("default_limit", &self.default_limit)
+            .field("max_wait", &self.max_wait)
+            .field("allow_writes", &self.allow_writes)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("heartbeat", &self.heartbeat)
+            .finish()
+    }
+}
+
+/// What every route reads: the hub and the options, as the scope's app data.
+#[derive(Debug)]
+pub(crate) struct WebState {
+    pub(crate) hub: HubHandle,
+    pub(crate) options: WebOptions,
+}
+
+/// The routes over `hub`, as a function for `App::configure` or `ServiceConfig::configure`.
+///
+/// The function is cheap to clone: build it once and clone it into `HttpServer::new`'s factory,
+/// which runs once per worker. The routes keep their state as app data of their own type, so
+/// several hubs can be mounted under different scopes of one app.
+pub fn configure(
+    hub: HubHandle,
+    options: WebOptions,
+) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + Sync + 'static {
+    move |config: &mut web::ServiceConfig| {
+        let state = web::Data::new(WebState {
+            hub: hub.clone(),
+            options: options.clone(),
+        });
+        routes::register(config, state);
+    }
+}

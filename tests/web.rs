@@ -1,0 +1,900 @@
+//! The actix-web scope through actix-web's `test` utilities: every route, every bad input,
+//! the write side on and off, the token, and `/events` read frame by frame. Every 4xx answer
+//! is checked for its JSON `{"error": "..."}` body, and bad input for never reaching the hub.
+#![cfg(feature = "web")]
+
+mod support;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::web::Bytes;
+use actix_web::{App, test, web};
+use chrono::{TimeZone, Utc};
+use resulthub::web::{MAX_BODY_BYTES, WebOptions, configure};
+use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
+use serde_json::{Value, json};
+use support::within;
+
+use TaskStatus::{Failed, Pending, Running, Success};
+
+const TOKEN: &str = "s3cret-token";
+
+async fn app(
+    hub: &HubHandle,
+    options: WebOptions,
+) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
+    test::init_service(
+        App::new().service(web::scope("/hub").configure(configure(hub.clone(), options))),
+    )
+    .await
+}
+
+fn writable() -> WebOptions {
+    WebOptions {
+        allow_writes: true,
+        ..WebOptions::default()
+    }
+}
+
+fn with_token(allow_writes: bool) -> WebOptions {
+    WebOptions {
+        allow_writes,
+        token: Some(TOKEN.to_owned()),
+        ..WebOptions::default()
+    }
+}
+
+/// Sends a request and returns its status and JSON body (`Null` when empty). Every 4xx must
+/// carry `{"error": "<non-empty>"}`.
+async fn send<S>(app: &S, request: test::TestRequest) -> (StatusCode, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let response = within(
+        "the response",
+        test::call_service(app, request.to_request()),
+    )
+    .await;
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = test::read_body(response).await;
+    let json = if body.is_empty() {
+        Value::Null
+    } else if content_type.starts_with("application/json") {
+        serde_json::from_slice(&body).expect("a JSON body")
+    } else {
+        Value::String(String::from_utf8_lossy(&body).into_owned())
+    };
+    if status.is_client_error() {
+        assert!(
+            content_type.starts_with("application/json"),
+            "{status} without a JSON body"
+        );
+        let message = json["error"].as_str().unwrap_or("");
+        assert!(
+            !message.is_empty(),
+            "{status} without an error message: {json}"
+        );
+    }
+    (status, json)
+}
+
+fn get(uri: &str) -> test::TestRequest {
+    test::TestRequest::get().uri(uri)
+}
+
+fn post(uri: &str, body: Value) -> test::TestRequest {
+    test::TestRequest::post().uri(uri).set_json(body)
+}
+
+fn delete(uri: &str) -> test::TestRequest {
+    test::TestRequest::delete().uri(uri)
+}
+
+fn bearer(request: test::TestRequest, token: &str) -> test::TestRequest {
+    request.insert_header((header::AUTHORIZATION, format!("Bearer {token}")))
+}
+
+/// Asserts 400 and that the message mentions `needle`.
+async fn assert_bad<S>(app: &S, request: test::TestRequest, needle: &str)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let (status, body) = send(app, request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"].as_str().unwrap_or("");
+    assert!(
+        message.contains(needle),
+        "{message:?} should mention {needle:?}"
+    );
+}
+
+fn record(id: &str, status: TaskStatus) -> TaskResult {
+    TaskResult::new(id, status)
+}
+
+// GET /tasks/{id}
+
+#[actix_rt::test]
+async fn get_answers_the_record_in_flowrras_layout_or_404() {
+    let hub = HubHandle::start(HubConfig::default());
+    let stored = record("t1", Success)
+        .with_task_name("add")
+        .with_result(json!(5))
+        .with_submitted_at(Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap());
+    hub.store("t1", stored.clone()).await.unwrap();
+    let app = app(&hub, WebOptions::default()).await;
+
+    let (status, body) = send(&app, get("/hub/tasks/t1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, serde_json::to_value(&stored).unwrap());
+    assert_eq!(body["submitted_at"], "2024-01-02T03:04:05");
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "task_id",
+            "status",
+            "task_name",
+            "result",
+            "error",
+            "submitted_at",
+            "started_at",
+            "finished_at",
+            "retries",
+            "args",
+            "kwargs"
+        ]
+    );
+
+    let (status, body) = send(&app, get("/hub/tasks/missing")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("missing"));
+}
+
+#[actix_rt::test]
+async fn ids_are_percent_decoded() {
+    let hub = HubHandle::start(HubConfig::default());
+    hub.store("a b/c", record("a b/c", Running)).await.unwrap();
+    let app = app(&hub, WebOptions::default()).await;
+    let (status, body) = send(&app, get("/hub/tasks/a%20b%2Fc")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["task_id"], "a b/c");
+}
+
+#[actix_rt::test]
+async fn ids_over_512_bytes_are_refused_on_every_route() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, writable()).await;
+    let long = "x".repeat(513);
+    let exact = "y".repeat(512);
+    assert_bad(&app, get(&format!("/hub/tasks/{long}")), "513 bytes").await;
+    assert_bad(
+        &app,
+        get(&format!("/hub/tasks/{long}/wait?timeout=0")),
+        "513",
+    )
+    .await;
+    assert_bad(&app, delete(&format!("/hub/tasks/{long}")), "513").await;
+    assert_bad(
+        &app,
+        post(&format!("/hub/tasks/{long}"), json!({"status": "pending"})),
+        "513",
+    )
+    .await;
+    assert_bad(&app, get(&format!("/hub/events?task_id={long}")), "513").await;
+    // At the limit it is an ordinary id.
+    let (status, _) = send(&app, get(&format!("/hub/tasks/{exact}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let stats = hub.stats().await.unwrap();
+    assert_eq!((stats.results, stats.waiters, stats.subscribers), (0, 0, 0));
+}
+
+#[actix_rt::test]
+async fn the_hubs_lower_id_limit_wins() {
+    let hub = HubHandle::start(HubConfig {
+        max_task_id_len: 8,
+        ..HubConfig::default()
+    });
+    let app = app(&hub, WebOptions::default()).await;
+    assert_bad(&app, get("/hub/tasks/123456789"), "limit of 8").await;
+    let (status, _) = send(&app, get("/hub/tasks/12345678")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+// GET /tasks/{id}/wait
+
+#[actix_rt::test]
+async fn wait_answers_a_terminal_record_at_once_and_a_later_one_when_stored() {
+    let hub = HubHandle::start(HubConfig::default());
+    hub.store("done", record("done", Success)).await.unwrap();
+    let app = app(&hub, WebOptions::default()).await;
+    let (status, body) = send(&app, get("/hub/tasks/done/wait?timeout=0")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("success"))
+    );
+
+    // The store comes after the request, whichever runs first: either it wakes the waiter
+    // or the waiter finds it terminal.
+    let worker = async {
+        hub.store("later", record("later", Running)).await.unwrap();
+        hub.store("later", record("later", Failed).with_error("boom"))
+            .await
+            .unwrap();
+    };
+    let ((status, body), ()) =
+        futures::join!(send(&app, get("/hub/tasks/later/wait?timeout=30")), worker);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (body["status"].as_str(), body["error"].as_str()),
+        (Some("failed"), Some("boom"))
+    );
+    assert_eq!(hub.stats().await.unwrap().waiters, 0);
+}
+
+#[actix_rt::test]
+async fn wait_times_out_with_408_and_leaves_no_waiter() {
+    let hub = HubHandle::start(HubConfig::default());
+    hub.store("slow", record("slow", Running)).await.unwrap();
+    let app = app(&hub, WebOptions::default()).await;
+    for timeout in ["0", "0.05"] {
+        let (status, body) = send(
+            &app,
+            get(&format!("/hub/tasks/slow/wait?timeout={timeout}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert!(
+            body["error"].as_str().unwrap().contains("timed out"),
+            "{body}"
+        );
+    }
+    assert_eq!(hub.stats().await.unwrap().waiters, 0);
+}
+
+#[actix_rt::test]
+async fn a_larger_or_missing_timeout_waits_max_wait() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(
+        &hub,
+        WebOptions {
+            max_wait: Duration::from_millis(50),
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    // Without the cap these would wait a day, or 60 s, and `send`'s bound would fail them.
+    for uri in [
+        "/hub/tasks/t/wait?timeout=86400",
+        "/hub/tasks/t/wait",
+        "/hub/tasks/t/wait?timeout=1e300",
+    ] {
+        let (status, _) = send(&app, get(uri)).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{uri}");
+    }
+}
+
+#[actix_rt::test]
+async fn bad_timeouts_are_400_and_never_wait() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, WebOptions::default()).await;
+    for (timeout, needle) in [
+        ("-1", "negative"),
+        ("-0.5", "negative"),
+        ("abc", "number of seconds"),
+        ("", "number of seconds"),
+        ("inf", "number of seconds"),
+        ("NaN", "number of seconds"),
+        ("1s", "number of seconds"),
+    ] {
+        assert_bad(
+            &app,
+            get(&format!("/hub/tasks/t/wait?timeout={timeout}")),
+            needle,
+        )
+        .await;
+    }
+    assert_eq!(hub.stats().await.unwrap().waiters, 0);
+}
+
+// GET /tasks
+
+async fn seeded() -> HubHandle {
+    let hub = HubHandle::start(HubConfig::default());
+    for n in 0..7 {
+        let id = format!("s{n}");
+        let at = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, n).unwrap();
+        hub.store(&id, record(&id, Success).with_submitted_at(at))
+            .await
+            .unwrap();
+    }
+    hub.store("f", record("f", Failed)).await.unwrap();
+    hub
+}
+
+#[actix_rt::test]
+async fn list_answers_a_page_newest_first_with_the_total() {
+    let hub = seeded().await;
+    let app = app(&hub, WebOptions::default()).await;
+    let (status, body) = send(&app, get("/hub/tasks?status=success&limit=3&offset=1")).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["s5", "s4", "s3"]);
+    assert_eq!(
+        (
+            &body["status"],
+            &body["limit"],
+            &body["offset"],
+            &body["total"]
+        ),
+        (&json!("success"), &json!(3), &json!(1), &json!(7))
+    );
+    assert_eq!(body["items"][0]["status"], "success");
+}
+
+#[actix_rt::test]
+async fn list_defaults_and_an_empty_page() {
+    let hub = seeded().await;
+    let options = WebOptions {
+        default_limit: 2,
+        ..WebOptions::default()
+    };
+    let app = app(&hub, options).await;
+    let (_, body) = send(&app, get("/hub/tasks?status=success")).await;
+    assert_eq!(
+        (body["limit"].as_u64(), body["offset"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(body["items"].as_array().unwrap().len(), 2);
+
+    let (status, body) = send(&app, get("/hub/tasks?status=success&limit=0")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["items"], json!([]));
+    assert_eq!(body["total"], 7);
+
+    let (_, body) = send(&app, get("/hub/tasks?status=success&offset=100")).await;
+    assert_eq!(
+        (body["items"].clone(), body["total"].clone()),
+        (json!([]), json!(7))
+    );
+
+    let (_, body) = send(&app, get("/hub/tasks?status=retrying")).await;
+    assert_eq!(
+        (body["items"].clone(), body["total"].clone()),
+        (json!([]), json!(0))
+    );
+
+    // Unknown parameters are ignored, like a cache-buster's.
+    let (status, _) = send(&app, get("/hub/tasks?status=failed&_=12345")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[actix_rt::test]
+async fn every_bad_listing_is_400() {
+    let hub = seeded().await;
+    let app = app(&hub, WebOptions::default()).await;
+    let cases = [
+        ("/hub/tasks", "`status` is required"),
+        ("/hub/tasks?limit=5", "`status` is required"),
+        ("/hub/tasks?status=", "unknown status"),
+        ("/hub/tasks?status=done", "unknown status \"done\""),
+        ("/hub/tasks?status=SUCCESS", "unknown status"),
+        ("/hub/tasks?status=success&limit=-1", "must not be negative"),
+        ("/hub/tasks?status=success&limit=abc", "whole number"),
+        ("/hub/tasks?status=success&limit=1.5", "whole number"),
+        ("/hub/tasks?status=success&limit=", "whole number"),
+        (
+            "/hub/tasks?status=success&limit=501",
+            "above the largest page of 500",
+        ),
+        (
+            "/hub/tasks?status=success&limit=99999999999999999999999999",
+            "above",
+        ),
+        (
+            "/hub/tasks?status=success&offset=-1",
+            "must not be negative",
+        ),
+        ("/hub/tasks?status=success&offset=abc", "whole number"),
+        ("/hub/tasks?status=success&offset=2.5", "whole number"),
+        (
+            "/hub/tasks?status=success&offset=99999999999999999999999999",
+            "too large",
+        ),
+        ("/hub/tasks?status=success&status=failed", "more than once"),
+    ];
+    for (uri, needle) in cases {
+        assert_bad(&app, get(uri), needle).await;
+    }
+    // At the limit it is fine.
+    let (status, _) = send(&app, get("/hub/tasks?status=success&limit=500")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+// GET /stats
+
+#[actix_rt::test]
+async fn stats_counts_per_status() {
+    let hub = seeded().await;
+    hub.store("p", record("p", Pending)).await.unwrap();
+    let app = app(&hub, WebOptions::default()).await;
+    let (status, body) = send(&app, get("/hub/stats")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["results"], 9);
+    assert_eq!(body["waiters"], 0);
+    assert_eq!(
+        body["by_status"],
+        json!({"pending": 1, "running": 0, "success": 7, "failed": 1, "retrying": 0})
+    );
+}
+
+// Writes
+
+#[actix_rt::test]
+async fn writes_are_403_when_not_allowed_and_change_nothing() {
+    let hub = HubHandle::start(HubConfig::default());
+    hub.store("t", record("t", Running)).await.unwrap();
+    let app = app(&hub, WebOptions::default()).await;
+    let (status, body) = send(&app, post("/hub/tasks/t", json!({"status": "success"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error"].as_str().unwrap().contains("allow_writes"));
+    let (status, _) = send(&app, delete("/hub/tasks/t")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = send(&app, delete("/hub/tasks/missing")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(hub.get("t").await.unwrap().map(|r| r.status), Some(Running));
+}
+
+#[actix_rt::test]
+async fn post_stores_and_answers_201_with_the_stored_record() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, writable()).await;
+    // task_id left out: the path's is taken.
+    let (status, body) = send(
+        &app,
+        post(
+            "/hub/tasks/job-1",
+            json!({"status": "pending", "task_name": "resize", "args": [1, 2]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (body["task_id"].as_str(), body["status"].as_str()),
+        (Some("job-1"), Some("pending"))
+    );
+
+    // The same id in the body is fine; the answer shows the task fields it inherited.
+    let (status, body) = send(
+        &app,
+        post(
+            "/hub/tasks/job-1",
+            json!({"task_id": "job-1", "status": "success", "result": 3}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["task_name"], "resize");
+    assert_eq!(body["args"], json!([1, 2]));
+    assert_eq!(body["result"], 3);
+    let stored = hub.get("job-1").await.unwrap().unwrap();
+    assert_eq!(serde_json::to_value(&stored).unwrap(), body);
+}
+
+#[actix_rt::test]
+async fn every_bad_record_is_400_and_stores_nothing() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, writable()).await;
+    let raw = |body: &str| {
+        test::TestRequest::post()
+            .uri("/hub/tasks/t")
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .set_payload(body.to_owned())
+    };
+    assert_bad(
+        &app,
+        post(
+            "/hub/tasks/t",
+            json!({"task_id": "other", "status": "success"}),
+        ),
+        "differs",
+    )
+    .await;
+    assert_bad(
+        &app,
+        post("/hub/tasks/t", json!({"task_id": 7, "status": "success"})),
+        "must be a string",
+    )
+    .await;
+    assert_bad(
+        &app,
+        post("/hub/tasks/t", json!({"status": "done"})),
+        "not a task record",
+    )
+    .await;
+    assert_bad(
+        &app,
+        post("/hub/tasks/t", json!({"task_name": "x"})),
+        "not a task record",
+    )
+    .await;
+    assert_bad(&app, post("/hub/tasks/t", json!([1, 2])), "JSON object").await;
+    assert_bad(&app, raw("{\"status\": "), "not JSON").await;
+    assert_bad(&app, raw(""), "not JSON").await;
+    assert_bad(
+        &app,
+        post(
+            "/hub/tasks/t",
+            json!({"status": "success", "submitted_at": "yesterday"}),
+        ),
+        "not a task record",
+    )
+    .await;
+    // Nested deeper than the hub keeps: refused by the hub's own check, still a 400.
+    let mut deep = json!(1);
+    for _ in 0..110 {
+        deep = json!([deep]);
+    }
+    assert_bad(
+        &app,
+        post("/hub/tasks/t", json!({"status": "success", "result": deep})),
+        "nests",
+    )
+    .await;
+    assert_eq!(hub.stats().await.unwrap().results, 0);
+}
+
+#[actix_rt::test]
+async fn a_body_over_one_mebibyte_is_413() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, writable()).await;
+    let big = "x".repeat(MAX_BODY_BYTES);
+    let (status, body) = send(
+        &app,
+        post("/hub/tasks/t", json!({"status": "success", "result": big})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body["error"].as_str().unwrap().contains("bytes"));
+    // Just under the limit is accepted.
+    let fits = "x".repeat(MAX_BODY_BYTES - 100);
+    let (status, _) = send(
+        &app,
+        post("/hub/tasks/t", json!({"status": "success", "result": fits})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[actix_rt::test]
+async fn delete_is_204_then_404() {
+    let hub = HubHandle::start(HubConfig::default());
+    hub.store("t", record("t", Success)).await.unwrap();
+    let app = app(&hub, writable()).await;
+    let (status, body) = send(&app, delete("/hub/tasks/t")).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    let (status, _) = send(&app, delete("/hub/tasks/t")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(hub.get("t").await.unwrap(), None);
+}
+
+// The token
+
+#[actix_rt::test]
+async fn with_a_token_every_route_is_401_without_it() {
+    let hub = HubHandle::start(HubConfig::default());
+    hub.store("t", record("t", Success)).await.unwrap();
+    let app = app(&hub, with_token(true)).await;
+    let routes = || {
+        vec![
+            get("/hub/"),
+            get("/hub/tasks/t"),
+            get("/hub/tasks/t/wait?timeout=0"),
+            get("/hub/tasks?status=success"),
+            get("/hub/stats"),
+            get("/hub/events"),
+            post("/hub/tasks/t", json!({"status": "success"})),
+            delete("/hub/tasks/t"),
+        ]
+    };
+    for request in routes() {
+        let response = test::call_service(&app, request.to_request()).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..])
+        );
+    }
+    for request in routes() {
+        let (status, body) = send(&app, bearer(request, "wrong")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body["error"].as_str().unwrap().contains("wrong token"));
+    }
+    // The right token opens every route; the writes come last so the reads find the record.
+    let mut statuses = Vec::new();
+    for request in routes() {
+        let response = test::call_service(&app, bearer(request, TOKEN).to_request()).await;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 201, 204]);
+    // "bearer" in any case.
+    let request =
+        get("/hub/stats").insert_header((header::AUTHORIZATION, format!("bearer {TOKEN}")));
+    assert_eq!(send(&app, request).await.0, StatusCode::OK);
+}
+
+#[actix_rt::test]
+async fn the_page_and_events_also_take_the_token_in_the_query() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, with_token(false)).await;
+    for uri in [
+        format!("/hub/?token={TOKEN}"),
+        format!("/hub/events?token={TOKEN}"),
+    ] {
+        let response = test::call_service(&app, get(&uri).to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+    }
+    // Not the other routes: a token in a URL ends up in logs.
+    let (status, _) = send(&app, get(&format!("/hub/stats?token={TOKEN}"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(&app, get("/hub/?token=wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[actix_rt::test]
+async fn unauthorized_comes_before_forbidden_and_bad_input() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, with_token(false)).await;
+    let (status, _) = send(&app, delete("/hub/tasks/t")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(&app, post("/hub/tasks/t", json!({"status": "nope"}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(&app, get("/hub/tasks?status=nope&limit=-1")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(&app, get("/hub/events?status=nope")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // With the token, the next check speaks.
+    let (status, _) = send(&app, bearer(delete("/hub/tasks/t"), TOKEN)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = send(&app, bearer(get("/hub/events?status=nope"), TOKEN)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+// The page, methods
+
+#[actix_rt::test]
+async fn the_page_is_served_with_and_without_the_trailing_slash() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, WebOptions::default()).await;
+    for uri in ["/hub/", "/hub"] {
+        let response = test::call_service(&app, get(uri).to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        let csp = response
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap();
+        assert!(csp.to_str().unwrap().contains("default-src 'none'"));
+        assert!(
+            response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let body = test::read_body(response).await;
+        let page = String::from_utf8(body.to_vec()).unwrap();
+        assert!(page.contains("<title>"));
+        // Nothing from another origin.
+        assert!(!page.contains("http://") && !page.contains("https://"));
+    }
+}
+
+#[actix_rt::test]
+async fn other_methods_are_405_with_a_json_error() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, writable()).await;
+    for (method, uri) in [
+        (Method::PUT, "/hub/tasks/t"),
+        (Method::POST, "/hub/tasks"),
+        (Method::DELETE, "/hub/stats"),
+        (Method::POST, "/hub/events"),
+        (Method::POST, "/hub/tasks/t/wait"),
+        (Method::POST, "/hub/"),
+    ] {
+        let (status, body) = send(
+            &app,
+            test::TestRequest::default().method(method.clone()).uri(uri),
+        )
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        assert!(body["error"].as_str().unwrap().contains(method.as_str()));
+    }
+}
+
+// GET /events
+
+/// Reads SSE frames from a streaming body: (event name, data) pairs; comments are skipped.
+struct Frames {
+    body: BoxBody,
+    buffer: String,
+}
+
+impl Frames {
+    fn new(response: ServiceResponse) -> Frames {
+        Frames {
+            body: response.into_body(),
+            buffer: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Option<(String, String)> {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let mut name = None;
+                let mut data = None;
+                for line in frame.lines() {
+                    if let Some(value) = line.strip_prefix("event: ") {
+                        name = Some(value.to_owned());
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        data = Some(value.to_owned());
+                    }
+                }
+                if let (Some(name), Some(data)) = (name, data) {
+                    return Some((name, data));
+                }
+            }
+            let body = &mut self.body;
+            let chunk: Option<Bytes> = within(
+                "the next chunk of /events",
+                futures::future::poll_fn(|cx| Pin::new(&mut *body).poll_next(cx)),
+            )
+            .await
+            .map(|chunk| chunk.expect("a readable body"));
+            self.buffer.push_str(std::str::from_utf8(&chunk?).unwrap());
+        }
+    }
+}
+
+async fn open_events<S>(app: &S, uri: &str) -> Frames
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let response = test::call_service(app, get(uri).to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get(header::CONTENT_TYPE).unwrap(),
+        "text/event-stream"
+    );
+    Frames::new(response)
+}
+
+#[actix_rt::test]
+async fn events_stream_every_change_after_the_response_head() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, WebOptions::default()).await;
+    let mut frames = open_events(&app, "/hub/events").await;
+    // Subscribed before the head came back: these are all seen.
+    hub.store("e1", record("e1", Running)).await.unwrap();
+    hub.store("e1", record("e1", Success).with_result("ok"))
+        .await
+        .unwrap();
+    hub.delete("e1").await.unwrap();
+
+    let (name, data) = frames.next().await.unwrap();
+    assert_eq!(name, "task");
+    let event: Value = serde_json::from_str(&data).unwrap();
+    let keys: Vec<&str> = event
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["kind", "task_id", "status", "record", "at"]);
+    assert_eq!(
+        (&event["kind"], &event["task_id"], &event["status"]),
+        (&json!("stored"), &json!("e1"), &json!("running"))
+    );
+    assert_eq!(event["record"]["task_id"], "e1");
+
+    let (_, data) = frames.next().await.unwrap();
+    let event: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        (&event["status"], &event["record"]["result"]),
+        (&json!("success"), &json!("ok"))
+    );
+    let (_, data) = frames.next().await.unwrap();
+    let event: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        (&event["kind"], &event["record"]),
+        (&json!("deleted"), &Value::Null)
+    );
+
+    // The stream ends with the hub.
+    hub.shutdown().await;
+    assert_eq!(frames.next().await, None);
+}
+
+#[actix_rt::test]
+async fn events_filter_by_status_and_task() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, WebOptions::default()).await;
+    let mut failed = open_events(&app, "/hub/events?status=failed").await;
+    let mut only_b = open_events(&app, "/hub/events?task_id=b").await;
+    for (id, status) in [("a", Failed), ("b", Running), ("c", Failed)] {
+        hub.store(id, record(id, status)).await.unwrap();
+    }
+    let ids = |data: String| serde_json::from_str::<Value>(&data).unwrap()["task_id"].clone();
+    assert_eq!(ids(failed.next().await.unwrap().1), "a");
+    assert_eq!(ids(failed.next().await.unwrap().1), "c");
+    assert_eq!(ids(only_b.next().await.unwrap().1), "b");
+    assert_bad(&app, get("/hub/events?status=finished"), "unknown status").await;
+}
+
+#[actix_rt::test]
+async fn a_slow_events_client_gets_a_lagged_event() {
+    let hub = HubHandle::start(HubConfig {
+        event_buffer: 4,
+        ..HubConfig::default()
+    });
+    let app = app(&hub, WebOptions::default()).await;
+    let mut frames = open_events(&app, "/hub/events").await;
+    for n in 0..20 {
+        let id = format!("t{n}");
+        hub.store(&id, record(&id, Pending)).await.unwrap();
+    }
+    // Applied before the stats answer; the client has read nothing yet.
+    assert_eq!(hub.stats().await.unwrap().results, 20);
+    assert_eq!(
+        frames.next().await,
+        Some(("lagged".to_owned(), r#"{"missed":16}"#.to_owned()))
+    );
+    let (name, data) = frames.next().await.unwrap();
+    assert_eq!(name, "task");
+    assert_eq!(
+        serde_json::from_str::<Value>(&data).unwrap()["task_id"],
+        "t16"
+    );
+}
+
+#[actix_rt::test]
+async fn a_stopped_hub_answers_503_with_a_json_error() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, WebOptions::default()).await;
+    hub.shutdown().await;
+    for uri in [
+        "/hub/tasks/t",
+        "/hub/stats",
+        "/hub/events",
+        "/hub/tasks?status=success",
+    ] {
+        let (status, body) = send(&app, get(uri)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert!(body["error"].as_str().unwrap().contains("unavailable"));
+    }
+}
