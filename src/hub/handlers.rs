@@ -374,7 +374,11 @@ impl Handler<Put> for ResultHub {
         if let (Some(ticket), Some(view), Err(_)) = (msg.ticket, &self.shared.view, &outcome) {
             view.forget(&msg.task_id, ticket);
         }
-        if let (Some(_), Err(error)) = (&msg.permit, &outcome) {
+        if let (Some(_), Err(BackendError::Unavailable { .. })) = (&msg.permit, &outcome) {
+            // The hub stopped before this store. Every store that saw the hub open is applied
+            // before it stops, so this caller saw it closing and awaited this very answer.
+            tracing::debug!(task_id = %msg.task_id, "hub.store_after_stop");
+        } else if let (Some(_), Err(error)) = (&msg.permit, &outcome) {
             // A pipelined store whose caller was already told Ok: only a bug gets here.
             tracing::error!(
                 name: "hub.store_failed",
