@@ -37,8 +37,12 @@ use waiters::{Link, LinkSettings, Waiters};
 ///
 /// `wait_for` subscribes before it reads, so it cannot miss a completion; all waiters of a
 /// backend share one pub/sub connection, which reconnects with backoff and makes every waiter
-/// re-read its key after an outage. Calls need a Tokio runtime with I/O and timers: the one
-/// the backend was built on serves callers that run outside any.
+/// re-read its key after an outage.
+///
+/// The connections and the pub/sub dispatcher live on the Tokio runtime the backend was built
+/// on, which must keep running (a multi-threaded runtime, or one whose thread keeps driving it)
+/// for as long as the backend is used. Callers may run on any runtime, or on none: a call from
+/// outside Tokio is run on the backend's runtime.
 ///
 /// Cloning is cheap and shares the connections.
 ///
