@@ -915,3 +915,76 @@ async fn a_command_connection_that_timed_out_is_replaced() {
     backend.store("x", success("x")).await.expect("store");
     assert_eq!(backend.get("x").await.expect("get"), Some(success("x")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnection_rechecks_waited_keys_in_batches_not_one_read_per_waiter() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let backend = RedisBackend::builder(&server.url())
+        .reconnect_backoff(Duration::from_millis(200), Duration::from_millis(200))
+        .build()
+        .await
+        .expect("connect");
+    // 2,000 waiters on 20 tasks.
+    let waits: Vec<_> = (0..2_000)
+        .map(|i| {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let id = format!("batch-{}", i % 20);
+                backend.wait_for(&id, Some(Duration::from_secs(60))).await
+            })
+        })
+        .collect();
+    eventually("subscribed", || pubsub_clients(&server) == 1).await;
+    eventually("every first read", || get_calls(&server) >= 2_000).await;
+
+    server.restart();
+    // Half the tasks finished while nobody listened.
+    for i in 0..10 {
+        let id = format!("batch-{i}");
+        server.command_text(&[
+            "SET",
+            &format!("flowrra:task:{id}"),
+            &serde_json::to_string(&success(&id)).expect("encode"),
+        ]);
+    }
+    // Waiters on the finished tasks are woken by the recheck; the rest still wait.
+    let (done, pending): (Vec<_>, Vec<_>) = waits
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % 20 < 10);
+    for (_, wait) in done {
+        let record = within("a waiter on a finished task", wait)
+            .await
+            .expect("task")
+            .expect("wait_for");
+        assert!(record.is_success());
+    }
+    // The new server saw a handful of reads, not one per waiter.
+    let gets = get_calls(&server);
+    assert!(gets <= 1_000 + 20, "{gets} GETs after the reconnection");
+    assert!(
+        server
+            .command_text(&["INFO", "commandstats"])
+            .contains("cmdstat_mget:"),
+        "the recheck did not batch"
+    );
+    for (_, wait) in &pending {
+        assert!(
+            !wait.is_finished(),
+            "a waiter on an unfinished task returned"
+        );
+    }
+    for i in 10..20 {
+        let id = format!("batch-{i}");
+        backend.store(&id, success(&id)).await.expect("store");
+    }
+    for (_, wait) in pending {
+        within("a waiter on a later task", wait)
+            .await
+            .expect("task")
+            .expect("wait_for");
+    }
+    assert_eq!(backend.local_waiters(), 0);
+}

@@ -73,7 +73,7 @@ struct Inner {
     limits: HubConfig,
     max_store_attempts: usize,
     read_retry_delay: Duration,
-    pool: Pool,
+    pool: Arc<Pool>,
     waiters: Arc<Waiters>,
     in_flight: Arc<InFlight>,
     runtime: Handle,
@@ -123,14 +123,16 @@ impl RedisBackend {
         };
         let client = redis::Client::open(options.url.as_str())
             .map_err(|error| BackendError::invalid(format!("bad Redis URL: {error}")))?;
-        let pool = Pool::open(
-            client.clone(),
-            options.pool_size,
-            options.connect_timeout,
-            options.response_timeout,
-            runtime.clone(),
-        )
-        .await?;
+        let pool = Arc::new(
+            Pool::open(
+                client.clone(),
+                options.pool_size,
+                options.connect_timeout,
+                options.response_timeout,
+                runtime.clone(),
+            )
+            .await?,
+        );
         let settings = LinkSettings {
             connect_timeout: options.connect_timeout,
             response_timeout: options.response_timeout,
@@ -147,7 +149,13 @@ impl RedisBackend {
         };
         let backend = RedisBackend {
             inner: Arc::new(Inner {
-                waiters: Waiters::new(client, keys.clone(), settings, runtime.clone()),
+                waiters: Waiters::new(
+                    client,
+                    keys.clone(),
+                    settings,
+                    Arc::clone(&pool),
+                    runtime.clone(),
+                ),
                 keys,
                 prefix: options.prefix,
                 ttl_secs,

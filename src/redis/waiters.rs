@@ -1,9 +1,10 @@
 //! One pub/sub connection per backend: a dispatcher task holds a single pattern subscription
 //! to every completion channel of the prefix and wakes the local waiters of the id announced.
 //!
-//! A wake-up only says "read the key again": the waiter reads the record itself, so a
-//! completion announced while the link was down is caught by the re-read every reconnection
-//! triggers, and a waiter never trusts a message over the stored record.
+//! A wake-up only says "read the key again": the waiter reads the record itself, and never
+//! trusts a message over the stored record. A completion announced while the link was down is
+//! caught on reconnection, when the dispatcher reads every waited key (batched) and wakes the
+//! waiters of the tasks that finished.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -16,6 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::keys::Keys;
+use super::pool::Pool;
 
 /// The state of the pub/sub link, as waiters see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +55,7 @@ pub(crate) struct Waiters {
     was_up: AtomicBool,
     stop: Notify,
     reconnect_now: Notify,
+    pool: Arc<Pool>,
     runtime: Handle,
     keys: Keys,
     client: redis::Client,
@@ -64,6 +67,7 @@ impl Waiters {
         client: redis::Client,
         keys: Keys,
         settings: LinkSettings,
+        pool: Arc<Pool>,
         runtime: Handle,
     ) -> Arc<Self> {
         Arc::new(Waiters {
@@ -73,6 +77,7 @@ impl Waiters {
             was_up: AtomicBool::new(false),
             stop: Notify::new(),
             reconnect_now: Notify::new(),
+            pool,
             runtime,
             keys,
             client,
@@ -138,9 +143,31 @@ impl Waiters {
         }
     }
 
-    fn wake_all(&self) {
-        for slot in lock(&self.by_id).values().flatten() {
-            slot.wake.notify_one();
+    /// After a reconnection: wakes the waiters whose task finished while the link was down.
+    /// One `MGET` per batch of waited ids rather than one `GET` per waiter, so that a server
+    /// just back is not hit by every waiter at once. A batch that cannot be read wakes all its
+    /// waiters, whose own reads then decide.
+    async fn recheck(&self) {
+        let ids: Vec<String> = lock(&self.by_id).keys().cloned().collect();
+        for batch in ids.chunks(RECHECK_BATCH) {
+            let mut command = redis::cmd("MGET");
+            for id in batch {
+                command.arg(self.keys.task(id));
+            }
+            match self.pool.query::<Vec<Option<Vec<u8>>>>(&command).await {
+                Ok(values) => {
+                    for (id, value) in batch.iter().zip(values) {
+                        if value.as_deref().is_some_and(may_be_finished) {
+                            self.wake(id);
+                        }
+                    }
+                }
+                Err(_) => {
+                    for id in batch {
+                        self.wake(id);
+                    }
+                }
+            }
         }
     }
 
@@ -237,7 +264,7 @@ async fn dispatch(weak: std::sync::Weak<Waiters>) {
 }
 
 /// One life of the link. Returns why it ended.
-async fn serve(waiters: &Waiters, backoff: &mut Duration) -> String {
+async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration) -> String {
     let settings = &waiters.settings;
     let connect = async {
         let mut pubsub = waiters.client.get_async_pubsub().await?;
@@ -260,7 +287,13 @@ async fn serve(waiters: &Waiters, backoff: &mut Duration) -> String {
     // Completions published while there was no subscription are only in the keys. Waiters
     // that came before the first subscription read once it is live anyway.
     if waiters.was_up.swap(true, AtomicOrdering::Relaxed) {
-        waiters.wake_all();
+        // Apart from the message loop, which must not wait on it.
+        let registry = Arc::downgrade(waiters);
+        waiters.runtime.spawn(async move {
+            if let Some(waiters) = registry.upgrade() {
+                waiters.recheck().await;
+            }
+        });
     }
     tracing::debug!("resulthub.redis.pubsub_up");
 
@@ -292,6 +325,19 @@ async fn serve(waiters: &Waiters, backoff: &mut Duration) -> String {
             }
         }
     }
+}
+
+/// How many waited ids one `MGET` of a recheck reads.
+const RECHECK_BATCH: usize = 512;
+
+/// Whether a stored record may end a wait: terminal, or not readable as a record at all (the
+/// waiter's own read then reports the `Codec` error).
+fn may_be_finished(bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct StatusOnly {
+        status: crate::TaskStatus,
+    }
+    serde_json::from_slice::<StatusOnly>(bytes).map_or(true, |only| only.status.is_terminal())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
