@@ -988,3 +988,47 @@ async fn a_reconnection_rechecks_waited_keys_in_batches_not_one_read_per_waiter(
     }
     assert_eq!(backend.local_waiters(), 0);
 }
+
+#[tokio::test]
+async fn a_server_that_refuses_the_subscription_is_storage_not_a_hang() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // An ACL user that may read and write but not subscribe.
+    let reply = server.command_text(&[
+        "ACL",
+        "SETUSER",
+        "nosub",
+        "on",
+        ">pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-psubscribe",
+        "-subscribe",
+    ]);
+    assert_eq!(reply, "OK");
+    let url = format!("redis://nosub:pw@127.0.0.1:{}/0", server.port());
+    let backend = RedisBackend::connect(&url).await.expect("connect");
+    backend.store("ok", success("ok")).await.expect("store");
+    // A finished task needs no subscription.
+    assert_eq!(
+        within(
+            "a finished task",
+            backend.wait_for("ok", Some(Duration::from_secs(60)))
+        )
+        .await
+        .expect("wait_for"),
+        success("ok")
+    );
+    let refused = within(
+        "a wait the server will not let subscribe",
+        backend.wait_for("never", Some(Duration::from_secs(60))),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(BackendError::Storage(_))),
+        "{refused:?}"
+    );
+    assert_eq!(backend.local_waiters(), 0);
+}

@@ -271,8 +271,11 @@ impl Inner {
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         let registration = self.waiters.register(task_id);
         let expired = |task_id: &str| match registration.link() {
-            Link::Down(reason) => BackendError::Unavailable {
-                reason: format!("redis link down while waiting for task {task_id:?}: {reason}"),
+            Link::Down(failure) => BackendError::Unavailable {
+                reason: format!(
+                    "redis link down while waiting for task {task_id:?}: {}",
+                    failure.reason
+                ),
             },
             Link::Up | Link::Connecting => BackendError::Timeout {
                 task_id: task_id.to_owned(),
@@ -285,19 +288,26 @@ impl Inner {
 
         match until(deadline, registration.subscribed()).await {
             Some(Ok(())) => {}
-            Some(Err(reason)) => {
+            Some(Err(failure)) => {
                 // The pub/sub link is down, the server may not be: a finished task is answered
-                // now, and an unfinished one waits (within the timeout) for the link.
+                // now, and an unfinished one waits (within the timeout) for the link, unless
+                // the server refused the subscription itself.
                 if let Some(record) = self.get(task_id).await? {
                     if record.is_complete() {
                         return Ok(record);
                     }
                 }
+                if failure.refused {
+                    return Err(BackendError::Storage(
+                        format!("redis refused the subscription: {}", failure.reason).into(),
+                    ));
+                }
                 self.waiters.reconnect_now();
                 if until(deadline, registration.up()).await.is_none() {
                     return Err(BackendError::Unavailable {
                         reason: format!(
-                            "no pub/sub link to wait for task {task_id:?} with: {reason}"
+                            "no pub/sub link to wait for task {task_id:?} with: {}",
+                            failure.reason
                         ),
                     });
                 }

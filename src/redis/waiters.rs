@@ -27,7 +27,32 @@ pub(crate) enum Link {
     /// Subscribed: every completion published from now on reaches the waiters.
     Up,
     /// The link failed; the dispatcher retries after a backoff.
-    Down(String),
+    Down(LinkFailure),
+}
+
+/// Why the pub/sub link is down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LinkFailure {
+    pub(crate) reason: String,
+    /// The server answered with an error (e.g. an ACL refusing `PSUBSCRIBE`), rather than
+    /// being unreachable: retrying will not help a waiter.
+    pub(crate) refused: bool,
+}
+
+impl LinkFailure {
+    fn unreachable(reason: String) -> Self {
+        LinkFailure {
+            reason,
+            refused: false,
+        }
+    }
+
+    fn from_error(context: &str, error: &redis::RedisError) -> Self {
+        LinkFailure {
+            reason: format!("{context}: {error}"),
+            refused: !super::errors::is_connection_error(error),
+        }
+    }
 }
 
 /// How the dispatcher connects and checks its link.
@@ -195,7 +220,7 @@ impl Registration {
     /// Resolves once the subscription is live (`Ok`), or the link failed (`Err` with why).
     /// A wait started while the link is down fails at once rather than waiting for a server
     /// that may not come back.
-    pub(crate) async fn subscribed(&self) -> Result<(), String> {
+    pub(crate) async fn subscribed(&self) -> Result<(), LinkFailure> {
         let mut link = self.waiters.link.subscribe();
         let outcome = link
             .wait_for(|state| !matches!(state, Link::Connecting))
@@ -203,8 +228,10 @@ impl Registration {
             .map(|state| state.clone());
         match outcome {
             Ok(Link::Up) => Ok(()),
-            Ok(Link::Down(reason)) => Err(reason),
-            Ok(Link::Connecting) | Err(_) => Err("the subscription ended".to_owned()),
+            Ok(Link::Down(failure)) => Err(failure),
+            Ok(Link::Connecting) | Err(_) => Err(LinkFailure::unreachable(
+                "the subscription ended".to_owned(),
+            )),
         }
     }
 
@@ -246,12 +273,12 @@ async fn dispatch(weak: std::sync::Weak<Waiters>) {
         let Some(waiters) = weak.upgrade() else {
             return;
         };
-        let reason = tokio::select! {
-            reason = serve(&waiters, &mut backoff) => reason,
+        let failure = tokio::select! {
+            failure = serve(&waiters, &mut backoff) => failure,
             () = waiters.stop.notified() => return,
         };
-        tracing::warn!(reason = %reason, retry_in = ?backoff, "resulthub.redis.pubsub_down");
-        waiters.link.send_replace(Link::Down(reason));
+        tracing::warn!(reason = %failure.reason, retry_in = ?backoff, "resulthub.redis.pubsub_down");
+        waiters.link.send_replace(Link::Down(failure));
         let pause = tokio::time::sleep(backoff);
         tokio::select! {
             () = pause => {}
@@ -264,7 +291,7 @@ async fn dispatch(weak: std::sync::Weak<Waiters>) {
 }
 
 /// One life of the link. Returns why it ended.
-async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration) -> String {
+async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration) -> LinkFailure {
     let settings = &waiters.settings;
     let connect = async {
         let mut pubsub = waiters.client.get_async_pubsub().await?;
@@ -273,12 +300,12 @@ async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration) -> String {
     };
     let pubsub = match tokio::time::timeout(settings.connect_timeout, connect).await {
         Ok(Ok(pubsub)) => pubsub,
-        Ok(Err(error)) => return format!("pub/sub connection failed: {error}"),
+        Ok(Err(error)) => return LinkFailure::from_error("pub/sub connection failed", &error),
         Err(_) => {
-            return format!(
+            return LinkFailure::unreachable(format!(
                 "pub/sub connection not made within {:?}",
                 settings.connect_timeout
-            );
+            ));
         }
     };
     let (mut sink, mut messages) = pubsub.split();
@@ -308,18 +335,20 @@ async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration) -> String {
                         waiters.wake(task_id);
                     }
                 }
-                None => return "pub/sub connection lost".to_owned(),
+                None => return LinkFailure::unreachable("pub/sub connection lost".to_owned()),
             },
             _ = health.tick() => {
                 let ping = tokio::time::timeout(settings.response_timeout, sink.ping::<redis::Value>());
                 match ping.await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(error)) => return format!("pub/sub health check failed: {error}"),
+                    Ok(Err(error)) => {
+                        return LinkFailure::from_error("pub/sub health check failed", &error);
+                    }
                     Err(_) => {
-                        return format!(
+                        return LinkFailure::unreachable(format!(
                             "pub/sub connection silent for {:?}",
                             settings.response_timeout
-                        );
+                        ));
                     }
                 }
             }
