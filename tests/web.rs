@@ -177,6 +177,35 @@ async fn ids_are_percent_decoded() {
 }
 
 #[actix_rt::test]
+async fn ids_that_are_not_utf8_once_decoded_are_400() {
+    let hub = HubHandle::start(HubConfig::default());
+    // Lossy decoding would make `%FF` this task's id.
+    hub.store("\u{FFFD}", record("\u{FFFD}", Success))
+        .await
+        .unwrap();
+    let app = app(&hub, writable()).await;
+    for uri in [
+        "/hub/tasks/%FF",
+        "/hub/tasks/a%C3",
+        "/hub/tasks/%FF/wait?timeout=0",
+    ] {
+        assert_bad(&app, get(uri), "not UTF-8").await;
+    }
+    assert_bad(&app, delete("/hub/tasks/%FE%FF"), "not UTF-8").await;
+    assert_bad(
+        &app,
+        post("/hub/tasks/%FF", json!({"status": "pending"})),
+        "not UTF-8",
+    )
+    .await;
+    assert_eq!(hub.stats().await.unwrap().results, 1);
+    // U+FFFD sent as UTF-8 is an ordinary id.
+    let (status, body) = send(&app, get("/hub/tasks/%EF%BF%BD")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["task_id"], "\u{FFFD}");
+}
+
+#[actix_rt::test]
 async fn ids_over_512_bytes_are_refused_on_every_route() {
     let hub = HubHandle::start(HubConfig::default());
     let app = app(&hub, writable()).await;
@@ -587,6 +616,63 @@ async fn a_body_over_one_mebibyte_is_413() {
 }
 
 #[actix_rt::test]
+async fn a_post_not_declared_as_json_is_415_and_stores_nothing() {
+    let hub = HubHandle::start(HubConfig::default());
+    let open = app(&hub, writable()).await;
+    let body = r#"{"status": "success"}"#;
+    let typed = |content_type: Option<&str>| {
+        let request = test::TestRequest::post()
+            .uri("/hub/tasks/t")
+            .set_payload(body.to_owned());
+        match content_type {
+            Some(value) => request.insert_header((header::CONTENT_TYPE, value.to_owned())),
+            None => request,
+        }
+    };
+    // What a cross-origin page can send without a CORS preflight, and no type at all.
+    for content_type in [
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+        None,
+    ] {
+        let (status, body) = send(&open, typed(content_type)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}: {body}"
+        );
+        assert!(
+            body["error"].as_str().unwrap().contains("application/json"),
+            "{body}"
+        );
+    }
+    assert_eq!(hub.stats().await.unwrap().results, 0);
+    // Parameters and the type's case do not matter.
+    for content_type in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;charset=UTF-8",
+    ] {
+        let (status, body) = send(&open, typed(Some(content_type))).await;
+        assert_eq!(status, StatusCode::CREATED, "{content_type}: {body}");
+    }
+    // The order of checks: 401, then 403, then the id (400), then the type (415).
+    let locked = app(&hub, with_token(false)).await;
+    let plain = || typed(Some("text/plain"));
+    assert_eq!(send(&locked, plain()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&locked, bearer(plain(), TOKEN)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let long = format!("/hub/tasks/{}", "x".repeat(513));
+    let (status, _) = send(&open, plain().uri(&long)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[actix_rt::test]
 async fn delete_is_204_then_404() {
     let hub = HubHandle::start(HubConfig::default());
     hub.store("t", record("t", Success)).await.unwrap();
@@ -733,6 +819,46 @@ async fn other_methods_are_405_with_a_json_error() {
         .await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
         assert!(body["error"].as_str().unwrap().contains(method.as_str()));
+    }
+}
+
+#[actix_rt::test]
+async fn unmatched_paths_are_a_json_404_after_the_token() {
+    let hub = HubHandle::start(HubConfig::default());
+    let paths = ["/hub/nope", "/hub/tasks/", "/hub/tasks/a/b", "/hub/stats/x"];
+    let open = app(&hub, WebOptions::default()).await;
+    for path in paths {
+        // `send` checks the JSON `{"error": ...}` body.
+        let (status, body) = send(&open, get(path)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(path), "{body}");
+    }
+    let locked = app(&hub, with_token(true)).await;
+    for path in paths {
+        let (status, _) = send(&locked, get(path)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        let (status, _) = send(&locked, bearer(get(path), TOKEN)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[actix_rt::test]
+async fn with_a_token_a_wrong_method_is_401_before_405() {
+    let hub = HubHandle::start(HubConfig::default());
+    let locked = app(&hub, with_token(true)).await;
+    for (method, uri) in [
+        (Method::PUT, "/hub/tasks/x"),
+        (Method::POST, "/hub/stats"),
+        (Method::DELETE, "/hub/"),
+        (Method::POST, "/hub/events"),
+    ] {
+        let request = || test::TestRequest::default().method(method.clone()).uri(uri);
+        let (status, _) = send(&locked, request()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        let (status, _) = send(&locked, bearer(request(), "wrong")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        let (status, _) = send(&locked, bearer(request(), TOKEN)).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
     }
 }
 
