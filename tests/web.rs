@@ -673,6 +673,47 @@ async fn a_post_not_declared_as_json_is_415_and_stores_nothing() {
 }
 
 #[actix_rt::test]
+async fn a_streamed_body_without_a_length_is_413_past_one_mebibyte() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::StreamExt;
+
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, writable()).await;
+    const CHUNK: usize = 64 * 1024;
+    const CHUNKS: usize = 64; // 4 MiB in all
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pulled);
+    let body = futures::stream::iter(0..CHUNKS).map(move |n| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let mut chunk = vec![b' '; CHUNK];
+        if n == 0 {
+            chunk[..1].copy_from_slice(b"[");
+        }
+        Ok::<_, actix_http::error::PayloadError>(Bytes::from(chunk))
+    });
+    let request = test::TestRequest::post()
+        .uri("/hub/tasks/t")
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .to_request();
+    assert!(request.head().headers.get(header::CONTENT_LENGTH).is_none());
+    let payload: actix_http::BoxedPayloadStream = Box::pin(body);
+    let (request, _) = request.replace_payload(actix_http::Payload::from(payload));
+    let response = within("the response", test::call_service(&app, request)).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let answer: Value = test::read_body_json(response).await;
+    assert!(
+        answer["error"].as_str().unwrap().contains("bytes"),
+        "{answer}"
+    );
+    // Refused once past the limit, not read to the end.
+    let pulled = pulled.load(Ordering::SeqCst);
+    assert!(pulled <= MAX_BODY_BYTES / CHUNK + 1, "{pulled} chunks read");
+    assert_eq!(hub.stats().await.unwrap().results, 0);
+}
+
+#[actix_rt::test]
 async fn delete_is_204_then_404() {
     let hub = HubHandle::start(HubConfig::default());
     hub.store("t", record("t", Success)).await.unwrap();
@@ -916,6 +957,11 @@ where
     assert_eq!(
         response.headers().get(header::CONTENT_TYPE).unwrap(),
         "text/event-stream"
+    );
+    // So that an app's Compress middleware does not buffer the stream.
+    assert_eq!(
+        response.headers().get(header::CONTENT_ENCODING).unwrap(),
+        "identity"
     );
     Frames::new(response)
 }
