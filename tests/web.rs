@@ -14,6 +14,7 @@ use actix_web::http::{Method, StatusCode, header};
 use actix_web::web::Bytes;
 use actix_web::{App, test, web};
 use chrono::{TimeZone, Utc};
+use futures::StreamExt;
 use resulthub::web::{MAX_BODY_BYTES, WebOptions, configure};
 use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
 use serde_json::{Value, json};
@@ -528,6 +529,50 @@ async fn post_stores_and_answers_201_with_the_stored_record() {
     assert_eq!(body["result"], 3);
     let stored = hub.get("job-1").await.unwrap().unwrap();
     assert_eq!(serde_json::to_value(&stored).unwrap(), body);
+}
+
+#[actix_rt::test]
+async fn posts_answer_is_its_own_store_even_when_another_writer_follows_at_once() {
+    // Stores wait for the hub, so the route's store and its answer are two steps apart.
+    let hub = HubHandle::start(HubConfig {
+        pipeline_stores: false,
+        ..HubConfig::default()
+    });
+    let app = app(&hub, writable()).await;
+    let mut events = hub.subscribe().await.unwrap();
+    // The other writer stores as soon as it sees the POST's store applied. It is polled
+    // first (futures::join! polls in order), so its store is queued before the route's next
+    // step: a `get` after the store would read the other writer's record.
+    let other_writer = async {
+        let event = within("the POST's store", events.next()).await;
+        assert!(
+            matches!(event, Some(resulthub::HubEvent::Task(_))),
+            "{event:?}"
+        );
+        hub.store("race", record("race", Success).with_result("other"))
+            .await
+            .unwrap();
+    };
+    let post = send(
+        &app,
+        post(
+            "/hub/tasks/race",
+            json!({"status": "running", "task_name": "mine"}),
+        ),
+    );
+    let ((), (status, body)) = futures::join!(other_writer, post);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (&body["status"], &body["task_name"], &body["result"]),
+        (&json!("running"), &json!("mine"), &Value::Null),
+        "the 201 shows the POST's own store"
+    );
+    // The other writer's store came after, and kept the task name.
+    let now = hub.get("race").await.unwrap().unwrap();
+    assert_eq!(
+        (now.status, now.task_name.as_deref()),
+        (Success, Some("mine"))
+    );
 }
 
 #[actix_rt::test]

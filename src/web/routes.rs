@@ -208,9 +208,9 @@ async fn store_task(request: HttpRequest, state: State, body: web::Payload) -> A
     json_content_type(&request)?;
     let body = read_body(&request, body).await?;
     let record = parse_record(&id, &body)?;
-    state.hub.store(&id, record.clone()).await?;
-    // The record as stored, task fields merged from the previous one, as `get` returns it.
-    let stored = state.hub.get(&id).await?.unwrap_or(record);
+    // The record as stored, task fields merged from the previous one, as `get` returns it:
+    // read by the hub in the same step as the store, so no other writer's change shows.
+    let stored = state.hub.store_merged(&id, record).await?;
     Ok(HttpResponse::Created().json(stored))
 }
 
