@@ -476,6 +476,24 @@ async fn stats_counts_per_status() {
         body["by_status"],
         json!({"pending": 1, "running": 0, "success": 7, "failed": 1, "retrying": 0})
     );
+    // The paging bounds, for the page.
+    assert_eq!(
+        (&body["max_limit"], &body["default_limit"]),
+        (&json!(500), &json!(50))
+    );
+    let app = self::app(
+        &hub,
+        WebOptions {
+            max_limit: 30,
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    let (_, body) = send(&app, get("/hub/stats")).await;
+    assert_eq!(
+        (&body["max_limit"], &body["default_limit"]),
+        (&json!(30), &json!(30))
+    );
 }
 
 // Writes

@@ -187,7 +187,19 @@ async fn list(request: HttpRequest, state: State) -> Answer {
 
 async fn stats(request: HttpRequest, state: State) -> Answer {
     authorized_query(&request, &state, TokenIn::Header)?;
-    Ok(HttpResponse::Ok().json(state.hub.stats().await?))
+    let stats = state.hub.stats().await?;
+    let mut body = serde_json::to_value(stats)
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+    // The paging bounds, for the page (and any client) to ask for pages that fit.
+    if let Value::Object(fields) = &mut body {
+        let options = &state.options;
+        fields.insert("max_limit".to_owned(), options.max_limit.into());
+        fields.insert(
+            "default_limit".to_owned(),
+            options.default_limit.min(options.max_limit).into(),
+        );
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn delete_task(request: HttpRequest, state: State) -> Answer {
