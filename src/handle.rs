@@ -346,6 +346,31 @@ impl HubHandle {
         Some(shared.config.max_task_id_len)
     }
 
+    /// Stores `result` and returns it as the hub stored it (task fields merged from the
+    /// previous record), read in the same step as the store, so that no other writer's change
+    /// can come between. Waits for the hub: never pipelined.
+    #[cfg(feature = "web")]
+    pub(crate) async fn store_merged(
+        &self,
+        task_id: &str,
+        result: TaskResult,
+    ) -> Result<TaskResult, BackendError> {
+        let shared = self.learn_shared().await?;
+        validate::store(task_id, &result, &shared.config)?;
+        let config = &shared.config;
+        let at = (config.result_ttl.is_some() || config.pending_ttl.is_some())
+            .then(|| config.clock.now());
+        // Like an unpipelined store: behind this handle's queued stores, and counted in the
+        // read view until applied, so that a `get` meanwhile asks the hub.
+        let stored = self.send_change(crate::messages::PutMerged {
+            task_id: task_id.to_owned(),
+            record: CompactRecord::pack(result),
+            at,
+        });
+        // Unpacked here, on the caller's thread.
+        stored.await?.unpack(task_id)
+    }
+
     /// What the hub shares with its handles, asked for once if this handle does not know it.
     async fn learn_shared(&self) -> Result<&Arc<HubShared>, BackendError> {
         if let Some(shared) = self.shared.get() {

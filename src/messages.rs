@@ -258,6 +258,23 @@ impl Message for Put {
     type Result = Result<(), BackendError>;
 }
 
+/// Stores a record the handle has validated and packed, and answers with the record as stored
+/// (task fields merged from the previous one), read in the same step: no other change can
+/// come between. Never pipelined.
+#[cfg(feature = "web")]
+#[derive(Debug)]
+pub(crate) struct PutMerged {
+    pub(crate) task_id: String,
+    pub(crate) record: CompactRecord,
+    /// When the caller stored it, when TTLs are set, as for [`Put`].
+    pub(crate) at: Option<Instant>,
+}
+
+#[cfg(feature = "web")]
+impl Message for PutMerged {
+    type Result = Result<SharedRecord, BackendError>;
+}
+
 /// Reads one record, packed.
 #[derive(Debug)]
 pub(crate) struct Fetch {

@@ -10,13 +10,14 @@
 mod support;
 mod web_support;
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use resulthub::web::WebOptions;
@@ -31,6 +32,9 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const STEP: Duration = Duration::from_secs(60);
 const TOKEN: &str = "dashboard-token";
 
+/// How many ports to try: a port found free may be taken again before chromedriver binds it.
+const START_ATTEMPTS: usize = 5;
+
 /// chromedriver on a free port, in a process group of its own, so that dropping this (also
 /// while unwinding from a failed assertion) kills it and every Chromium it started.
 struct Chromedriver {
@@ -40,25 +44,47 @@ struct Chromedriver {
 }
 
 impl Chromedriver {
+    /// Starts chromedriver on a port that was free a moment ago; if another process took the
+    /// port meanwhile, chromedriver exits, and this tries again with another.
     fn start() -> Chromedriver {
-        let port = TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let profile =
-            std::env::temp_dir().join(format!("resulthub-chromium-{}-{port}", std::process::id()));
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("start chromedriver");
-        Chromedriver {
-            child,
-            port,
-            profile,
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let port = TcpListener::bind(("127.0.0.1", 0))
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            let profile = std::env::temp_dir()
+                .join(format!("resulthub-chromium-{}-{port}", std::process::id()));
+            let child = Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("start chromedriver");
+            // Dropped (killed) on every way out but success.
+            let mut driver = Chromedriver {
+                child,
+                port,
+                profile,
+            };
+            let deadline = Instant::now() + STEP;
+            loop {
+                if let Ok(Some(status)) = driver.child.try_wait() {
+                    failures.push(format!("port {port}: chromedriver exited ({status})"));
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return driver;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "chromedriver did not listen on port {port} within {STEP:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
+        panic!("chromedriver did not start: {}", failures.join("; "));
     }
 
     async fn connect(&self) -> Client {
@@ -136,17 +162,66 @@ fn browser_available() -> bool {
     false
 }
 
+/// Bounds one WebDriver call (or a few), so that a wedged chromedriver fails the test instead
+/// of hanging it.
+async fn step<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    within_for(STEP, what, future).await
+}
+
+/// The text of `css`, or "" when there is none.
 async fn text(client: &Client, css: &str) -> String {
-    match client.find(Locator::Css(css)).await {
-        Ok(element) => element.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
+    step(&format!("the text of {css}"), async {
+        match client.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    })
+    .await
+}
+
+/// Whether the element `css` exists right now.
+async fn exists(client: &Client, css: &str) -> bool {
+    step(
+        &format!("looking for {css}"),
+        client.find(Locator::Css(css)),
+    )
+    .await
+    .is_ok()
+}
+
+async fn click(client: &Client, css: &str) {
+    step(&format!("a click on {css}"), async {
+        client.find(Locator::Css(css)).await?.click().await
+    })
+    .await
+    .unwrap_or_else(|error| panic!("click on {css}: {error}"));
+}
+
+async fn select(client: &Client, css: &str, value: &str) {
+    step(&format!("choosing {value:?} in {css}"), async {
+        client
+            .find(Locator::Css(css))
+            .await?
+            .select_by_value(value)
+            .await
+    })
+    .await
+    .unwrap_or_else(|error| panic!("choose {value:?} in {css}: {error}"));
+}
+
+async fn execute(client: &Client, script: &str) -> serde_json::Value {
+    step(
+        &format!("the script {script:?}"),
+        client.execute(script, vec![]),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{script}: {error}"))
 }
 
 /// Waits until the element `css` exists.
 async fn appears(client: &Client, css: &str) {
     within_for(STEP, &format!("{css} to appear"), async {
-        while client.find(Locator::Css(css)).await.is_err() {
+        while !exists(client, css).await {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
@@ -166,12 +241,25 @@ async fn reads(client: &Client, css: &str, expected: &str) {
     .await;
 }
 
+/// Waits until the text of `css` contains `needle`.
+async fn shows(client: &Client, css: &str, needle: &str) {
+    within_for(STEP, &format!("{css} to show {needle:?}"), async {
+        while !text(client, css).await.contains(needle) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
 fn row(id: &str) -> String {
     format!("tr[data-task-id='{id}']")
 }
 
+/// `minute` minutes into the hour before the test started: in the past, whatever the date.
 fn submitted(minute: u32) -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 26, 9, minute, 0).unwrap()
+    static START: OnceLock<chrono::DateTime<Utc>> = OnceLock::new();
+    *START.get_or_init(|| Utc::now() - chrono::Duration::hours(1))
+        + chrono::Duration::minutes(minute.into())
 }
 
 /// A few tasks in every status, so that the page (and its screenshot) shows what it is for.
@@ -227,15 +315,18 @@ async fn seed(hub: &HubHandle) {
         }
         hub.store(id, record).await.unwrap();
     }
+    // From a worker whose clock runs a day ahead: the live feed must still put the changes
+    // that come after the page loaded above it.
+    let skewed = TaskResult::new("skewed-clock-1", TaskStatus::Pending)
+        .with_task_name("mail.send_digest")
+        .with_submitted_at(Utc::now() + chrono::Duration::days(1));
+    hub.store("skewed-clock-1", skewed).await.unwrap();
 }
 
 /// Saves a screenshot of the page in `target/test-artifacts/`.
 async fn screenshot(client: &Client, name: &str) {
-    client
-        .execute("window.scrollTo(0, 0); return true;", vec![])
-        .await
-        .unwrap();
-    let png = client.screenshot().await.unwrap();
+    execute(client, "window.scrollTo(0, 0); return true;").await;
+    let png = step("a screenshot", client.screenshot()).await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -256,6 +347,8 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
     seed(&hub).await;
     let options = WebOptions {
         token: Some(TOKEN.to_owned()),
+        // Below the page's own choices: it must ask for pages that fit.
+        max_limit: 50,
         ..WebOptions::default()
     };
     let server = TestServer::start(hub.clone(), options);
@@ -263,17 +356,12 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
     let client = driver.connect().await;
 
     // Without the token the page is refused.
-    within_for(
-        STEP,
-        "the page without a token",
-        client.goto(&server.url("")),
-    )
-    .await
-    .unwrap();
+    step("the page without a token", client.goto(&server.url("")))
+        .await
+        .unwrap();
     assert!(text(&client, "body").await.contains("missing token"));
 
-    within_for(
-        STEP,
+    step(
         "the page",
         client.goto(&server.url(&format!("?token={TOKEN}"))),
     )
@@ -282,11 +370,18 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
     appears(&client, "#conn[data-state='live']").await;
     reads(&client, "#count-success", "2").await;
     appears(&client, &row("sync-crm-88")).await;
+    // The token is out of the address bar (and the history).
+    let href = execute(&client, "return location.href;").await;
+    assert!(!href.as_str().unwrap().contains("token"), "{href}");
+    // The page sizes it offers fit the hub's max_limit of 50.
+    let choices = execute(
+        &client,
+        "return [...document.querySelectorAll('#limit option')].map((o) => o.value);",
+    )
+    .await;
+    assert_eq!(choices, json!(["20", "50"]));
     // Marks this page load: a reload would lose it.
-    client
-        .execute("window.__sameLoad = true; return true;", vec![])
-        .await
-        .unwrap();
+    execute(&client, "window.__sameLoad = true; return true;").await;
 
     // A task stored through the handle appears, then changes status, live.
     let id = "browser-task-1";
@@ -310,60 +405,55 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
     reads(&client, &status_of, "success").await;
     reads(&client, "#count-success", "3").await;
     reads(&client, "#count-running", "1").await;
-    // The newest change is on top.
-    assert_eq!(text(&client, "#tasks tbody tr:first-child td.id").await, id);
+    // The newest change is on top, above a record whose own clock says it is from tomorrow.
+    reads(&client, "#tasks tbody tr:first-child td.id", id).await;
+    reads(
+        &client,
+        "#tasks tbody tr:nth-child(2) td.id",
+        "skewed-clock-1",
+    )
+    .await;
 
     // The detail view of one record, kept current by the events.
-    client
-        .find(Locator::Css(&row(id)))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, &row(id)).await;
     appears(&client, "#detail:not([hidden])").await;
     reads(&client, "#detail-title", id).await;
-    within_for(STEP, "the record in the detail view", async {
-        while !text(&client, "#detail-json")
-            .await
-            .contains("\"frames\": 1440")
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    shows(&client, "#detail-json", "\"frames\": 1440").await;
 
     // The picture for the README: counts, the live feed, one record's detail.
     screenshot(&client, "dashboard.png").await;
 
     // Filter by status: the hub's page of that status.
-    client
-        .find(Locator::Css("#filter"))
-        .await
-        .unwrap()
-        .select_by_value("failed")
-        .await
-        .unwrap();
+    select(&client, "#filter", "failed").await;
     reads(&client, "#table-title", "Tasks: failed").await;
     reads(&client, "#page-info", "1–1 of 1").await;
     appears(&client, &row("sync-crm-88")).await;
-    assert!(client.find(Locator::Css(&row(id))).await.is_err());
+    assert!(!exists(&client, &row(id)).await);
+
+    // Under a steady stream of events (one every 20 ms, far more than the page's 200 ms
+    // refresh), the filtered page still refreshes: a failed task stored meanwhile shows.
+    let noisy = hub.clone();
+    let noise = tokio::spawn(async move {
+        for n in 0u64.. {
+            let record = TaskResult::new("noise", TaskStatus::Running).with_result(json!(n));
+            noisy.store("noise", record).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late = TaskResult::new("failed-live", TaskStatus::Failed)
+        .with_task_name("crm.sync_contacts")
+        .with_submitted_at(submitted(35))
+        .with_error("TimeoutError");
+    hub.store("failed-live", late).await.unwrap();
+    appears(&client, &row("failed-live")).await;
+    reads(&client, "#page-info", "1–2 of 2").await;
+    noise.abort();
+    let _ = noise.await;
 
     // Paging, live: 25 more successes make two pages of 20.
-    client
-        .find(Locator::Css("#limit"))
-        .await
-        .unwrap()
-        .select_by_value("20")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#filter"))
-        .await
-        .unwrap()
-        .select_by_value("success")
-        .await
-        .unwrap();
+    select(&client, "#limit", "20").await;
+    select(&client, "#filter", "success").await;
     reads(&client, "#page-info", "1–3 of 3").await;
     for n in 0..25 {
         let batch = format!("batch-{n:02}");
@@ -374,33 +464,16 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
     }
     reads(&client, "#page-info", "1–20 of 28").await;
     reads(&client, "#tasks tbody tr:first-child td.id", "batch-24").await;
-    client
-        .find(Locator::Css("#next"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#next").await;
     reads(&client, "#page-info", "21–28 of 28").await;
     reads(&client, "#tasks tbody tr:last-child td.id", "resize-0041").await;
 
     // Back to the live feed, where a delete shows as a removed row.
-    client
-        .find(Locator::Css("#filter"))
-        .await
-        .unwrap()
-        .select_by_value("")
-        .await
-        .unwrap();
+    select(&client, "#filter", "").await;
     reads(&client, "#table-title", "Recent tasks").await;
-    client
-        .find(Locator::Css("#limit"))
-        .await
-        .unwrap()
-        .select_by_value("50")
-        .await
-        .unwrap();
-    reads(&client, "#page-info", "1–32 of 32").await;
+    select(&client, "#limit", "50").await;
+    // 7 seeded, browser-task-1, noise, failed-live, 25 batches.
+    reads(&client, "#page-info", "1–35 of 35").await;
     assert!(hub.delete("email-7731").await.unwrap());
     appears(&client, &format!("{}.removed", row("email-7731"))).await;
     reads(
@@ -409,37 +482,42 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
         "deleted",
     )
     .await;
-    client
-        .find(Locator::Css(&row("sync-crm-88")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, &row("sync-crm-88")).await;
     reads(&client, "#detail-title", "sync-crm-88").await;
-    within_for(STEP, "the failed record in the detail view", async {
-        while !text(&client, "#detail-fields")
-            .await
-            .contains("ConnectionError")
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    shows(&client, "#detail-fields", "ConnectionError").await;
 
-    let same_load = client
-        .execute("return window.__sameLoad === true;", vec![])
-        .await
-        .unwrap();
+    // Ids a browser would take for path segments still show their own detail.
+    for (dots, result) in [("..", "two dots"), (".", "one dot")] {
+        let record = TaskResult::new(dots, TaskStatus::Success).with_result(json!(result));
+        hub.store(dots, record).await.unwrap();
+        appears(&client, &row(dots)).await;
+        click(&client, &row(dots)).await;
+        reads(&client, "#detail-title", dots).await;
+        shows(
+            &client,
+            "#detail-json",
+            &format!("\"result\": \"{result}\""),
+        )
+        .await;
+        assert_eq!(text(&client, "#detail-state").await, "");
+    }
+
+    let same_load = execute(&client, "return window.__sameLoad === true;").await;
     assert_eq!(
         same_load,
         json!(true),
         "every change came live, without a reload"
     );
-
     screenshot(&client, "dashboard-end.png").await;
-    let _ = client.close().await;
+
+    // The hub stops: /events ends and is then refused (503), which ends an EventSource for
+    // good. The page says so, and keeps trying with a growing delay.
+    hub.shutdown().await;
+    appears(&client, "#conn[data-state='offline']").await;
+    shows(&client, "#notice", "unavailable").await;
+    shows(&client, "#notice", "(attempt 2)").await;
+
+    let _ = step("closing the session", client.close()).await;
     drop(driver);
     drop(server);
-    hub.shutdown().await;
 }

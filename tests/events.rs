@@ -203,6 +203,30 @@ async fn expiry_emits_expired_at_the_hubs_clock() {
 }
 
 #[tokio::test]
+async fn the_ttl_sweep_alone_emits_expired() {
+    let clock = ManualClock::new();
+    // A TTL of 40 ms makes the sweep run every 10 ms of real time; the records' deadlines
+    // follow the manual clock, so nothing expires before the test moves it.
+    let hub = HubHandle::spawn(HubConfig {
+        result_ttl: Some(Duration::from_millis(40)),
+        clock: Clock::from(clock.clone()),
+        ..HubConfig::default()
+    });
+    let mut events = hub.subscribe().await.unwrap();
+    hub.store("swept", record("swept", Success)).await.unwrap();
+    assert_eq!(next_task(&mut events).await.kind, EventKind::Stored);
+    clock.advance(Duration::from_secs(3600));
+    // No call touches the hub from here on: only its sweep timer can expire the record.
+    let expired = next_task(&mut events).await;
+    assert_eq!(
+        (expired.kind, expired.task_id.as_str(), expired.status),
+        (EventKind::Expired, "swept", Success)
+    );
+    assert_eq!(expired.record, None);
+    assert_eq!(hub.stats().await.unwrap().expired, 1);
+}
+
+#[tokio::test]
 async fn eviction_under_max_results_emits_expired() {
     let hub = HubHandle::spawn(HubConfig {
         max_results: Some(2),

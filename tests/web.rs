@@ -14,6 +14,7 @@ use actix_web::http::{Method, StatusCode, header};
 use actix_web::web::Bytes;
 use actix_web::{App, test, web};
 use chrono::{TimeZone, Utc};
+use futures::StreamExt;
 use resulthub::web::{MAX_BODY_BYTES, WebOptions, configure};
 use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
 use serde_json::{Value, json};
@@ -174,6 +175,35 @@ async fn ids_are_percent_decoded() {
     let (status, body) = send(&app, get("/hub/tasks/a%20b%2Fc")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["task_id"], "a b/c");
+}
+
+#[actix_rt::test]
+async fn ids_that_are_not_utf8_once_decoded_are_400() {
+    let hub = HubHandle::start(HubConfig::default());
+    // Lossy decoding would make `%FF` this task's id.
+    hub.store("\u{FFFD}", record("\u{FFFD}", Success))
+        .await
+        .unwrap();
+    let app = app(&hub, writable()).await;
+    for uri in [
+        "/hub/tasks/%FF",
+        "/hub/tasks/a%C3",
+        "/hub/tasks/%FF/wait?timeout=0",
+    ] {
+        assert_bad(&app, get(uri), "not UTF-8").await;
+    }
+    assert_bad(&app, delete("/hub/tasks/%FE%FF"), "not UTF-8").await;
+    assert_bad(
+        &app,
+        post("/hub/tasks/%FF", json!({"status": "pending"})),
+        "not UTF-8",
+    )
+    .await;
+    assert_eq!(hub.stats().await.unwrap().results, 1);
+    // U+FFFD sent as UTF-8 is an ordinary id.
+    let (status, body) = send(&app, get("/hub/tasks/%EF%BF%BD")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["task_id"], "\u{FFFD}");
 }
 
 #[actix_rt::test]
@@ -446,6 +476,24 @@ async fn stats_counts_per_status() {
         body["by_status"],
         json!({"pending": 1, "running": 0, "success": 7, "failed": 1, "retrying": 0})
     );
+    // The paging bounds, for the page.
+    assert_eq!(
+        (&body["max_limit"], &body["default_limit"]),
+        (&json!(500), &json!(50))
+    );
+    let app = self::app(
+        &hub,
+        WebOptions {
+            max_limit: 30,
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    let (_, body) = send(&app, get("/hub/stats")).await;
+    assert_eq!(
+        (&body["max_limit"], &body["default_limit"]),
+        (&json!(30), &json!(30))
+    );
 }
 
 // Writes
@@ -499,6 +547,50 @@ async fn post_stores_and_answers_201_with_the_stored_record() {
     assert_eq!(body["result"], 3);
     let stored = hub.get("job-1").await.unwrap().unwrap();
     assert_eq!(serde_json::to_value(&stored).unwrap(), body);
+}
+
+#[actix_rt::test]
+async fn posts_answer_is_its_own_store_even_when_another_writer_follows_at_once() {
+    // Stores wait for the hub, so the route's store and its answer are two steps apart.
+    let hub = HubHandle::start(HubConfig {
+        pipeline_stores: false,
+        ..HubConfig::default()
+    });
+    let app = app(&hub, writable()).await;
+    let mut events = hub.subscribe().await.unwrap();
+    // The other writer stores as soon as it sees the POST's store applied. It is polled
+    // first (futures::join! polls in order), so its store is queued before the route's next
+    // step: a `get` after the store would read the other writer's record.
+    let other_writer = async {
+        let event = within("the POST's store", events.next()).await;
+        assert!(
+            matches!(event, Some(resulthub::HubEvent::Task(_))),
+            "{event:?}"
+        );
+        hub.store("race", record("race", Success).with_result("other"))
+            .await
+            .unwrap();
+    };
+    let post = send(
+        &app,
+        post(
+            "/hub/tasks/race",
+            json!({"status": "running", "task_name": "mine"}),
+        ),
+    );
+    let ((), (status, body)) = futures::join!(other_writer, post);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (&body["status"], &body["task_name"], &body["result"]),
+        (&json!("running"), &json!("mine"), &Value::Null),
+        "the 201 shows the POST's own store"
+    );
+    // The other writer's store came after, and kept the task name.
+    let now = hub.get("race").await.unwrap().unwrap();
+    assert_eq!(
+        (now.status, now.task_name.as_deref()),
+        (Success, Some("mine"))
+    );
 }
 
 #[actix_rt::test]
@@ -584,6 +676,104 @@ async fn a_body_over_one_mebibyte_is_413() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
+}
+
+#[actix_rt::test]
+async fn a_post_not_declared_as_json_is_415_and_stores_nothing() {
+    let hub = HubHandle::start(HubConfig::default());
+    let open = app(&hub, writable()).await;
+    let body = r#"{"status": "success"}"#;
+    let typed = |content_type: Option<&str>| {
+        let request = test::TestRequest::post()
+            .uri("/hub/tasks/t")
+            .set_payload(body.to_owned());
+        match content_type {
+            Some(value) => request.insert_header((header::CONTENT_TYPE, value.to_owned())),
+            None => request,
+        }
+    };
+    // What a cross-origin page can send without a CORS preflight, and no type at all.
+    for content_type in [
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+        None,
+    ] {
+        let (status, body) = send(&open, typed(content_type)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}: {body}"
+        );
+        assert!(
+            body["error"].as_str().unwrap().contains("application/json"),
+            "{body}"
+        );
+    }
+    assert_eq!(hub.stats().await.unwrap().results, 0);
+    // Parameters and the type's case do not matter.
+    for content_type in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;charset=UTF-8",
+    ] {
+        let (status, body) = send(&open, typed(Some(content_type))).await;
+        assert_eq!(status, StatusCode::CREATED, "{content_type}: {body}");
+    }
+    // The order of checks: 401, then 403, then the id (400), then the type (415).
+    let locked = app(&hub, with_token(false)).await;
+    let plain = || typed(Some("text/plain"));
+    assert_eq!(send(&locked, plain()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&locked, bearer(plain(), TOKEN)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let long = format!("/hub/tasks/{}", "x".repeat(513));
+    let (status, _) = send(&open, plain().uri(&long)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[actix_rt::test]
+async fn a_streamed_body_without_a_length_is_413_past_one_mebibyte() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::StreamExt;
+
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, writable()).await;
+    const CHUNK: usize = 64 * 1024;
+    const CHUNKS: usize = 64; // 4 MiB in all
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pulled);
+    let body = futures::stream::iter(0..CHUNKS).map(move |n| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let mut chunk = vec![b' '; CHUNK];
+        if n == 0 {
+            chunk[..1].copy_from_slice(b"[");
+        }
+        Ok::<_, actix_http::error::PayloadError>(Bytes::from(chunk))
+    });
+    let request = test::TestRequest::post()
+        .uri("/hub/tasks/t")
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .to_request();
+    assert!(request.head().headers.get(header::CONTENT_LENGTH).is_none());
+    let payload: actix_http::BoxedPayloadStream = Box::pin(body);
+    let (request, _) = request.replace_payload(actix_http::Payload::from(payload));
+    let response = within("the response", test::call_service(&app, request)).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let answer: Value = test::read_body_json(response).await;
+    assert!(
+        answer["error"].as_str().unwrap().contains("bytes"),
+        "{answer}"
+    );
+    // Refused once past the limit, not read to the end.
+    let pulled = pulled.load(Ordering::SeqCst);
+    assert!(pulled <= MAX_BODY_BYTES / CHUNK + 1, "{pulled} chunks read");
+    assert_eq!(hub.stats().await.unwrap().results, 0);
 }
 
 #[actix_rt::test]
@@ -736,6 +926,46 @@ async fn other_methods_are_405_with_a_json_error() {
     }
 }
 
+#[actix_rt::test]
+async fn unmatched_paths_are_a_json_404_after_the_token() {
+    let hub = HubHandle::start(HubConfig::default());
+    let paths = ["/hub/nope", "/hub/tasks/", "/hub/tasks/a/b", "/hub/stats/x"];
+    let open = app(&hub, WebOptions::default()).await;
+    for path in paths {
+        // `send` checks the JSON `{"error": ...}` body.
+        let (status, body) = send(&open, get(path)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(path), "{body}");
+    }
+    let locked = app(&hub, with_token(true)).await;
+    for path in paths {
+        let (status, _) = send(&locked, get(path)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        let (status, _) = send(&locked, bearer(get(path), TOKEN)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[actix_rt::test]
+async fn with_a_token_a_wrong_method_is_401_before_405() {
+    let hub = HubHandle::start(HubConfig::default());
+    let locked = app(&hub, with_token(true)).await;
+    for (method, uri) in [
+        (Method::PUT, "/hub/tasks/x"),
+        (Method::POST, "/hub/stats"),
+        (Method::DELETE, "/hub/"),
+        (Method::POST, "/hub/events"),
+    ] {
+        let request = || test::TestRequest::default().method(method.clone()).uri(uri);
+        let (status, _) = send(&locked, request()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        let (status, _) = send(&locked, bearer(request(), "wrong")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        let (status, _) = send(&locked, bearer(request(), TOKEN)).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+    }
+}
+
 // GET /events
 
 /// Reads SSE frames from a streaming body: (event name, data) pairs; comments are skipped.
@@ -790,6 +1020,11 @@ where
     assert_eq!(
         response.headers().get(header::CONTENT_TYPE).unwrap(),
         "text/event-stream"
+    );
+    // So that an app's Compress middleware does not buffer the stream.
+    assert_eq!(
+        response.headers().get(header::CONTENT_ENCODING).unwrap(),
+        "identity"
     );
     Frames::new(response)
 }

@@ -35,6 +35,22 @@ async fn request(server: &TestServer, path: &str) -> TcpStream {
     stream
 }
 
+/// Reads until the blank line that ends the response head (a single `read` may return part
+/// of it), and returns what was read: the head, and whatever of the body came with it.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut read_so_far = Vec::new();
+    within("the response head", async {
+        while !read_so_far.windows(4).any(|window| window == b"\r\n\r\n") {
+            let mut chunk = vec![0; 1024];
+            let read = stream.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the connection closed within the response head");
+            read_so_far.extend_from_slice(&chunk[..read]);
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&read_so_far).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_whose_client_hangs_up_leaves_no_waiter() {
     let hub = HubHandle::spawn(HubConfig::default());
@@ -62,11 +78,7 @@ async fn an_events_client_that_hangs_up_is_unsubscribed() {
     };
     let server = TestServer::start(hub.clone(), options);
     let mut stream = request(&server, "events").await;
-    let mut head = vec![0; 1024];
-    let read = within("the response head", stream.read(&mut head))
-        .await
-        .unwrap();
-    let head = String::from_utf8_lossy(&head[..read]).into_owned();
+    let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("text/event-stream"), "{head}");
     assert_eq!(hub.stats().await.unwrap().subscribers, 1);
@@ -86,11 +98,25 @@ async fn a_real_client_gets_json_errors_and_records() {
         .unwrap();
     let server = TestServer::start(hub.clone(), WebOptions::default());
     let mut stream = request(&server, "tasks?status=running&limit=x").await;
-    let mut answer = vec![0; 4096];
-    let read = within("the answer", stream.read(&mut answer))
-        .await
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    let mut answer = read_head(&mut stream).await.into_bytes();
+    // The body: its length is in the head.
+    let length: usize = String::from_utf8_lossy(&answer)
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|length| length.trim().parse().ok())
+        .expect("a content-length");
+    let body_start = answer
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .expect("the end of the head")
+        + 4;
+    while answer.len() < body_start + length {
+        let mut chunk = vec![0; 4096];
+        let read = within("the body", stream.read(&mut chunk)).await.unwrap();
+        assert!(read > 0, "the connection closed before the body ended");
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
         answer.contains("content-type: application/json"),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use actix::{ActorContext, AsyncContext, Context, Handler, ResponseFuture};
 use tokio::sync::oneshot;
 
-use super::state::{HubState, Keyed, Registration};
+use super::state::{HubState, Keyed, Registration, SharedRecord};
 use super::{HubShared, ResultHub};
 use crate::compact::CompactRecord;
 use crate::events::EventStream;
@@ -80,7 +80,7 @@ impl ResultHub {
         record: CompactRecord,
         at: Option<Instant>,
         ticket: Option<u64>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<SharedRecord, BackendError> {
         let status = record.status;
         let outcome = self.with_state("store", |state| state.store(task_id, record, at, ticket));
         tracing::debug!(name: "hub.store", task_id = %task_id, status = ?status, ok = outcome.is_ok());
@@ -155,6 +155,7 @@ impl Handler<Store> for ResultHub {
         let config = &self.shared.config;
         validate::store(&msg.task_id, &msg.result, config)?;
         self.put(&msg.task_id, CompactRecord::pack(msg.result), None, None)
+            .map(drop)
     }
 }
 
@@ -370,7 +371,7 @@ impl Handler<Put> for ResultHub {
 
     fn handle(&mut self, msg: Put, _: &mut Context<Self>) -> Self::Result {
         let record = Arc::unwrap_or_clone(msg.record);
-        let outcome = self.put(&msg.task_id, record, msg.at, msg.ticket);
+        let outcome = self.put(&msg.task_id, record, msg.at, msg.ticket).map(drop);
         if let (Some(ticket), Some(view), Err(_)) = (msg.ticket, &self.shared.view, &outcome) {
             view.forget(&msg.task_id, ticket);
         }
@@ -392,6 +393,18 @@ impl Handler<Put> for ResultHub {
         outcome
     }
 }
+
+#[cfg(feature = "web")]
+impl Handler<crate::messages::PutMerged> for ResultHub {
+    type Result = Result<SharedRecord, BackendError>;
+
+    fn handle(&mut self, msg: crate::messages::PutMerged, _: &mut Context<Self>) -> Self::Result {
+        self.put(&msg.task_id, msg.record, msg.at, None)
+    }
+}
+
+#[cfg(feature = "web")]
+handle_enveloped!(crate::messages::PutMerged);
 
 impl Handler<Fetch> for ResultHub {
     type Result = Result<Option<Arc<CompactRecord>>, BackendError>;

@@ -276,15 +276,16 @@ impl HubState {
         Some(entry)
     }
 
-    /// Stores `record` under `task_id`. The caller has checked that the record came with that
-    /// id; everything else is checked here.
+    /// Stores `record` under `task_id` and returns it as stored (task fields merged from the
+    /// previous record). The caller has checked that the record came with that id; everything
+    /// else is checked here.
     pub(crate) fn store(
         &mut self,
         task_id: &str,
         record: CompactRecord,
         at: Option<Instant>,
         ticket: Option<u64>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<SharedRecord, BackendError> {
         validate::waitable_id(task_id, &self.config)?;
         let mut record = record;
         record.intern_task_name(&mut self.names);
@@ -293,8 +294,7 @@ impl HubState {
         if !self.records.contains_key(task_id) {
             self.make_room(&HashSet::new())?;
         }
-        self.apply_store(task_id, record, at, ticket);
-        Ok(())
+        Ok(self.apply_store(task_id, record, at, ticket))
     }
 
     /// The policy and size checks a store must pass, changing nothing: returns the record as
@@ -343,7 +343,7 @@ impl HubState {
         Ok(())
     }
 
-    /// Stores a record that passed `admit` and `make_room`: cannot fail.
+    /// Stores a record that passed `admit` and `make_room`: cannot fail; returns it as stored.
     /// `at` is when the caller stored it, if it says; TTLs count from then. `ticket` marks a
     /// pipelined store, which the read view then no longer holds as queued.
     fn apply_store(
@@ -352,7 +352,7 @@ impl HubState {
         record: CompactRecord,
         at: Option<Instant>,
         ticket: Option<u64>,
-    ) {
+    ) -> SharedRecord {
         let stored = self.next_store;
         self.next_store += 1;
         let expires_at = self.config.ttl(record.is_complete()).and_then(|ttl| {
@@ -398,6 +398,7 @@ impl HubState {
                 shrink_if_sparse(&mut self.waiters);
             }
         }
+        record
     }
 
     pub(crate) fn get(&mut self, task_id: &str) -> Result<Option<SharedRecord>, BackendError> {

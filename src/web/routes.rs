@@ -1,5 +1,6 @@
 //! The REST routes and the page. Each handler checks, in this order: the token (401), whether
-//! writes are allowed (403), its input (400, 413), and only then calls the hub.
+//! writes are allowed (403), its input (400, 413, 415), and only then calls the hub. A path the
+//! scope does not serve is 404, and a method a route does not serve 405, both after the token.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -59,7 +60,9 @@ pub(super) fn register(config: &mut web::ServiceConfig, state: State) {
             web::resource("/events")
                 .route(web::get().to(sse::events))
                 .default_service(web::to(method_not_allowed)),
-        );
+        )
+        // Any other path under the scope: a JSON 404, after the token.
+        .default_service(web::to(not_found));
 }
 
 /// The token first, then the query: a caller without the token hears 401 whatever else is
@@ -80,8 +83,39 @@ async fn task_id(request: &HttpRequest, state: &WebState) -> Result<String, ApiE
         .await
         .map_err(|error| ApiError::bad_request(format!("bad task id in the path: {error}")))?
         .into_inner();
+    // actix decodes the path lossily: a byte sequence that is not UTF-8 (`%FF`) arrives as
+    // U+FFFD, which would name another task. A U+FFFD sent as such (`%EF%BF%BD`) is fine.
+    if id.contains('\u{FFFD}')
+        && std::str::from_utf8(&percent_decode(request.uri().path())).is_err()
+    {
+        return Err(ApiError::bad_request(
+            "the task id in the path is not UTF-8 once percent-decoded",
+        ));
+    }
     check_id(&state.hub, &id).await?;
     Ok(id)
+}
+
+/// Every `%XX` of `text` as its byte; anything else, including a malformed `%`, as it is.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = |offset: usize| {
+            bytes
+                .get(at + offset)
+                .and_then(|&digit| char::from(digit).to_digit(16))
+        };
+        if let (b'%', Some(high), Some(low)) = (bytes[at], hex(1), hex(2)) {
+            decoded.push((high * 16 + low) as u8);
+            at += 3;
+        } else {
+            decoded.push(bytes[at]);
+            at += 1;
+        }
+    }
+    decoded
 }
 
 fn writes_allowed(state: &WebState) -> Result<(), ApiError> {
@@ -153,7 +187,19 @@ async fn list(request: HttpRequest, state: State) -> Answer {
 
 async fn stats(request: HttpRequest, state: State) -> Answer {
     authorized_query(&request, &state, TokenIn::Header)?;
-    Ok(HttpResponse::Ok().json(state.hub.stats().await?))
+    let stats = state.hub.stats().await?;
+    let mut body = serde_json::to_value(stats)
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+    // The paging bounds, for the page (and any client) to ask for pages that fit.
+    if let Value::Object(fields) = &mut body {
+        let options = &state.options;
+        fields.insert("max_limit".to_owned(), options.max_limit.into());
+        fields.insert(
+            "default_limit".to_owned(),
+            options.default_limit.min(options.max_limit).into(),
+        );
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn delete_task(request: HttpRequest, state: State) -> Answer {
@@ -171,12 +217,35 @@ async fn store_task(request: HttpRequest, state: State, body: web::Payload) -> A
     authorized_query(&request, &state, TokenIn::Header)?;
     writes_allowed(&state)?;
     let id = task_id(&request, &state).await?;
+    json_content_type(&request)?;
     let body = read_body(&request, body).await?;
     let record = parse_record(&id, &body)?;
-    state.hub.store(&id, record.clone()).await?;
-    // The record as stored, task fields merged from the previous one, as `get` returns it.
-    let stored = state.hub.get(&id).await?.unwrap_or(record);
+    // The record as stored, task fields merged from the previous one, as `get` returns it:
+    // read by the hub in the same step as the store, so no other writer's change shows.
+    let stored = state.hub.store_merged(&id, record).await?;
     Ok(HttpResponse::Created().json(stored))
+}
+
+/// Refuses with 415 a body that is not declared `application/json` (parameters such as
+/// `; charset=utf-8` allowed). A browser sends a cross-origin `text/plain`, form or multipart
+/// POST without asking first (no CORS preflight); one that says `application/json` it asks
+/// about first (an `OPTIONS` request), which this scope does not allow. So a hostile page cannot forge a write.
+fn json_content_type(request: &HttpRequest) -> Result<(), ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|value| value.to_str().unwrap_or("?"));
+    let essence = declared.map(|value| value.split(';').next().unwrap_or("").trim());
+    match essence {
+        Some(essence) if essence.eq_ignore_ascii_case("application/json") => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "the body must be sent as Content-Type: application/json, not {}",
+                declared.map_or_else(|| "without one".to_owned(), |value| format!("{value:?}"))
+            ),
+        )),
+    }
 }
 
 /// The body, refused with 413 past [`MAX_BODY_BYTES`] (from its declared length when it has
@@ -234,11 +303,24 @@ fn parse_record(id: &str, body: &[u8]) -> Result<TaskResult, ApiError> {
         .map_err(|error| ApiError::bad_request(format!("not a task record: {error}")))
 }
 
-async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
-    use actix_web::ResponseError;
-    ApiError::new(
+/// The token of a request that no handler takes: any bad query is left to the 404 or 405.
+fn authorized_only(request: &HttpRequest, state: &WebState) -> Result<(), ApiError> {
+    let query = Query::parse(request.query_string()).ok();
+    authorize(request, query.as_ref(), &state.options, TokenIn::Header)
+}
+
+async fn method_not_allowed(request: HttpRequest, state: State) -> Answer {
+    authorized_only(&request, &state)?;
+    Err(ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} is not served here", request.method()),
-    )
-    .error_response()
+    ))
+}
+
+async fn not_found(request: HttpRequest, state: State) -> Answer {
+    authorized_only(&request, &state)?;
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {} {}", request.method(), request.path()),
+    ))
 }

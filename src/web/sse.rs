@@ -43,6 +43,12 @@ pub(super) async fn events(
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         // Tells nginx-like proxies not to buffer the stream.
         .insert_header(("x-accel-buffering", HeaderValue::from_static("no")))
+        // Tells an app's `Compress` middleware to leave the stream alone: a compressor
+        // buffers, and the frames would reach the client late or never.
+        .insert_header((
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static("identity"),
+        ))
         .streaming(SseBody::new(events, state.options.heartbeat)))
 }
 
