@@ -1133,3 +1133,31 @@ async fn a_stopped_hub_answers_503_with_a_json_error() {
         assert!(body["error"].as_str().unwrap().contains("unavailable"));
     }
 }
+
+#[actix_rt::test]
+async fn events_clients_past_the_limit_are_503_until_one_leaves() {
+    let hub = HubHandle::start(HubConfig::default());
+    let options = WebOptions {
+        max_event_clients: 2,
+        ..WebOptions::default()
+    };
+    let app = app(&hub, options).await;
+    let first = open_events(&app, "/hub/events").await;
+    let second = open_events(&app, "/hub/events").await;
+    let (status, body) = send(&app, get("/hub/events")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_event_clients"),
+        "{body}"
+    );
+    // The refused request left no subscription behind.
+    assert_eq!(hub.stats().await.unwrap().subscribers, 2);
+    drop(first);
+    let third = open_events(&app, "/hub/events").await;
+    drop((second, third));
+    let again = open_events(&app, "/hub/events").await;
+    drop(again);
+}

@@ -60,13 +60,16 @@ fn bearer(value: &str) -> Option<&str> {
         .then(|| token.trim_matches(' '))
 }
 
-/// Compares without stopping at the first difference, so the time taken does not tell an
-/// attacker how much of a guess was right.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// Compares `given` with the `expected` token without stopping at the first difference, and
+/// in a time set by the expected token alone, so the time taken tells an attacker neither how
+/// much of a guess was right nor how long the token is.
+fn same(given: &[u8], expected: &[u8]) -> bool {
+    let length_differs = u8::from(given.len() != expected.len());
+    let mut diff = length_differs;
+    for (i, byte) in expected.iter().enumerate() {
+        diff |= byte ^ given.get(i).copied().unwrap_or(!byte);
     }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]
@@ -87,5 +90,10 @@ mod tests {
         assert!(!same(b"abc", b"abd"));
         assert!(!same(b"abc", b"abcd"));
         assert!(same(b"", b""));
+        assert!(!same(b"abcd", b"abc"));
+        assert!(!same(b"", b"a"));
+        assert!(!same(b"a", b""));
+        // A prefix of the token is not the token, whatever its bytes.
+        assert!(!same(b"ab", b"ab\xff"));
     }
 }

@@ -71,6 +71,8 @@ mod query;
 mod routes;
 mod sse;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use actix_web::web;
@@ -135,6 +137,11 @@ pub struct WebOptions {
     ///
     /// Default: 15 seconds.
     pub heartbeat: Duration,
+    /// How many `/events` clients may be connected at once, over all of the server's workers;
+    /// one more is answered with 503. Each client costs the hub a wake-up per change.
+    ///
+    /// Default: 256.
+    pub max_event_clients: usize,
 }
 
 impl Default for WebOptions {
@@ -146,6 +153,7 @@ impl Default for WebOptions {
             allow_writes: false,
             token: None,
             heartbeat: Duration::from_secs(15),
+            max_event_clients: 256,
         }
     }
 }
@@ -160,6 +168,7 @@ impl std::fmt::Debug for WebOptions {
             .field("allow_writes", &self.allow_writes)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("heartbeat", &self.heartbeat)
+            .field("max_event_clients", &self.max_event_clients)
             .finish()
     }
 }
@@ -169,6 +178,8 @@ impl std::fmt::Debug for WebOptions {
 pub(crate) struct WebState {
     pub(crate) hub: HubHandle,
     pub(crate) options: WebOptions,
+    /// `/events` clients connected now, shared by every worker's copy of the routes.
+    pub(crate) event_clients: Arc<AtomicUsize>,
 }
 
 /// The routes over `hub`, as a function for `App::configure` or `ServiceConfig::configure`.
@@ -180,10 +191,12 @@ pub fn configure(
     hub: HubHandle,
     options: WebOptions,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + Sync + 'static {
+    let event_clients = Arc::new(AtomicUsize::new(0));
     move |config: &mut web::ServiceConfig| {
         let state = web::Data::new(WebState {
             hub: hub.clone(),
             options: options.clone(),
+            event_clients: Arc::clone(&event_clients),
         });
         routes::register(config, state);
     }

@@ -6,9 +6,12 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -37,6 +40,7 @@ pub(super) async fn events(
     if let Some(task_id) = &filter.task_id {
         check_id(&state.hub, task_id).await?;
     }
+    let slot = EventClient::admit(&state)?;
     let events = state.hub.subscribe_with(filter).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -49,7 +53,7 @@ pub(super) async fn events(
             header::CONTENT_ENCODING,
             HeaderValue::from_static("identity"),
         ))
-        .streaming(SseBody::new(events, state.options.heartbeat)))
+        .streaming(SseBody::new(events, state.options.heartbeat, slot)))
 }
 
 /// The response body: a greeting, then one frame per event, and a comment line whenever a
@@ -58,10 +62,39 @@ struct SseBody {
     events: EventStream,
     heartbeat: Interval,
     greeted: bool,
+    _client: EventClient,
+}
+
+/// A connected `/events` client's place under `max_event_clients`, given back when its
+/// response (or a refused request) is dropped.
+struct EventClient(Arc<AtomicUsize>);
+
+impl EventClient {
+    fn admit(state: &WebState) -> Result<EventClient, ApiError> {
+        let max = state.options.max_event_clients;
+        state
+            .event_clients
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map(|_| EventClient(Arc::clone(&state.event_clients)))
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("too many /events clients (max_event_clients is {max})"),
+                )
+            })
+    }
+}
+
+impl Drop for EventClient {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SseBody {
-    fn new(events: EventStream, period: Duration) -> Self {
+    fn new(events: EventStream, period: Duration, client: EventClient) -> Self {
         let period = period.max(MIN_HEARTBEAT);
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -69,6 +102,7 @@ impl SseBody {
             events,
             heartbeat,
             greeted: false,
+            _client: client,
         }
     }
 }
