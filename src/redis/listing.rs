@@ -4,8 +4,6 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use serde::Deserialize;
-
 use super::Inner;
 use crate::{BackendError, TaskResult, TaskStatus, order};
 
@@ -88,14 +86,8 @@ impl Inner {
     /// warning: another writer's bad record must not break every listing.
     fn listed(&self, key: &[u8], bytes: &[u8], status: TaskStatus) -> Option<TaskResult> {
         // Reading the status alone first skips the full decode of the other statuses.
-        #[derive(Deserialize)]
-        struct StatusOnly {
-            status: TaskStatus,
-        }
-        if let Ok(only) = serde_json::from_slice::<StatusOnly>(bytes) {
-            if only.status != status {
-                return None;
-            }
+        if super::stored_status(bytes).is_some_and(|stored| stored != status) {
+            return None;
         }
         let task_id = self.keys.task_id_of(key);
         match task_id.map(|id| super::decode(id, bytes)) {

@@ -366,6 +366,18 @@ async fn until<F: Future>(deadline: Option<Instant>, work: F) -> Option<F::Outpu
     }
 }
 
+/// The status of a stored record, read without decoding the rest; `None` if it has none that
+/// can be read.
+fn stored_status(bytes: &[u8]) -> Option<TaskStatus> {
+    #[derive(serde::Deserialize)]
+    struct StatusOnly {
+        status: TaskStatus,
+    }
+    serde_json::from_slice::<StatusOnly>(bytes)
+        .ok()
+        .map(|only| only.status)
+}
+
 /// Decodes a stored record. One that is not valid JSON of a record, or is filed under another
 /// task's key, is a `Codec` error.
 fn decode(task_id: &str, bytes: &[u8]) -> Result<TaskResult, BackendError> {

@@ -362,11 +362,7 @@ const RECHECK_BATCH: usize = 512;
 /// Whether a stored record may end a wait: terminal, or not readable as a record at all (the
 /// waiter's own read then reports the `Codec` error).
 fn may_be_finished(bytes: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct StatusOnly {
-        status: crate::TaskStatus,
-    }
-    serde_json::from_slice::<StatusOnly>(bytes).map_or(true, |only| only.status.is_terminal())
+    super::stored_status(bytes).is_none_or(|status| status.is_terminal())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
