@@ -1,37 +1,92 @@
-//! How the hub holds a record: its fields packed, the JSON values kept as JSON text.
+//! How the hub holds a record: its fields packed, its JSON values as a compact tree.
 //!
 //! A `TaskResult` is 288 bytes inline, and a small JSON object in it (`{"sum": 3}`) is an
-//! `IndexMap` of a few hundred bytes more. The hub holds records for a long time and reads
-//! them far less often than it holds them, so it keeps each JSON value as its compact text and
-//! parses it back on read; the id lives once, as the key of the record map.
+//! `IndexMap` of a few hundred bytes more. The hub holds records far longer than it reads them,
+//! so it keeps each JSON value as a [`Packed`] tree: arrays and objects as boxed slices, strings
+//! moved in as they came. Packing and unpacking walk the value once and never write or parse
+//! JSON text, so they stay cheap on the caller's thread; the id lives once, as the map key.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
-use crate::validate::ByteCounter;
-use crate::{BackendError, TaskResult, TaskStatus};
+use crate::{BackendError, HubConfig, TaskResult, TaskStatus, validate};
 
-/// A record without its id, in as few bytes as its content allows. Every text is an
-/// `Arc<str>`: versions of a record share what they inherit, and a copy of the record (the
-/// hub's, while the read view still holds the caller's) allocates nothing.
+/// A record without its id, in as few bytes as its content allows. The task fields a later
+/// store inherits (`task_name`, `args`, `kwargs`) are shared: inheriting copies pointers.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct CompactRecord {
     pub(crate) status: TaskStatus,
     retries: u32,
     task_name: Option<Arc<str>>,
-    error: Option<Arc<str>>,
+    error: Option<Box<str>>,
     pub(crate) submitted_at: Option<DateTime<Utc>>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
-    /// `None` for `null`.
-    result: Option<Arc<str>>,
-    /// `None` for no arguments. Shared with later versions of the record, which inherit it.
-    args: Option<Arc<str>>,
-    /// `None` for no keyword arguments. Shared like `args`.
-    kwargs: Option<Arc<str>>,
+    result: Packed,
+    /// `None` for no arguments.
+    args: Option<Arc<[Packed]>>,
+    /// `None` for no keyword arguments; in the order they were given.
+    kwargs: Option<Arc<[Entry]>>,
+}
+
+// The task fields, as bits of what `inherit_task_fields` took.
+const SUBMITTED_AT: u8 = 1;
+const TASK_NAME: u8 = 2;
+const ARGS: u8 = 4;
+const KWARGS: u8 = 8;
+
+/// A JSON value in 24 bytes a node, without the hash tables of `serde_json::Map`.
+#[derive(Clone, Debug, PartialEq)]
+enum Packed {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Box<str>),
+    Array(Box<[Packed]>),
+    Object(Box<[Entry]>),
+}
+
+/// One key and value of a packed JSON object.
+type Entry = (Box<str>, Packed);
+
+impl Packed {
+    fn pack(value: Value) -> Packed {
+        match value {
+            Value::Null => Packed::Null,
+            Value::Bool(b) => Packed::Bool(b),
+            Value::Number(n) => Packed::Number(n),
+            Value::String(s) => Packed::String(s.into_boxed_str()),
+            Value::Array(items) => Packed::Array(items.into_iter().map(Packed::pack).collect()),
+            Value::Object(map) => Packed::Object(pack_map(map)),
+        }
+    }
+
+    fn unpack(&self) -> Value {
+        match self {
+            Packed::Null => Value::Null,
+            Packed::Bool(b) => Value::Bool(*b),
+            Packed::Number(n) => Value::Number(n.clone()),
+            Packed::String(s) => Value::String(s.to_string()),
+            Packed::Array(items) => Value::Array(items.iter().map(Packed::unpack).collect()),
+            Packed::Object(entries) => Value::Object(unpack_map(entries)),
+        }
+    }
+}
+
+fn pack_map(map: Map<String, Value>) -> Box<[Entry]> {
+    map.into_iter()
+        .map(|(key, value)| (key.into_boxed_str(), Packed::pack(value)))
+        .collect()
+}
+
+fn unpack_map(entries: &[Entry]) -> Map<String, Value> {
+    entries
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.unpack()))
+        .collect()
 }
 
 impl CompactRecord {
@@ -41,45 +96,35 @@ impl CompactRecord {
             status: record.status,
             retries: record.retries,
             task_name: record.task_name.map(Arc::from),
-            error: record.error.as_deref().map(Arc::from),
+            error: record.error.map(String::into_boxed_str),
             submitted_at: record.submitted_at,
             started_at: record.started_at,
             finished_at: record.finished_at,
-            result: (!record.result.is_null()).then(|| to_text(&record.result)),
-            args: (!record.args.is_empty()).then(|| to_text(&record.args)),
-            kwargs: (!record.kwargs.is_empty()).then(|| to_text(&record.kwargs)),
+            result: Packed::pack(record.result),
+            args: (!record.args.is_empty())
+                .then(|| record.args.into_iter().map(Packed::pack).collect()),
+            kwargs: (!record.kwargs.is_empty()).then(|| Arc::from(pack_map(record.kwargs))),
         }
     }
 
     /// Unpacks the record stored under `task_id`.
-    ///
-    /// # Errors
-    ///
-    /// [`BackendError::Codec`] if a JSON value no longer parses, which would be a bug: the
-    /// text was written by `pack`.
-    pub(crate) fn unpack(&self, task_id: &str) -> Result<TaskResult, BackendError> {
-        Ok(TaskResult {
+    pub(crate) fn unpack(&self, task_id: &str) -> TaskResult {
+        TaskResult {
             task_id: task_id.to_owned(),
             status: self.status,
             task_name: self.task_name.as_deref().map(str::to_owned),
-            result: match &self.result {
-                Some(text) => from_text(text)?,
-                None => Value::Null,
-            },
+            result: self.result.unpack(),
             error: self.error.as_deref().map(str::to_owned),
             submitted_at: self.submitted_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
             retries: self.retries,
-            args: match &self.args {
-                Some(text) => from_text(text)?,
-                None => Vec::new(),
-            },
-            kwargs: match &self.kwargs {
-                Some(text) => from_text::<Map<String, Value>>(text)?,
-                None => Map::new(),
-            },
-        })
+            args: self
+                .args
+                .as_deref()
+                .map_or_else(Vec::new, |args| args.iter().map(Packed::unpack).collect()),
+            kwargs: self.kwargs.as_deref().map_or_else(Map::new, unpack_map),
+        }
     }
 
     /// Shares the task name with an equal one already held, so that a million records of a
@@ -103,65 +148,59 @@ impl CompactRecord {
         }
     }
 
-    pub(crate) fn is_complete(&self) -> bool {
+    pub(crate) fn is_terminal(&self) -> bool {
         self.status.is_terminal()
     }
 
     /// Keeps the task fields (`submitted_at`, `task_name`, `args`, `kwargs`) of `previous`
-    /// where this record leaves them unset, as `TaskResult::inherit_task_fields` does. The
-    /// fields are shared, so this copies pointers, not text.
-    pub(crate) fn inherit_task_fields(&mut self, previous: &CompactRecord) {
-        if self.submitted_at.is_none() {
+    /// where this record leaves them unset, as `TaskResult::inherit_task_fields` does, and
+    /// returns which it took, for [`forget_inherited`](Self::forget_inherited). The fields are
+    /// shared, so this copies pointers, not values.
+    pub(crate) fn inherit_task_fields(&mut self, previous: &CompactRecord) -> u8 {
+        let mut taken = 0;
+        if self.submitted_at.is_none() && previous.submitted_at.is_some() {
             self.submitted_at = previous.submitted_at;
+            taken |= SUBMITTED_AT;
         }
-        if self.task_name.is_none() {
+        if self.task_name.is_none() && previous.task_name.is_some() {
             self.task_name.clone_from(&previous.task_name);
+            taken |= TASK_NAME;
         }
-        if self.args.is_none() {
+        if self.args.is_none() && previous.args.is_some() {
             self.args.clone_from(&previous.args);
+            taken |= ARGS;
         }
-        if self.kwargs.is_none() {
+        if self.kwargs.is_none() && previous.kwargs.is_some() {
             self.kwargs.clone_from(&previous.kwargs);
+            taken |= KWARGS;
+        }
+        taken
+    }
+
+    /// Unsets the task fields an [`inherit_task_fields`](Self::inherit_task_fields) took.
+    pub(crate) fn forget_inherited(&mut self, taken: u8) {
+        if taken & SUBMITTED_AT != 0 {
+            self.submitted_at = None;
+        }
+        if taken & TASK_NAME != 0 {
+            self.task_name = None;
+        }
+        if taken & ARGS != 0 {
+            self.args = None;
+        }
+        if taken & KWARGS != 0 {
+            self.kwargs = None;
         }
     }
 
-    /// The length of the record's flowrra JSON under `task_id`, computed without encoding it.
-    pub(crate) fn json_len(&self, task_id: &str) -> usize {
-        fn string_len(text: &str) -> usize {
-            let mut counter = ByteCounter::default();
-            // Writing a string into a counter cannot fail.
-            let _ = serde_json::to_writer(&mut counter, text);
-            counter.bytes()
+    /// Refuses the record if its flowrra JSON under `task_id` is over `max_record_bytes`.
+    /// Unpacks it to measure: only hubs with that limit pay for it.
+    pub(crate) fn check_size(&self, task_id: &str, config: &HubConfig) -> Result<(), BackendError> {
+        if config.max_record_bytes.is_none() {
+            return Ok(());
         }
-        fn time_len(at: &Option<DateTime<Utc>>) -> usize {
-            at.map_or(4, |at| crate::timestamp::format(&at).len() + 2)
-        }
-        let fixed = r#"{"task_id":,"status":,"task_name":,"result":,"error":,"submitted_at":,"started_at":,"finished_at":,"retries":,"args":,"kwargs":}"#.len();
-        fixed
-            + string_len(task_id)
-            + self.status.as_str().len()
-            + 2
-            + self.task_name.as_deref().map_or(4, string_len)
-            + self.result.as_deref().map_or(4, str::len)
-            + self.error.as_deref().map_or(4, string_len)
-            + time_len(&self.submitted_at)
-            + time_len(&self.started_at)
-            + time_len(&self.finished_at)
-            + self.retries.to_string().len()
-            + self.args.as_deref().map_or(2, str::len)
-            + self.kwargs.as_deref().map_or(2, str::len)
+        validate::record_size(&self.unpack(task_id), config)
     }
-}
-
-fn to_text<T: serde::Serialize + ?Sized>(value: &T) -> Arc<str> {
-    // Encoding a `serde_json::Value` (or a Vec or Map of them) cannot fail: every key is a
-    // string and every number finite.
-    let text = serde_json::to_string(value).unwrap_or_else(|_| String::from("null"));
-    Arc::from(text.as_str())
-}
-
-fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, BackendError> {
-    serde_json::from_str(text).map_err(BackendError::Codec)
 }
 
 #[cfg(test)]
@@ -172,10 +211,13 @@ mod tests {
     fn full() -> TaskResult {
         let mut kwargs = Map::new();
         kwargs.insert("z".into(), json!(1));
-        kwargs.insert("a".into(), json!({"nested": [1.5, "x"]}));
+        kwargs.insert(
+            "a".into(),
+            json!({"nested": [1.5, "x", null, true], "b": -3}),
+        );
         TaskResult::new("id-é\"", TaskStatus::Failed)
             .with_task_name("name")
-            .with_result(json!({"sum": 3, "list": [1, 2.25e-300]}))
+            .with_result(json!({"sum": 3, "list": [1, 2.25e-300, u64::MAX, i64::MIN]}))
             .with_error("boom \n")
             .with_submitted_at(Utc::now())
             .with_started_at(Utc::now())
@@ -189,16 +231,30 @@ mod tests {
     fn pack_then_unpack_gives_the_record_back() {
         for record in [full(), TaskResult::new("t", TaskStatus::Pending)] {
             let packed = CompactRecord::pack(record.clone());
-            assert_eq!(packed.unpack(&record.task_id).unwrap(), record);
+            let back = packed.unpack(&record.task_id);
+            assert_eq!(back, record);
+            // Key order survives too, which `==` on maps does not check.
+            assert_eq!(
+                serde_json::to_string(&back).unwrap(),
+                serde_json::to_string(&record).unwrap()
+            );
         }
     }
 
     #[test]
-    fn json_len_is_the_length_of_the_encoding() {
-        for record in [full(), TaskResult::new("t", TaskStatus::Pending)] {
-            let encoded = serde_json::to_string(&record).unwrap();
-            let packed = CompactRecord::pack(record.clone());
-            assert_eq!(packed.json_len(&record.task_id), encoded.len(), "{encoded}");
-        }
+    fn inherited_fields_are_shared_not_copied() {
+        let first = CompactRecord::pack(full());
+        let mut next = CompactRecord::pack(TaskResult::new("id-é\"", TaskStatus::Running));
+        let taken = next.inherit_task_fields(&first);
+        assert!(Arc::ptr_eq(
+            next.args.as_ref().unwrap(),
+            first.args.as_ref().unwrap()
+        ));
+        assert_eq!(next.unpack("x").task_name.as_deref(), Some("name"));
+        next.forget_inherited(taken);
+        assert_eq!(
+            next,
+            CompactRecord::pack(TaskResult::new("id-é\"", TaskStatus::Running))
+        );
     }
 }

@@ -79,8 +79,9 @@ pub struct HubConfig {
     /// Only used when the hub cannot refuse a store that passed the handle's own checks (id
     /// and record id): no `max_results`, no `max_record_bytes`, `TerminalPolicy::Overwrite`.
     /// Then a store's only outcome is to be applied, in order: the caller's later `get` sees
-    /// it, `shutdown` applies it first, and a waiter is woken by it. Up to 32 stores per hub
-    /// may be queued this way; past that a store waits for the hub, so the queue stays short.
+    /// it, `shutdown` applies it first, and a waiter is woken by it. A store returns at once
+    /// while the hub is at most [`MAX_UNAPPLIED`](crate::MAX_UNAPPLIED) operations behind it;
+    /// past that it waits for room (it is queued all the same), so the queue stays short.
     /// What a pipelined store gives up is hearing about the two things no check can foresee:
     /// the hub dying, or a bug (a handler panic), before it is applied; both are logged.
     /// Set it to `false` to have every store wait until the hub has applied it.

@@ -244,15 +244,7 @@ pub(crate) struct RawEvent {
 
 impl RawEvent {
     fn unpack(self) -> TaskEvent {
-        let record = self.record.and_then(|record| {
-            record
-                .unpack(&self.task_id)
-                .map_err(|error| {
-                    // The text was written by `pack`: only a bug gets here.
-                    tracing::error!(name: "hub.event_unpack", task_id = %self.task_id, %error);
-                })
-                .ok()
-        });
+        let record = self.record.map(|record| record.unpack(&self.task_id));
         TaskEvent {
             kind: self.kind,
             task_id: self.task_id.to_string(),

@@ -1,22 +1,21 @@
-//! The cloneable handle callers use: [`ResultBackend`] over messages to the hub.
+//! The cloneable handle callers use: [`ResultBackend`] over the hub's queue.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Handler, Message};
+use actix::{Actor, Addr};
 use tokio::sync::{oneshot, watch};
 
 use crate::compact::CompactRecord;
 use crate::events::{EventFilter, EventStream};
-use crate::hub::HubShared;
-use crate::hub::pack_checked;
-use crate::hub::state::Keyed;
-use crate::messages::{
-    Await, Awaited, Clear, Delete, Drain, Dump, Envelope, Fetch, Introduce, Load, Page, Put,
-    Restore, Shutdown, Stats, Store, Subscribe,
-};
+use crate::hub::handlers::{pack_checked, unpack_all};
+use crate::hub::ops::{Op, Reply, StoreAnswer};
+use crate::hub::pending::PendingWait;
+use crate::hub::records::Read;
+use crate::hub::shared::Shared;
+use crate::hub::{Introduce, Mailed};
 use crate::{
     BackendError, HubConfig, HubStats, ResultBackend, ResultHub, TaskResult, TaskStatus, validate,
 };
@@ -57,9 +56,9 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct HubHandle {
     addr: Addr<ResultHub>,
-    /// What the hub shares with its handles: known from the start for `start` and `spawn`,
-    /// learned on first use for `from_addr`. Shared by every clone.
-    shared: Arc<OnceLock<Arc<HubShared>>>,
+    /// The hub's queue and record map: known from the start for `start` and `spawn`, told by
+    /// the hub soon after `from_addr`. Shared by every clone.
+    shared: Arc<OnceLock<Arc<Shared>>>,
     /// Set when [`HubHandle::spawn`] made the hub's thread; shared by every clone.
     thread: Option<Arc<HubThread>>,
 }
@@ -88,8 +87,8 @@ impl HubHandle {
     /// Starts a hub on a new thread running its own actix System, and returns its handle.
     ///
     /// Works from anywhere: `#[tokio::main]` and `#[tokio::test]` of either flavour, or
-    /// non-async code. The thread ends on [`shutdown`](Self::shutdown), or when the last clone
-    /// of this handle is dropped.
+    /// non-async code. The thread ends when the hub stops ([`shutdown`](Self::shutdown)), or
+    /// when the last clone of this handle is dropped.
     ///
     /// # Panics
     ///
@@ -102,7 +101,8 @@ impl HubHandle {
             .spawn(move || {
                 let system = actix_rt::System::new();
                 let (addr, shared) = system.block_on(async {
-                    let hub = ResultHub::new(config);
+                    let mut hub = ResultHub::new(config);
+                    hub.stops_its_system = true;
                     let shared = hub.shared();
                     (hub.start(), shared)
                 });
@@ -136,7 +136,7 @@ impl HubHandle {
 
     fn with_shared(
         addr: Addr<ResultHub>,
-        shared: Arc<HubShared>,
+        shared: Arc<Shared>,
         thread: Option<Arc<HubThread>>,
     ) -> HubHandle {
         HubHandle {
@@ -149,13 +149,16 @@ impl HubHandle {
     /// A handle to a hub that actix code started itself (under a supervisor, from the
     /// registry, ...).
     ///
-    /// The handle learns the hub's configuration on its first call, and until then waits for
-    /// the hub's answer to each store. It does not keep a [`spawn`](Self::spawn)ed hub's thread
-    /// alive: that thread ends with the last handle `spawn` returned (or its clones).
+    /// The hub tells the handle where its queue is as soon as it handles the handle's first
+    /// message; until then every operation travels through the mailbox and waits for the
+    /// hub's answer. It does not keep a [`spawn`](Self::spawn)ed hub's thread alive: that
+    /// thread ends with the last handle `spawn` returned (or its clones).
     pub fn from_addr(addr: Addr<ResultHub>) -> HubHandle {
+        let shared = Arc::new(OnceLock::new());
+        addr.do_send(Introduce(Arc::clone(&shared)));
         HubHandle {
             addr,
-            shared: Arc::new(OnceLock::new()),
+            shared,
             thread: None,
         }
     }
@@ -172,7 +175,7 @@ impl HubHandle {
     ///
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn stats(&self) -> Result<HubStats, BackendError> {
-        self.call(Stats).await
+        self.submit(|reply| Op::Stats { reply }).await
     }
 
     /// A stream of every change the hub applies from now on: one
@@ -242,7 +245,8 @@ impl HubHandle {
     ///
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn subscribe_with(&self, filter: EventFilter) -> Result<EventStream, BackendError> {
-        self.call(Subscribe { filter }).await
+        let receiver = self.submit(|reply| Op::Subscribe { reply }).await?;
+        Ok(EventStream::new(receiver, filter))
     }
 
     /// Every record the hub holds, in the order their ids were first stored: what
@@ -252,7 +256,9 @@ impl HubHandle {
     ///
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn snapshot(&self) -> Result<Vec<TaskResult>, BackendError> {
-        unpack_all(self.call(Dump).await?)
+        Ok(unpack_all(
+            self.submit(|reply| Op::Snapshot { reply }).await?,
+        ))
     }
 
     /// Stores `records` in the given order, as stores do (validated, sticky fields merged,
@@ -287,29 +293,27 @@ impl HubHandle {
     /// [`BackendError::Conflict`] naming the first record refused; nothing is stored.
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn restore(&self, records: Vec<TaskResult>) -> Result<usize, BackendError> {
-        match self.shared.get() {
-            // Packed here, on the caller's thread.
-            Some(shared) => {
-                let records = pack_checked(records, shared)?;
-                self.send_change(Load { records }).await
-            }
-            None => self.call(Restore { records }).await,
-        }
+        // Packed here, on the caller's thread.
+        let config = self.shared.get().map(|shared| &shared.config);
+        let records = pack_checked(records, config)?;
+        self.submit(|reply| Op::Restore { records, reply }).await
     }
 
-    /// Stops the hub for good, after every operation sent before it has been applied.
+    /// Stops the hub for good, after every operation queued before it has been applied.
     ///
     /// Pending `wait_for` calls then end with [`BackendError::Unavailable`], as does every later
     /// call through any handle, a supervised or registry hub included. If
     /// [`spawn`](Self::spawn) made the hub's thread, this also ends and joins it. Calling it
     /// again is harmless.
     pub async fn shutdown(&self) {
-        // Closed first, then the message: a store that saw the hub open was queued before it.
-        if let Ok(shared) = self.learn_shared().await {
-            shared.close();
-        }
-        // An error means the hub is gone already, which is what was asked.
-        let _ = self.addr.send(Shutdown).await;
+        // Queued (and the queue closed) before anything is awaited: a shutdown whose caller
+        // stops awaiting it still happens, in full. An error means the hub is gone already,
+        // which is what was asked.
+        let stopped = self.submit(|reply| Op::Shutdown {
+            snapshot: false,
+            reply,
+        });
+        let _ = stopped.await;
         if let Some(thread) = &self.thread {
             thread.stop_and_join().await;
         }
@@ -325,25 +329,24 @@ impl HubHandle {
     ///
     /// [`BackendError::Unavailable`] if the hub had already stopped.
     pub async fn shutdown_and_snapshot(&self) -> Result<Vec<TaskResult>, BackendError> {
-        if let Ok(shared) = self.learn_shared().await {
-            shared.close();
-        }
-        let records = match self.addr.send(Drain).await {
-            Ok(records) => records,
-            Err(_) => Err(BackendError::hub_stopped()),
-        };
+        let drained = self.submit(|reply| Op::Shutdown {
+            snapshot: true,
+            reply,
+        });
+        let records = drained.await;
         if let Some(thread) = &self.thread {
-            thread.stop_and_join().await;
+            if records.is_ok() {
+                thread.stop_and_join().await;
+            }
         }
-        unpack_all(records?)
+        Ok(unpack_all(records?))
     }
 
-    /// The hub's `max_task_id_len`, asked for once if this handle does not know it; `None`
-    /// if the hub has stopped.
+    /// The hub's configuration, asked for once if this handle does not know it; `None` if the
+    /// hub has stopped.
     #[cfg(feature = "web")]
     pub(crate) async fn max_task_id_len(&self) -> Option<usize> {
-        let shared = self.learn_shared().await.ok()?;
-        Some(shared.config.max_task_id_len)
+        Some(self.introduced().await.ok()?.config.max_task_id_len)
     }
 
     /// Stores `result` and returns it as the hub stored it (task fields merged from the
@@ -355,201 +358,98 @@ impl HubHandle {
         task_id: &str,
         result: TaskResult,
     ) -> Result<TaskResult, BackendError> {
-        let shared = self.learn_shared().await?;
+        let shared = self.introduced().await?;
         validate::store(task_id, &result, &shared.config)?;
-        let config = &shared.config;
-        let at = (config.result_ttl.is_some() || config.pending_ttl.is_some())
-            .then(|| config.clock.now());
-        // Like an unpipelined store: behind this handle's queued stores, and counted in the
-        // read view until applied, so that a `get` meanwhile asks the hub.
-        let stored = self.send_change(crate::messages::PutMerged {
-            task_id: task_id.to_owned(),
-            record: CompactRecord::pack(result),
+        let at = shared.store_time();
+        let stored = self.submit(|reply| Op::Store {
+            task_id: Arc::from(task_id),
+            record: Arc::new(CompactRecord::pack(result)),
             at,
+            answer: StoreAnswer::Merged(reply),
         });
         // Unpacked here, on the caller's thread.
-        stored.await?.unpack(task_id)
+        Ok(stored.await?.unpack(task_id))
     }
 
-    /// What the hub shares with its handles, asked for once if this handle does not know it.
-    async fn learn_shared(&self) -> Result<&Arc<HubShared>, BackendError> {
-        if let Some(shared) = self.shared.get() {
-            return Ok(shared);
+    /// The hub's queue, after waiting for the hub to tell a `from_addr` handle where it is.
+    async fn introduced(&self) -> Result<&Arc<Shared>, BackendError> {
+        if self.shared.get().is_none() {
+            // Behind the introduction in the mailbox: once answered, the handle knows.
+            self.submit(|reply| Op::Stats { reply }).await?;
         }
-        let shared = self.call(Introduce).await?;
-        Ok(self.shared.get_or_init(|| shared))
+        self.shared.get().ok_or_else(BackendError::hub_stopped)
     }
 
-    /// Sends `message` in an envelope with `do_send`, which actix delivers even if this future
-    /// is dropped, and awaits the reply. A hub that is gone drops the envelope, so the reply
-    /// channel closes: that is `Unavailable`, never a hang.
-    async fn call<M, T>(&self, message: M) -> Result<T, BackendError>
+    /// Queues the operation `make` builds, at once: a caller that stops awaiting the answer
+    /// does not take the operation back. A hub that is gone drops it, which closes the reply
+    /// channel: that is `Unavailable`, never a hang.
+    fn submit<T, F>(&self, make: F) -> impl Future<Output = Result<T, BackendError>> + use<T, F>
     where
-        M: Message<Result = Result<T, BackendError>> + Send + 'static,
-        T: Send + 'static,
-        ResultHub: Handler<Envelope<M>>,
+        F: FnOnce(Reply<T>) -> Op,
     {
-        self.send(message).await
-    }
-
-    /// Sends `message` at once and returns the reply to await: sending does not wait for the
-    /// first poll of a future.
-    fn send<M, T>(&self, message: M) -> impl Future<Output = Result<T, BackendError>> + use<M, T>
-    where
-        M: Message<Result = Result<T, BackendError>> + Send + 'static,
-        T: Send + 'static,
-        ResultHub: Handler<Envelope<M>>,
-    {
-        self.send_envelope(message, false)
-    }
-
-    /// `send` for a change the read view does not track: counted in the view until the hub
-    /// has handled it, so that a `get` meanwhile asks the hub.
-    fn send_change<M, T>(
-        &self,
-        message: M,
-    ) -> impl Future<Output = Result<T, BackendError>> + use<M, T>
-    where
-        M: Message<Result = Result<T, BackendError>> + Send + 'static,
-        T: Send + 'static,
-        ResultHub: Handler<Envelope<M>>,
-    {
-        let view = self.shared.get().and_then(|shared| shared.view.as_ref());
-        if let Some(view) = view {
-            view.unseen();
+        let (reply, answer) = oneshot::channel();
+        let op = make(reply);
+        match self.shared.get() {
+            // A closed queue hands the operation back; dropping it answers Unavailable.
+            Some(shared) => drop(shared.push(op).err()),
+            None => self.addr.do_send(Mailed(op)),
         }
-        self.send_envelope(message, view.is_some())
-    }
-
-    fn send_envelope<M, T>(
-        &self,
-        message: M,
-        unseen: bool,
-    ) -> impl Future<Output = Result<T, BackendError>> + use<M, T>
-    where
-        M: Message<Result = Result<T, BackendError>> + Send + 'static,
-        T: Send + 'static,
-        ResultHub: Handler<Envelope<M>>,
-    {
-        let (reply, receiver) = oneshot::channel();
-        if unseen && !self.addr.connected() {
-            // Not delivered: nothing will count it as handled.
-            if let Some(view) = self.shared.get().and_then(|shared| shared.view.as_ref()) {
-                view.seen();
-            }
-        }
-        self.addr.do_send(Envelope {
-            message,
-            reply,
-            unseen,
-        });
         async move {
-            receiver
+            answer
                 .await
                 .unwrap_or_else(|_| Err(BackendError::hub_stopped()))
         }
     }
-
-    /// The store path. When stores are pipelined (see [`HubConfig::pipeline_stores`]), it
-    /// returns once the store is queued, holding one of `MAX_UNACKED_STORES` places until the
-    /// hub has applied it; with no place free, or when the hub may refuse the store, it waits
-    /// for the hub's answer.
-    async fn put(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
-        let Some(shared) = self.shared.get() else {
-            // Queued before anything else is awaited, so it is not lost if this is dropped.
-            let stored = self.call(Store {
-                task_id: task_id.to_owned(),
-                result,
-            });
-            stored.await?;
-            let _ = self.learn_shared().await;
-            return Ok(());
-        };
-        validate::store(task_id, &result, &shared.config)?;
-        let record = Arc::new(CompactRecord::pack(result));
-        let permit = if !shared.pipelines_stores() || shared.is_closed() {
-            None
-        } else {
-            Arc::clone(&shared.unacked).try_acquire_owned().ok()
-        };
-        let config = &shared.config;
-        let at = (config.result_ttl.is_some() || config.pending_ttl.is_some())
-            .then(|| config.clock.now());
-        let (permit, view) = match (permit, &shared.view) {
-            (Some(permit), Some(view)) => (permit, view),
-            (permit, _) => {
-                // A hub that may refuse, or no place free: only its answer says.
-                let reply = self.send_change(Put {
-                    task_id: task_id.to_owned(),
-                    record,
-                    ticket: None,
-                    at,
-                    permit,
-                });
-                return reply.await;
-            }
-        };
-        let mut reply = None;
-        view.enqueue(task_id, Arc::clone(&record), at, |ticket| {
-            reply = Some(self.send(Put {
-                task_id: task_id.to_owned(),
-                record,
-                ticket: Some(ticket),
-                at,
-                permit: Some(permit),
-            }));
-        });
-        if shared.is_closed() || !self.addr.connected() {
-            // Raced with a shutdown or a dying hub: only the hub's answer says.
-            if let Some(reply) = reply {
-                return reply.await;
-            }
-        }
-        Ok(())
-    }
-
-    /// `get` from the read view, without a message, when there is one: the hub's record with
-    /// this handle's queued stores folded in. `None` when the hub keeps no view (its stores
-    /// are not pipelined), or is closing, or this handle does not know it yet.
-    fn read_view(&self, task_id: &str) -> Option<Result<Option<TaskResult>, BackendError>> {
-        let shared = self.shared.get()?;
-        let view = shared.view.as_ref()?;
-        if shared.is_closed() || !self.addr.connected() {
-            return None;
-        }
-        if let Err(error) = validate::id_length(task_id, &shared.config) {
-            return Some(Err(error));
-        }
-        let record = view.read(task_id, &shared.config).ok()?;
-        Some(record.map(|record| record.unpack(task_id)).transpose())
-    }
-}
-
-fn unpack_all(records: Vec<Keyed>) -> Result<Vec<TaskResult>, BackendError> {
-    records
-        .into_iter()
-        .map(|(id, record)| record.unpack(&id))
-        .collect()
 }
 
 #[async_trait::async_trait]
 impl ResultBackend for HubHandle {
     async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
-        self.put(task_id, result).await
+        let Some(shared) = self.shared.get() else {
+            // The hub checks the id's length against its own limit.
+            validate::shape(task_id, &result)?;
+            let stored = self.submit(|reply| Op::Store {
+                task_id: Arc::from(task_id),
+                record: Arc::new(CompactRecord::pack(result)),
+                at: None,
+                answer: StoreAnswer::Done(reply),
+            });
+            return stored.await;
+        };
+        validate::store(task_id, &result, &shared.config)?;
+        // Packed here, on the caller's thread.
+        let record = CompactRecord::pack(result);
+        let at = shared.store_time();
+        if shared.pipelines_stores() {
+            let number = shared.push_pipelined(task_id, record, at)?;
+            return shared.wait_for_room(number).await;
+        }
+        let stored = self.submit(|reply| Op::Store {
+            task_id: Arc::from(task_id),
+            record: Arc::new(record),
+            at,
+            answer: StoreAnswer::Done(reply),
+        });
+        stored.await
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
-        if let Some(read) = self.read_view(task_id) {
-            return read;
+        if let Some(shared) = self.shared.get() {
+            validate::id_length(task_id, &shared.config)?;
+            if shared.is_closed() {
+                return Err(BackendError::hub_stopped());
+            }
+            let now = || shared.config.clock.now();
+            if let Read::Known(record) = shared.records.read(task_id, now) {
+                // Unpacked here, on the caller's thread.
+                return Ok(record.map(|record| record.unpack(task_id)));
+            }
         }
-        let record = self.call(Fetch {
-            task_id: task_id.to_owned(),
+        let record = self.submit(|reply| Op::Get {
+            task_id: Arc::from(task_id),
+            reply,
         });
-        // Unpacked here, on the caller's thread.
-        record
-            .await?
-            .map(|record| record.unpack(task_id))
-            .transpose()
+        Ok(record.await?.map(|record| record.unpack(task_id)))
     }
 
     async fn wait_for(
@@ -557,23 +457,40 @@ impl ResultBackend for HubHandle {
         task_id: &str,
         timeout: Option<Duration>,
     ) -> Result<TaskResult, BackendError> {
-        // The timer starts once the hub has answered: it bounds the wait for a future store,
-        // not this request's turn in the queue.
-        let registered = self.call(Await {
-            task_id: task_id.to_owned(),
-        });
-        match registered.await? {
-            Awaited::Ready(record) => record.unpack(task_id),
-            Awaited::Waiting(pending) => crate::wait::bounded(task_id, pending, timeout).await,
+        // A wait changes nothing, so it may wait for the introduction.
+        let shared = self.introduced().await?;
+        validate::waitable_id(task_id, &shared.config)?;
+        if shared.is_closed() {
+            return Err(BackendError::hub_stopped());
         }
+        let now = || shared.config.clock.now();
+        if let Read::Known(Some(record)) = shared.records.read(task_id, now) {
+            if record.is_terminal() {
+                return Ok(record.unpack(task_id));
+            }
+        }
+        let task_id: Arc<str> = Arc::from(task_id);
+        let (reply, answer) = oneshot::channel();
+        let op = Op::WaitFor {
+            task_id: Arc::clone(&task_id),
+            reply,
+        };
+        shared.push(op).map_err(|_| BackendError::hub_stopped())?;
+        // The timeout counts from here, the call, not from when the hub gets to it.
+        let pending = PendingWait::new(Arc::clone(&task_id), answer, Arc::clone(shared));
+        crate::wait::bounded(&task_id, pending, timeout).await
     }
 
     async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
-        self.send_change(Delete::new(task_id)).await
+        self.submit(|reply| Op::Delete {
+            task_id: Arc::from(task_id),
+            reply,
+        })
+        .await
     }
 
     async fn clear(&self) -> Result<usize, BackendError> {
-        self.send_change(Clear).await
+        self.submit(|reply| Op::Clear { reply }).await
     }
 
     async fn list_by_status(
@@ -582,12 +499,13 @@ impl ResultBackend for HubHandle {
         limit: Option<usize>,
         offset: usize,
     ) -> Result<Vec<TaskResult>, BackendError> {
-        let page = self.call(Page {
+        let page = self.submit(|reply| Op::ListByStatus {
             status,
             limit,
             offset,
+            reply,
         });
-        unpack_all(page.await?)
+        Ok(unpack_all(page.await?))
     }
 }
 

@@ -25,16 +25,9 @@
 //! # });
 //! ```
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use actix::Message;
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::compact::CompactRecord;
 use crate::events::{EventFilter, EventStream};
-use crate::hub::HubShared;
-use crate::hub::state::{Keyed, SharedRecord};
 use crate::{BackendError, HubStats, TaskResult, TaskStatus};
 
 pub use crate::hub::pending::PendingWait;
@@ -188,10 +181,9 @@ impl Message for Restore {
     type Result = Result<usize, BackendError>;
 }
 
-/// Stops the hub for good: its records are dropped, pending waits end with
-/// [`BackendError::Unavailable`], and every later message is answered with it. A supervised
-/// hub stays stopped across the supervisor's restart. The hub marks itself closed when it
-/// handles this, then stops after every store queued before the mark; it replies then.
+/// Stops the hub for good, after every operation queued before it: its records are dropped,
+/// pending waits end with [`BackendError::Unavailable`], and every later message is answered
+/// with it. A supervised hub stays stopped across the supervisor's restart.
 #[derive(Debug, Default)]
 pub struct Shutdown;
 
@@ -209,154 +201,4 @@ pub struct Subscribe {
 
 impl Message for Subscribe {
     type Result = Result<EventStream, BackendError>;
-}
-
-/// Removes a waiter whose caller gave up; sent by [`PendingWait`]'s `Drop`.
-#[derive(Debug)]
-pub(crate) struct CancelWait {
-    pub(crate) task_id: Arc<str>,
-    pub(crate) waiter_id: u64,
-}
-
-impl Message for CancelWait {
-    type Result = ();
-}
-
-/// A message together with the oneshot its reply goes to. Sent with `do_send`, which actix
-/// always delivers, unlike a `send` whose caller dropped the future before the hub got to it.
-pub(crate) struct Envelope<M: Message> {
-    pub(crate) message: M,
-    pub(crate) reply: tokio::sync::oneshot::Sender<M::Result>,
-    /// A change the read view does not see coming: counted in the view until handled, so that
-    /// `get` asks the hub meanwhile.
-    pub(crate) unseen: bool,
-}
-
-impl<M: Message> Message for Envelope<M> {
-    type Result = ();
-}
-
-// The handle's own messages: records travel packed, and are packed and unpacked on the
-// caller's thread, so the hub's one thread does no JSON work.
-
-/// Stores a record the handle has validated and packed.
-#[derive(Debug)]
-pub(crate) struct Put {
-    pub(crate) task_id: String,
-    /// Shared with the read view while the store is queued.
-    pub(crate) record: Arc<CompactRecord>,
-    /// The read view's note of this store, for a pipelined one.
-    pub(crate) ticket: Option<u64>,
-    /// When the caller stored it, when TTLs are set: a pipelined store may be applied later,
-    /// and its TTL counts from the call.
-    pub(crate) at: Option<Instant>,
-    /// Held while the store is queued: bounds the stores sent without waiting for the hub.
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Message for Put {
-    type Result = Result<(), BackendError>;
-}
-
-/// Stores a record the handle has validated and packed, and answers with the record as stored
-/// (task fields merged from the previous one), read in the same step: no other change can
-/// come between. Never pipelined.
-#[cfg(feature = "web")]
-#[derive(Debug)]
-pub(crate) struct PutMerged {
-    pub(crate) task_id: String,
-    pub(crate) record: CompactRecord,
-    /// When the caller stored it, when TTLs are set, as for [`Put`].
-    pub(crate) at: Option<Instant>,
-}
-
-#[cfg(feature = "web")]
-impl Message for PutMerged {
-    type Result = Result<SharedRecord, BackendError>;
-}
-
-/// Reads one record, packed.
-#[derive(Debug)]
-pub(crate) struct Fetch {
-    pub(crate) task_id: String,
-}
-
-impl Message for Fetch {
-    type Result = Result<Option<SharedRecord>, BackendError>;
-}
-
-/// Registers a waiter; a terminal record comes back packed.
-#[derive(Debug)]
-pub(crate) struct Await {
-    pub(crate) task_id: String,
-}
-
-/// The hub's answer to [`Await`].
-#[derive(Debug)]
-pub(crate) enum Awaited {
-    Ready(SharedRecord),
-    Waiting(PendingWait),
-}
-
-impl Message for Await {
-    type Result = Result<Awaited, BackendError>;
-}
-
-/// Lists a page, packed.
-#[derive(Debug)]
-pub(crate) struct Page {
-    pub(crate) status: TaskStatus,
-    pub(crate) limit: Option<usize>,
-    pub(crate) offset: usize,
-}
-
-impl Message for Page {
-    type Result = Result<Vec<Keyed>, BackendError>;
-}
-
-/// Every record, packed, in first-store order.
-#[derive(Debug)]
-pub(crate) struct Dump;
-
-impl Message for Dump {
-    type Result = Result<Vec<Keyed>, BackendError>;
-}
-
-/// Restores packed records.
-#[derive(Debug)]
-pub(crate) struct Load {
-    pub(crate) records: Vec<(String, CompactRecord)>,
-}
-
-impl Message for Load {
-    type Result = Result<usize, BackendError>;
-}
-
-/// Asks the hub for what its handles share with it.
-#[derive(Debug)]
-pub(crate) struct Introduce;
-
-impl Message for Introduce {
-    type Result = Result<Arc<HubShared>, BackendError>;
-}
-
-/// Takes every record, packed, and shuts the hub down in the same step: no store can land
-/// between the two.
-#[derive(Debug)]
-pub(crate) struct Drain;
-
-impl Message for Drain {
-    type Result = Result<Vec<Keyed>, BackendError>;
-}
-
-/// The second step of a shutdown, queued by the hub to itself behind every store that saw it
-/// open.
-#[derive(Debug)]
-pub(crate) struct FinalStop {
-    pub(crate) drain: bool,
-    pub(crate) reply: tokio::sync::oneshot::Sender<Result<Vec<Keyed>, BackendError>>,
-}
-
-impl Message for FinalStop {
-    type Result = ();
 }

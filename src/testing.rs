@@ -25,3 +25,12 @@ pub struct InjectFault {
 impl Message for InjectFault {
     type Result = ();
 }
+
+/// Blocks the hub's thread for this long, as a long `clear` or `snapshot` would (feature
+/// `fault-injection` only).
+#[derive(Debug)]
+pub struct Stall(pub std::time::Duration);
+
+impl Message for Stall {
+    type Result = ();
+}

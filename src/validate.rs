@@ -30,6 +30,11 @@ pub(crate) fn store(
     config: &HubConfig,
 ) -> Result<(), BackendError> {
     waitable_id(task_id, config)?;
+    shape(task_id, result)
+}
+
+/// The checks of [`store`] that need no configuration: the record's own id and its nesting.
+pub(crate) fn shape(task_id: &str, result: &TaskResult) -> Result<(), BackendError> {
     if result.task_id != task_id {
         return Err(BackendError::invalid(format!(
             "record task_id {:?} differs from the task id {:?} it is stored under",
@@ -88,14 +93,7 @@ pub(crate) fn record_bytes(len: usize, config: &HubConfig) -> Result<(), Backend
 }
 
 /// An `io::Write` that only counts what it is given.
-#[derive(Default)]
-pub(crate) struct ByteCounter(usize);
-
-impl ByteCounter {
-    pub(crate) fn bytes(&self) -> usize {
-        self.0
-    }
-}
+struct ByteCounter(usize);
 
 impl std::io::Write for ByteCounter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -798,13 +798,14 @@ async fn guard_all(
 // Pipelined stores
 // ---------------------------------------------------------------------------------------------
 
-/// On the hub's own arbiter the hub cannot run until the caller yields, so the first 32
-/// stores return at once (queued, not yet applied) and the 33rd must wait for the hub: the
-/// queue of unapplied stores is bounded.
+/// On the hub's own arbiter the hub cannot run until the caller yields, so the first
+/// `MAX_UNAPPLIED` stores return at once (queued, not yet applied) and the next must wait for
+/// the hub: the queue of unapplied work is bounded.
 #[actix_rt::test]
 async fn pipelined_stores_are_bounded_and_all_applied_in_order() {
     let hub = HubHandle::start(HubConfig::default());
-    for n in 0..32 {
+    let bound = resulthub::MAX_UNAPPLIED;
+    for n in 0..bound {
         let id = format!("p{n}");
         let mut store = hub.store(&id, TaskResult::new(&id, TaskStatus::Running));
         assert!(
@@ -812,12 +813,13 @@ async fn pipelined_stores_are_bounded_and_all_applied_in_order() {
             "store {n} should return once queued"
         );
     }
-    let mut blocked = hub.store("p32", TaskResult::new("p32", TaskStatus::Running));
+    let last = format!("p{bound}");
+    let mut blocked = hub.store(&last, TaskResult::new(&last, TaskStatus::Running));
     assert!(
         futures::poll!(&mut blocked).is_pending(),
-        "the 33rd unapplied store must wait for the hub"
+        "the store past the bound must wait for the hub"
     );
-    guard("the 33rd store", blocked)
+    guard("the store past the bound", blocked)
         .await
         .expect("applied once the hub ran");
     // A later store of the same id through the same handle wins: order is kept.
@@ -825,7 +827,7 @@ async fn pipelined_stores_are_bounded_and_all_applied_in_order() {
         .await
         .expect("store");
     let stats = guard("stats", hub.stats()).await.expect("stats");
-    assert_eq!(stats.results, 33);
+    assert_eq!(stats.results, bound + 1);
     assert_eq!(stats.by_status.success, 1);
     assert!(
         guard("get", hub.get("p0"))

@@ -1,92 +1,51 @@
 //! The hub: an actix actor that owns every record and waiter.
 //!
-//! One actor owning all state means no locks, a single order of events that every caller
-//! observes, and waiters that are fulfilled in the same step as the store that completes them,
-//! so a wake-up can never be lost between a check and a registration.
+//! One actor owning all state means one order of events that every caller observes, and
+//! waiters that are fulfilled in the same step as the store that completes them, so a wake-up
+//! can never be lost between a check and a registration.
+//!
+//! ```text
+//!  HubHandle ──push(Op)──▶ Shared::queue ──(first push rings)──▶ Doorbell ──▶ ResultHub
+//!     │                    (one FIFO for every handle)          (mailbox)      drains in order
+//!     │ get: read ◀── Shared::records (one map, written by the hub only) ◀── HubState::store
+//!     └─ await oneshot ◀──────────────── answer, or a waiter's terminal record ◀─┘
+//! ```
 
-mod handlers;
-pub(crate) use handlers::pack_checked;
+pub(crate) mod handlers;
+pub(crate) mod ops;
 pub(crate) mod pending;
+pub(crate) mod records;
+pub(crate) mod shared;
 pub(crate) mod state;
-pub(crate) mod view;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::any::Any;
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Recipient, Supervised, SystemService};
-use tokio::sync::Semaphore;
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Supervised,
+    SystemService, WrapFuture,
+};
 
-use crate::messages::CancelWait;
-use crate::{HubConfig, TerminalPolicy};
+use crate::{BackendError, HubConfig};
+use ops::{Op, StoreAnswer};
+use shared::{Applied, Shared};
 use state::HubState;
-use view::View;
 
-/// How many stores the handles of one hub may have sent without waiting for the hub to apply
-/// them. Past it, a store is sent at once but waits for its own answer: the hub's queue, and
-/// the time a store spends in it, stay bounded however fast the producers are. Measured (docs/benchmarks.md): 256 places
-/// let a fast producer queue a few milliseconds of work ahead of the waiters it wakes (wake
-/// p99 3-5 ms); 32 keep it under half a millisecond at the same throughput.
-pub(crate) const MAX_UNACKED_STORES: usize = 32;
-
-/// What a hub shares with its handles.
-#[derive(Debug)]
-pub(crate) struct HubShared {
-    pub(crate) config: HubConfig,
-    /// Set before the hub shuts down, so a store sent without waiting can tell whether it
-    /// raced with the shutdown.
-    closed: AtomicBool,
-    /// Places for stores sent without waiting (`MAX_UNACKED_STORES`).
-    pub(crate) unacked: Arc<Semaphore>,
-    /// What `get` reads without a message, when stores are pipelined.
-    pub(crate) view: Option<Arc<View>>,
-}
-
-impl HubShared {
-    fn new(config: HubConfig) -> Self {
-        let mut shared = HubShared {
-            config,
-            closed: AtomicBool::new(false),
-            unacked: Arc::new(Semaphore::new(MAX_UNACKED_STORES)),
-            view: None,
-        };
-        if shared.pipelines_stores() {
-            shared.view = Some(Arc::new(View::default()));
-        }
-        shared
-    }
-
-    /// Whether a store that passed the handle's checks may return before the hub applied it:
-    /// when asked for, and only if the hub cannot refuse it (no `max_results`, no
-    /// `max_record_bytes`, `Overwrite`), so that an early `Ok` can never hide a refusal.
-    pub(crate) fn pipelines_stores(&self) -> bool {
-        self.config.pipeline_stores
-            && self.config.terminal_policy == TerminalPolicy::Overwrite
-            && self.config.max_results.is_none()
-            && self.config.max_record_bytes.is_none()
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-
-    pub(crate) fn reopen(&self) {
-        self.closed.store(false, Ordering::SeqCst);
-    }
-}
+/// How many queued operations the hub applies before it lets other actors and tasks on its
+/// thread run.
+const TURN: usize = 512;
 
 /// The result hub: an actix [`Actor`] that owns all records, the per-status listing index and
-/// the waiters, and handles one message per operation (see [`messages`](crate::messages)).
+/// the waiters.
 ///
 /// Start it with [`Actor::start`], under [`actix::Supervisor`], or as a system service
 /// ([`SystemService::from_registry`]), then talk to it through a
-/// [`HubHandle`](crate::HubHandle), which implements [`ResultBackend`](crate::ResultBackend).
-/// From code without an actix System, [`HubHandle::spawn`](crate::HubHandle::spawn) runs one on
-/// its own thread.
+/// [`HubHandle`](crate::HubHandle), which implements [`ResultBackend`](crate::ResultBackend), or
+/// with the [`messages`](crate::messages). From code without an actix System,
+/// [`HubHandle::spawn`](crate::HubHandle::spawn) runs one on its own thread.
 ///
 /// A supervised hub keeps its records and waiters across a restart: actix keeps the actor
 /// value and replays queued messages.
@@ -109,27 +68,245 @@ impl HubShared {
 /// # });
 /// ```
 pub struct ResultHub {
-    /// `None` once shut down: every message is then answered with `Unavailable`.
+    /// `None` once shut down: every operation is then answered with `Unavailable`.
     state: Option<HubState>,
-    shared: Arc<HubShared>,
-    /// The recipient every `PendingWait` cancels through, made once rather than per waiter;
-    /// weak, so that it keeps no sender to the hub's own mailbox alive.
-    cancel: Weak<Recipient<CancelWait>>,
+    shared: Arc<Shared>,
+    /// Operations taken from the queue and not applied yet (a turn ended first).
+    backlog: VecDeque<Op>,
+    /// Set by `HubHandle::spawn`: the hub's thread runs nothing else, and ends with it.
+    pub(crate) stops_its_system: bool,
 }
 
 impl ResultHub {
     /// A hub with these limits, ready for [`Actor::start`] or [`actix::Supervisor::start`].
     pub fn new(config: HubConfig) -> Self {
-        let shared = Arc::new(HubShared::new(config.clone()));
+        let shared = Arc::new(Shared::new(config));
         ResultHub {
-            state: Some(HubState::new(config, shared.view.clone())),
+            state: Some(HubState::new(Arc::clone(&shared))),
             shared,
-            cancel: Weak::new(),
+            backlog: VecDeque::new(),
+            stops_its_system: false,
         }
     }
 
-    pub(crate) fn shared(&self) -> Arc<HubShared> {
+    pub(crate) fn shared(&self) -> Arc<Shared> {
         Arc::clone(&self.shared)
+    }
+
+    /// Applies queued operations in order, at most a turn's worth, then lets the thread's other
+    /// work run and comes back for the rest.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        let mut budget = TURN;
+        let mut counts = Applied::default();
+        loop {
+            if self.backlog.is_empty() {
+                let found = self.shared.take(&mut self.backlog, counts);
+                counts = Applied::default();
+                if !found {
+                    return;
+                }
+            }
+            if budget == 0 {
+                break;
+            }
+            if let Some(op) = self.backlog.pop_front() {
+                counts.count(&op);
+                self.apply(op, ctx);
+                budget -= 1;
+            }
+        }
+        // Counted now, so that stores waiting for room go on while other work runs.
+        self.shared.count_applied(counts);
+        ctx.spawn(
+            tokio::task::yield_now()
+                .into_actor(self)
+                .map(|(), hub, ctx| hub.drain(ctx)),
+        );
+    }
+
+    /// Applies everything queued, without yielding: before a message that came through the
+    /// mailbox, so that it comes after every operation queued before it.
+    fn drain_all(&mut self, ctx: &mut Context<Self>) {
+        self.shared.schedule();
+        let mut counts = Applied::default();
+        loop {
+            while let Some(op) = self.backlog.pop_front() {
+                counts.count(&op);
+                self.apply(op, ctx);
+            }
+            let found = self.shared.take(&mut self.backlog, counts);
+            counts = Applied::default();
+            if !found {
+                return;
+            }
+        }
+    }
+
+    /// Runs one state change, turning a panic into an error for this caller only: the state's
+    /// derived structures are rebuilt and the hub keeps serving, where an unguarded panic
+    /// would kill the actor for good.
+    fn with_state<T>(
+        &mut self,
+        operation: &'static str,
+        change: impl FnOnce(&mut HubState) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let state = self.state.as_mut().ok_or_else(BackendError::hub_stopped)?;
+        match panic::catch_unwind(AssertUnwindSafe(|| change(state))) {
+            Ok(outcome) => outcome,
+            Err(payload) => {
+                let reason = panic_message(payload.as_ref());
+                tracing::error!(
+                    name: "hub.panic",
+                    operation,
+                    reason = %reason,
+                    "a hub handler panicked; state repaired, the hub keeps serving"
+                );
+                state.repair();
+                Err(BackendError::Internal {
+                    reason: format!("the hub's {operation} handler panicked: {reason}"),
+                })
+            }
+        }
+    }
+
+    /// Applies one operation and answers its caller.
+    pub(crate) fn apply(&mut self, op: Op, ctx: &mut Context<Self>) {
+        match op {
+            Op::Store {
+                task_id,
+                record,
+                at,
+                answer,
+            } => {
+                let status = record.status;
+                let (fold, reply) = match answer {
+                    StoreAnswer::Pipelined(fold) => (Some(fold), None),
+                    other => (None, Some(other)),
+                };
+                let pipelined = fold.is_some();
+                let outcome =
+                    self.with_state("store", |state| state.store(&task_id, record, at, fold));
+                tracing::debug!(name: "hub.store", task_id = %task_id, status = ?status, ok = outcome.is_ok());
+                match (reply, outcome) {
+                    (Some(StoreAnswer::Done(reply)), outcome) => {
+                        let _ = reply.send(outcome.map(drop));
+                    }
+                    (Some(StoreAnswer::Merged(reply)), outcome) => {
+                        let _ = reply.send(outcome);
+                    }
+                    (_, Err(error)) if pipelined => {
+                        // Its caller was told Ok already: only a bug (a panic) gets here.
+                        tracing::error!(
+                            name: "hub.store_failed",
+                            task_id = %task_id,
+                            %error,
+                            "a pipelined store failed after its caller had returned"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Op::Get { task_id, reply } => {
+                tracing::debug!(name: "hub.get", task_id = %task_id);
+                let _ = reply.send(self.with_state("get", |state| state.get(&task_id)));
+            }
+            Op::WaitFor { task_id, reply } => {
+                tracing::debug!(name: "hub.wait_for", task_id = %task_id);
+                match self.with_state("wait_for", |state| state.wait_for(&task_id)) {
+                    Ok(None) => {
+                        if let Some(state) = &mut self.state {
+                            state.add_waiter(task_id, reply);
+                        }
+                    }
+                    answer => {
+                        let _ = reply.send(
+                            answer.and_then(|record| record.ok_or_else(BackendError::hub_stopped)),
+                        );
+                    }
+                }
+            }
+            Op::CancelWait { task_id } => {
+                tracing::debug!(name: "hub.cancel_wait", task_id = %task_id);
+                let _ = self.with_state("cancel_wait", |state| {
+                    state.cancel_wait(&task_id);
+                    Ok(())
+                });
+            }
+            Op::Delete { task_id, reply } => {
+                tracing::debug!(name: "hub.delete", task_id = %task_id);
+                let _ = reply.send(self.with_state("delete", |state| state.delete(&task_id)));
+            }
+            Op::Clear { reply } => {
+                let removed = self.with_state("clear", |state| Ok(state.clear()));
+                tracing::debug!(name: "hub.clear", removed = ?removed);
+                let _ = reply.send(removed);
+            }
+            Op::ListByStatus {
+                status,
+                limit,
+                offset,
+                reply,
+            } => {
+                tracing::debug!(name: "hub.list_by_status", status = ?status, limit = ?limit, offset);
+                let page = self.with_state("list_by_status", |state| {
+                    Ok(state.list_by_status(status, limit, offset))
+                });
+                let _ = reply.send(page);
+            }
+            Op::Stats { reply } => {
+                tracing::debug!(name: "hub.stats", "stats");
+                let _ = reply.send(self.with_state("stats", |state| Ok(state.stats())));
+            }
+            Op::Snapshot { reply } => {
+                let records = self.with_state("snapshot", |state| Ok(state.snapshot()));
+                tracing::debug!(name: "hub.snapshot", ok = records.is_ok());
+                let _ = reply.send(records);
+            }
+            Op::Restore { records, reply } => {
+                let outcome = self.with_state("restore", |state| state.restore(records));
+                tracing::debug!(name: "hub.restore", ok = outcome.is_ok());
+                let _ = reply.send(outcome);
+            }
+            Op::Subscribe { reply } => {
+                tracing::debug!(name: "hub.subscribe", "subscribe");
+                let _ = reply.send(self.with_state("subscribe", |state| Ok(state.subscribe())));
+            }
+            Op::Shutdown { snapshot, reply } => {
+                let outcome = if snapshot {
+                    self.with_state("snapshot", |state| Ok(state.snapshot()))
+                } else if self.state.is_some() {
+                    Ok(Vec::new())
+                } else {
+                    Err(BackendError::hub_stopped())
+                };
+                match &outcome {
+                    // No snapshot, no shutdown: the records are still here for another try.
+                    Err(BackendError::Internal { .. }) => self.shared.reopen(),
+                    _ => self.close_for_good(ctx),
+                }
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn close_for_good(&mut self, ctx: &mut Context<Self>) {
+        tracing::debug!(name: "hub.shutdown", open = self.state.is_some());
+        // Dropping the state drops every waiter's reply: pending waits end with Unavailable.
+        self.state = None;
+        self.shared.close();
+        // A supervisor restarts a stopped actor; with no state it stays inert and answers
+        // Unavailable, which is what "stopped for good" means to its callers.
+        ctx.stop();
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }
 
@@ -159,6 +336,9 @@ impl Actor for ResultHub {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         tracing::debug!(name: "hub.started", open = self.state.is_some());
+        self.shared.hub_started(ctx.address().downgrade());
+        // Whatever was queued before the hub ran (or while it restarted).
+        self.drain(ctx);
         // Every operation drops expired records before it reads, so expiry is exact without
         // this; the sweep only gives the memory back when no operation comes.
         if let Some(period) = self
@@ -177,6 +357,18 @@ impl Actor for ResultHub {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         tracing::debug!(name: "hub.stopped", open = self.state.is_some());
+        if self.stops_its_system {
+            if let Some(system) = actix_rt::System::try_current() {
+                system.stop();
+            }
+        }
+    }
+}
+
+impl Drop for ResultHub {
+    fn drop(&mut self) {
+        // Nothing will apply what is queued: every caller still waiting hears Unavailable.
+        self.shared.hub_gone();
     }
 }
 
@@ -193,7 +385,59 @@ fn sweep_period(config: &HubConfig) -> Option<Duration> {
 impl Supervised for ResultHub {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         tracing::warn!(name: "hub.restarting", open = self.state.is_some(), "result hub restarting; state kept");
+        // `started` drains what came meanwhile; no push needs to ring until then.
+        self.shared.schedule();
     }
 }
 
 impl SystemService for ResultHub {}
+
+/// Tells the hub that operations are queued.
+#[derive(Debug)]
+pub(crate) struct Doorbell;
+
+impl Message for Doorbell {
+    type Result = ();
+}
+
+impl Handler<Doorbell> for ResultHub {
+    type Result = ();
+
+    fn handle(&mut self, _: Doorbell, ctx: &mut Context<Self>) {
+        self.drain(ctx);
+    }
+}
+
+/// An operation sent through the mailbox, by a handle that does not know the hub's queue yet
+/// ([`HubHandle::from_addr`](crate::HubHandle::from_addr)).
+#[derive(Debug)]
+pub(crate) struct Mailed(pub(crate) Op);
+
+impl Message for Mailed {
+    type Result = ();
+}
+
+impl Handler<Mailed> for ResultHub {
+    type Result = ();
+
+    fn handle(&mut self, Mailed(op): Mailed, ctx: &mut Context<Self>) {
+        self.drain_all(ctx);
+        self.apply(op, ctx);
+    }
+}
+
+/// Tells a handle made by `from_addr` where the hub's queue is.
+#[derive(Debug)]
+pub(crate) struct Introduce(pub(crate) Arc<OnceLock<Arc<Shared>>>);
+
+impl Message for Introduce {
+    type Result = ();
+}
+
+impl Handler<Introduce> for ResultHub {
+    type Result = ();
+
+    fn handle(&mut self, Introduce(cell): Introduce, _: &mut Context<Self>) {
+        let _ = cell.set(self.shared());
+    }
+}

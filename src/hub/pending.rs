@@ -5,11 +5,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use actix::Recipient;
 use tokio::sync::oneshot;
 
-use crate::hub::state::SharedRecord;
-use crate::messages::CancelWait;
+use super::ops::Op;
+use super::records::SharedRecord;
+use super::shared::Shared;
 use crate::{BackendError, TaskResult};
 
 /// A waiter registered with the hub: resolves to the task's next terminal record.
@@ -25,22 +25,19 @@ use crate::{BackendError, TaskResult};
 #[must_use = "a PendingWait does nothing unless awaited; dropping it unregisters the waiter"]
 pub struct PendingWait {
     task_id: Arc<str>,
-    waiter_id: u64,
-    receiver: oneshot::Receiver<SharedRecord>,
-    /// Shared by every waiter of the hub; `None` once resolved: nothing is left to cancel.
-    hub: Option<Arc<Recipient<CancelWait>>>,
+    receiver: oneshot::Receiver<Result<SharedRecord, BackendError>>,
+    /// The queue to cancel through; `None` once resolved: nothing is left to cancel.
+    hub: Option<Arc<Shared>>,
 }
 
 impl PendingWait {
     pub(crate) fn new(
         task_id: Arc<str>,
-        waiter_id: u64,
-        receiver: oneshot::Receiver<SharedRecord>,
-        hub: Arc<Recipient<CancelWait>>,
+        receiver: oneshot::Receiver<Result<SharedRecord, BackendError>>,
+        hub: Arc<Shared>,
     ) -> Self {
         PendingWait {
             task_id,
-            waiter_id,
             receiver,
             hub: Some(hub),
         }
@@ -62,7 +59,8 @@ impl Future for PendingWait {
         this.hub = None;
         // Unpacked here, on the waiting caller's thread, not on the hub's.
         Poll::Ready(match outcome {
-            Ok(record) => record.unpack(&this.task_id),
+            Ok(Ok(record)) => Ok(record.unpack(&this.task_id)),
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(BackendError::hub_stopped()),
         })
     }
@@ -70,10 +68,14 @@ impl Future for PendingWait {
 
 impl Drop for PendingWait {
     fn drop(&mut self) {
-        if let Some(hub) = self.hub.take() {
-            hub.do_send(CancelWait {
+        let Some(hub) = self.hub.take() else {
+            return;
+        };
+        // Answered meanwhile, or the hub is gone: nothing to cancel.
+        self.receiver.close();
+        if self.receiver.try_recv().is_err() && !hub.is_closed() {
+            let _ = hub.push(Op::CancelWait {
                 task_id: Arc::clone(&self.task_id),
-                waiter_id: self.waiter_id,
             });
         }
     }

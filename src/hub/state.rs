@@ -1,19 +1,23 @@
-//! Everything the hub holds, as a plain single-threaded state machine.
+//! Everything the hub holds, and every change to it, as a plain single-threaded state machine.
 //!
-//! The actor in `hub/mod.rs` only routes messages here. Keeping the state free of actix makes
-//! every rule checkable without a System, and keeps each handler a small, non-blocking change.
-//! Records are held packed ([`CompactRecord`]) and shared (`Arc`): a read hands out a pointer,
-//! and the caller unpacks it on its own thread, so the hub's one thread does no JSON work.
+//! The records live in the shared record map ([`records`](super::records)), which only this
+//! state writes; the orders the hub reads them in (listing, eviction, expiry), the waiters and
+//! the counts are its own. Records are held packed ([`CompactRecord`]) and shared (`Arc`): a
+//! read hands out a pointer, and the caller unpacks it on its own thread.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::oneshot;
+use tokio::sync::broadcast;
 
+use super::ops::{Keyed, Reply};
+use dashmap::mapref::one::RefMut;
+
+use super::records::{Fold, IdHasher, SharedRecord, Slot};
+use super::shared::Shared;
 use crate::compact::CompactRecord;
 use crate::events::{EventBus, EventKind, RawEvent};
-use crate::hub::view::View;
 use crate::order::{ListKey, page};
 use crate::{BackendError, HubConfig, HubStats, TaskStatus, validate};
 
@@ -29,35 +33,7 @@ macro_rules! inject_fault {
     };
 }
 
-/// A record as the hub hands it out: shared, unpacked by whoever reads it.
-pub(crate) type SharedRecord = Arc<CompactRecord>;
-
-/// A record with its id, as listings and snapshots return them.
-pub(crate) type Keyed = (Arc<str>, SharedRecord);
-
-/// One stored record and its bookkeeping.
-#[derive(Debug)]
-struct Entry {
-    record: SharedRecord,
-    /// Numbers the id's first store: breaks listing ties, orders snapshots.
-    seq: u64,
-    /// Numbers the latest store of the id: eviction takes the terminal record with the
-    /// smallest.
-    stored: u64,
-    /// When `result_ttl` or `pending_ttl` removes it.
-    expires_at: Option<Instant>,
-}
-
-impl Entry {
-    fn list_key(&self) -> ListKey {
-        ListKey {
-            submitted_at: self.record.submitted_at,
-            seq: self.seq,
-        }
-    }
-}
-
-/// The orders the hub reads records in; each maps to the id, which `records` resolves.
+/// The orders the hub reads records in; each maps to the id, which the record map resolves.
 #[derive(Debug, Default)]
 struct Links {
     /// Per status (indexed by `TaskStatus::index`), the listing order, so a page costs
@@ -78,123 +54,103 @@ impl Links {
         }
     }
 
-    fn link(&mut self, id: &Arc<str>, entry: &Entry) {
-        self.by_status[entry.record.status.index()].insert(entry.list_key(), Arc::clone(id));
+    fn link(&mut self, id: &Arc<str>, record: &CompactRecord, slot: &Slot) {
+        let key = ListKey {
+            submitted_at: record.submitted_at,
+            seq: slot.seq,
+        };
+        self.by_status[record.status.index()].insert(key, Arc::clone(id));
         if let Some(terminal) = &mut self.terminal_by_store {
-            if entry.record.is_complete() {
-                terminal.insert(entry.stored, Arc::clone(id));
+            if record.is_terminal() {
+                terminal.insert(slot.stored, Arc::clone(id));
             }
         }
-        if let Some(at) = entry.expires_at {
-            self.expiry.insert((at, entry.stored), Arc::clone(id));
+        if let Some(at) = slot.expires_at {
+            self.expiry.insert((at, slot.stored), Arc::clone(id));
         }
     }
 
-    fn unlink(&mut self, entry: &Entry) {
+    fn unlink(&mut self, record: &CompactRecord, slot: &Slot) {
         if let Some(terminal) = &mut self.terminal_by_store {
-            terminal.remove(&entry.stored);
+            terminal.remove(&slot.stored);
         }
-        if let Some(at) = entry.expires_at {
-            self.expiry.remove(&(at, entry.stored));
+        if let Some(at) = slot.expires_at {
+            self.expiry.remove(&(at, slot.stored));
         }
-        self.by_status[entry.record.status.index()].remove(&entry.list_key());
+        let key = ListKey {
+            submitted_at: record.submitted_at,
+            seq: slot.seq,
+        };
+        self.by_status[record.status.index()].remove(&key);
     }
 }
 
-/// The callers waiting for one id. Most ids have one waiter, which then needs no map; many
-/// waiters are keyed by waiter id, so that one giving up is removed in O(1).
+/// The callers waiting for one id; most ids have one, which then needs no vector.
 #[derive(Debug)]
 enum Waiters {
-    One(u64, oneshot::Sender<SharedRecord>),
-    // Boxed: an id's entry is then 16 bytes, not the 48 of an inline map, for the common case.
-    #[allow(clippy::box_collection)]
-    Many(Box<HashMap<u64, oneshot::Sender<SharedRecord>>>),
+    One(Reply<SharedRecord>),
+    Many(Vec<Reply<SharedRecord>>),
 }
 
 impl Waiters {
     fn len(&self) -> usize {
         match self {
-            Waiters::One(..) => 1,
+            Waiters::One(_) => 1,
             Waiters::Many(waiters) => waiters.len(),
         }
     }
 
-    fn push(&mut self, waiter_id: u64, sender: oneshot::Sender<SharedRecord>) {
+    fn push(&mut self, reply: Reply<SharedRecord>) {
         match self {
-            Waiters::One(..) => {
-                let Waiters::One(first_id, first) =
-                    std::mem::replace(self, Waiters::Many(Box::new(HashMap::with_capacity(2))))
-                else {
+            Waiters::One(_) => {
+                let Waiters::One(first) = std::mem::replace(self, Waiters::Many(Vec::new())) else {
                     return;
                 };
-                if let Waiters::Many(waiters) = self {
-                    waiters.insert(first_id, first);
-                    waiters.insert(waiter_id, sender);
-                }
+                *self = Waiters::Many(vec![first, reply]);
             }
+            Waiters::Many(waiters) => waiters.push(reply),
+        }
+    }
+
+    /// Drops the waiters whose caller gave up; returns how many, and whether none is left.
+    fn prune(&mut self) -> (usize, bool) {
+        match self {
+            Waiters::One(reply) => (usize::from(reply.is_closed()), reply.is_closed()),
             Waiters::Many(waiters) => {
-                waiters.insert(waiter_id, sender);
+                let before = waiters.len();
+                waiters.retain(|reply| !reply.is_closed());
+                (before - waiters.len(), waiters.is_empty())
             }
-        }
-    }
-
-    /// Removes one waiter; true if it was there.
-    fn remove(&mut self, waiter_id: u64) -> bool {
-        match self {
-            Waiters::One(id, _) => *id == waiter_id,
-            Waiters::Many(waiters) => waiters.remove(&waiter_id).is_some(),
-        }
-    }
-
-    fn is_empty_after_remove(&self, removed_only: bool) -> bool {
-        match self {
-            Waiters::One(..) => removed_only,
-            Waiters::Many(waiters) => waiters.is_empty(),
         }
     }
 
     fn answer(self, record: &SharedRecord) {
-        // A receiver dropped since is being cancelled; its message is harmless.
+        // A receiver dropped since is being cancelled; its answer is harmless.
         match self {
-            Waiters::One(_, sender) => {
-                let _ = sender.send(Arc::clone(record));
+            Waiters::One(reply) => {
+                let _ = reply.send(Ok(Arc::clone(record)));
             }
             Waiters::Many(waiters) => {
-                for sender in waiters.into_values() {
-                    let _ = sender.send(Arc::clone(record));
+                for reply in waiters {
+                    let _ = reply.send(Ok(Arc::clone(record)));
                 }
             }
         }
     }
 }
 
-/// What `register_waiter` found.
-#[derive(Debug)]
-pub(crate) enum Registration {
-    /// The record is terminal already.
-    Ready(SharedRecord),
-    /// A waiter was registered under this id; the receiver gets the next terminal record.
-    Waiting {
-        task_id: Arc<str>,
-        waiter_id: u64,
-        receiver: oneshot::Receiver<SharedRecord>,
-    },
-}
-
 #[derive(Debug)]
 pub(crate) struct HubState {
-    config: HubConfig,
-    records: HashMap<Arc<str>, Entry>,
+    shared: Arc<Shared>,
     links: Links,
-    waiters: HashMap<Arc<str>, Waiters>,
+    /// How many records the map holds (it also holds slots of ids with only queued stores).
+    len: usize,
+    waiters: HashMap<Arc<str>, Waiters, IdHasher>,
     waiter_count: usize,
     next_seq: u64,
     next_store: u64,
-    next_waiter_id: u64,
     evicted: u64,
     expired: u64,
-    /// The read view handles read `get` from, when stores are pipelined; kept current here.
-    view: Option<Arc<View>>,
     /// Task names, shared by every record of the same task.
     names: HashSet<Arc<str>>,
     /// Subscribers' events; dropped with the state, which ends every subscription.
@@ -205,32 +161,30 @@ pub(crate) struct HubState {
 }
 
 impl HubState {
-    pub(crate) fn new(config: HubConfig, view: Option<Arc<View>>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         HubState {
-            view,
-            names: HashSet::new(),
-            events: EventBus::new(&config),
-            links: Links::new(&config),
-            config,
-            records: HashMap::new(),
-            waiters: HashMap::new(),
+            links: Links::new(&shared.config),
+            events: EventBus::new(&shared.config),
+            shared,
+            len: 0,
+            waiters: HashMap::default(),
             waiter_count: 0,
             next_seq: 0,
             next_store: 0,
-            next_waiter_id: 0,
             evicted: 0,
             expired: 0,
+            names: HashSet::new(),
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
     }
 
     pub(crate) fn config(&self) -> &HubConfig {
-        &self.config
+        &self.shared.config
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.records.len()
+        self.len
     }
 
     pub(crate) fn waiter_count(&self) -> usize {
@@ -243,13 +197,13 @@ impl HubState {
         self.expire_due_at(None);
     }
 
-    /// `expire_due` as of `at` (default: now). A pipelined store is applied as of when it was
-    /// made, so a record it refreshes in time is not expired by the delay in the queue.
+    /// `expire_due` as of `at` (default: now). A store is applied as of when it was made, so
+    /// a record it refreshes in time is not expired by the delay in the queue.
     fn expire_due_at(&mut self, at: Option<Instant>) {
         let Some((&(first, _), _)) = self.links.expiry.first_key_value() else {
             return;
         };
-        let now = at.unwrap_or_else(|| self.config.clock.now());
+        let now = at.unwrap_or_else(|| self.config().clock.now());
         if first > now {
             return;
         }
@@ -262,65 +216,96 @@ impl HubState {
                 self.expired += 1;
             }
         }
-        shrink_if_sparse(&mut self.records);
+        self.shrink_if_sparse();
     }
 
-    fn remove_record(&mut self, task_id: &str, kind: EventKind) -> Option<Entry> {
-        let (id, entry) = self.records.remove_entry(task_id)?;
-        self.links.unlink(&entry);
-        if let Some(view) = &self.view {
-            view.removed(task_id);
-        }
+    fn remove_record(&mut self, task_id: &str, kind: EventKind) -> Option<SharedRecord> {
+        let records = &self.shared.records;
+        let (id, record) = {
+            let mut slot = records.map.get_mut(task_id)?;
+            let record = slot.record.clone()?;
+            self.links.unlink(&record, &slot);
+            slot.record = None;
+            slot.expires_at = None;
+            (Arc::clone(slot.key()), record)
+        };
+        records.remove_if_empty(task_id);
+        self.len -= 1;
         self.events
-            .emit(kind, &id, &entry.record, &self.config.clock);
-        Some(entry)
+            .emit(kind, &id, &record, &self.shared.config.clock);
+        Some(record)
     }
 
     /// Stores `record` under `task_id` and returns it as stored (task fields merged from the
-    /// previous record). The caller has checked that the record came with that id; everything
-    /// else is checked here.
+    /// previous record). `fold` is set for a pipelined store, whose handle merged it already;
+    /// it is checked, and merged again if the id changed under it.
     pub(crate) fn store(
         &mut self,
-        task_id: &str,
-        record: CompactRecord,
+        task_id: &Arc<str>,
+        mut record: SharedRecord,
         at: Option<Instant>,
-        ticket: Option<u64>,
+        fold: Option<Fold>,
     ) -> Result<SharedRecord, BackendError> {
-        validate::waitable_id(task_id, &self.config)?;
-        let mut record = record;
-        record.intern_task_name(&mut self.names);
-        self.expire_due_at(at);
-        let record = self.admit(task_id, record)?;
-        if !self.records.contains_key(task_id) {
-            self.make_room(&HashSet::new())?;
+        let shared = Arc::clone(&self.shared);
+        if fold.is_none() {
+            validate::waitable_id(task_id, &shared.config)?;
         }
-        Ok(self.apply_store(task_id, record, at, ticket))
+        if let Some(unshared) = Arc::get_mut(&mut record) {
+            unshared.intern_task_name(&mut self.names);
+        }
+        self.expire_due_at(at);
+        let mut slot = shared.records.map.entry(Arc::clone(task_id)).or_default();
+        let pipelined = fold.is_some();
+        if pipelined {
+            slot.dequeue();
+        }
+        let previous = slot.record.clone();
+        let admitted = match fold {
+            Some(fold) => {
+                refold(&mut record, fold, previous.as_ref());
+                Ok(())
+            }
+            None => self.admit(task_id, &mut record, previous.as_ref()),
+        };
+        if let Err(error) = admitted {
+            drop(slot);
+            shared.records.remove_if_empty(task_id);
+            return Err(error);
+        }
+        let full = |len| shared.config.max_results.is_some_and(|max| len >= max);
+        if previous.is_none() && full(self.len) {
+            drop(slot);
+            if let Err(error) = self.make_room(&HashSet::new()) {
+                shared.records.remove_if_empty(task_id);
+                return Err(error);
+            }
+            slot = shared.records.map.entry(Arc::clone(task_id)).or_default();
+        }
+        Ok(self.apply_store(slot, record, at))
     }
 
-    /// The policy and size checks a store must pass, changing nothing: returns the record as
-    /// it will be stored, task fields merged.
+    /// The policy and size checks an unpipelined store must pass, changing nothing but the
+    /// record, which takes the task fields of `previous`.
     fn admit(
         &self,
         task_id: &str,
-        mut record: CompactRecord,
-    ) -> Result<CompactRecord, BackendError> {
-        if let Some(previous) = self.records.get(task_id) {
-            validate::terminal_policy(task_id, Some(previous.record.status), &self.config)?;
-            record.inherit_task_fields(&previous.record);
+        record: &mut SharedRecord,
+        previous: Option<&SharedRecord>,
+    ) -> Result<(), BackendError> {
+        if let Some(previous) = previous {
+            validate::terminal_policy(task_id, Some(previous.status), self.config())?;
+            Arc::make_mut(record).inherit_task_fields(previous);
         }
-        if self.config.max_record_bytes.is_some() {
-            validate::record_bytes(record.json_len(task_id), &self.config)?;
-        }
-        Ok(record)
+        record.check_size(task_id, self.config())
     }
 
     /// Under `max_results`, evicts the terminal record whose latest store is oldest (skipping
     /// `keep`) so that a new id fits; refuses when no record can go.
     fn make_room(&mut self, keep: &HashSet<&str>) -> Result<(), BackendError> {
-        let Some(max) = self.config.max_results else {
+        let Some(max) = self.config().max_results else {
             return Ok(());
         };
-        while self.records.len() >= max {
+        while self.len >= max {
             let oldest = self
                 .links
                 .terminal_by_store
@@ -331,7 +316,7 @@ impl HubState {
                 return Err(BackendError::Overloaded {
                     reason: format!(
                         "{} records, at max_results ({max}), and none can be evicted",
-                        self.records.len()
+                        self.len
                     ),
                 });
             };
@@ -343,56 +328,44 @@ impl HubState {
         Ok(())
     }
 
-    /// Stores a record that passed `admit` and `make_room`: cannot fail; returns it as stored.
-    /// `at` is when the caller stored it, if it says; TTLs count from then. `ticket` marks a
-    /// pipelined store, which the read view then no longer holds as queued.
+    /// Stores a record that passed every check into its slot: cannot fail; returns it as
+    /// stored. `at` is when the caller stored it, if it says; TTLs count from then.
     fn apply_store(
         &mut self,
-        task_id: &str,
-        record: CompactRecord,
+        mut slot: RefMut<'_, Arc<str>, Slot>,
+        record: SharedRecord,
         at: Option<Instant>,
-        ticket: Option<u64>,
     ) -> SharedRecord {
         let stored = self.next_store;
         self.next_store += 1;
-        let expires_at = self.config.ttl(record.is_complete()).and_then(|ttl| {
-            at.unwrap_or_else(|| self.config.clock.now())
-                .checked_add(ttl)
-        });
-        let record = Arc::new(record);
-        let id = match self.records.get_key_value(task_id) {
-            Some((id, _)) => Arc::clone(id),
-            None => Arc::from(task_id),
-        };
-        match self.records.get_mut(task_id) {
-            Some(entry) => {
-                self.links.unlink(entry);
+        let clock = &self.shared.config.clock;
+        let expires_at = self
+            .shared
+            .config
+            .ttl(record.is_terminal())
+            .and_then(|ttl| at.unwrap_or_else(|| clock.now()).checked_add(ttl));
+        let id = Arc::clone(slot.key());
+        match slot.record.clone() {
+            Some(previous) => {
+                self.links.unlink(&previous, &slot);
                 // Mid-change on purpose: the test checks that `repair` restores the links.
                 inject_fault!(self, "store");
-                entry.record = Arc::clone(&record);
-                entry.stored = stored;
-                entry.expires_at = expires_at;
-                self.links.link(&id, entry);
             }
             None => {
-                let entry = Entry {
-                    record: Arc::clone(&record),
-                    seq: self.next_seq,
-                    stored,
-                    expires_at,
-                };
+                slot.seq = self.next_seq;
                 self.next_seq += 1;
-                self.links.link(&id, &entry);
-                self.records.insert(Arc::clone(&id), entry);
+                self.len += 1;
             }
         }
-        if let Some(view) = &self.view {
-            view.applied(&id, &record, expires_at, ticket);
-        }
-        self.events
-            .emit(EventKind::Stored, &id, &record, &self.config.clock);
-        if record.is_complete() {
-            if let Some(waiters) = self.waiters.remove(task_id) {
+        slot.record = Some(Arc::clone(&record));
+        slot.stored = stored;
+        slot.expires_at = expires_at;
+        self.links.link(&id, &record, &slot);
+        // Released before anyone is told: readers on other threads wait on it.
+        drop(slot);
+        self.events.emit(EventKind::Stored, &id, &record, clock);
+        if record.is_terminal() && !self.waiters.is_empty() {
+            if let Some(waiters) = self.waiters.remove(&id) {
                 self.waiter_count -= waiters.len();
                 waiters.answer(&record);
                 shrink_if_sparse(&mut self.waiters);
@@ -402,98 +375,104 @@ impl HubState {
     }
 
     pub(crate) fn get(&mut self, task_id: &str) -> Result<Option<SharedRecord>, BackendError> {
-        validate::id_length(task_id, &self.config)?;
+        validate::id_length(task_id, self.config())?;
         self.expire_due();
         inject_fault!(self, "get");
         Ok(self
+            .shared
             .records
+            .map
             .get(task_id)
-            .map(|entry| Arc::clone(&entry.record)))
+            .and_then(|slot| slot.record.clone()))
     }
 
-    pub(crate) fn register_waiter(&mut self, task_id: &str) -> Result<Registration, BackendError> {
-        validate::waitable_id(task_id, &self.config)?;
+    /// The first step of a `wait_for`, which may refuse: the record if it is terminal
+    /// already; `None` if the caller must wait, and there is room for one more waiter.
+    pub(crate) fn wait_for(&mut self, task_id: &str) -> Result<Option<SharedRecord>, BackendError> {
+        validate::waitable_id(task_id, self.config())?;
         self.expire_due();
         inject_fault!(self, "wait_for");
-        let key = match self.records.get_key_value(task_id) {
-            Some((_, entry)) if entry.record.is_complete() => {
-                return Ok(Registration::Ready(Arc::clone(&entry.record)));
-            }
-            Some((id, _)) => Some(Arc::clone(id)),
-            None => None,
-        };
-        if let Some(max) = self.config.max_waiters {
+        let record = self
+            .shared
+            .records
+            .map
+            .get(task_id)
+            .and_then(|slot| slot.record.clone());
+        if let Some(record) = record.filter(|record| record.is_terminal()) {
+            return Ok(Some(record));
+        }
+        if let Some(max) = self.config().max_waiters {
             if self.waiter_count >= max {
-                return Err(BackendError::Overloaded {
-                    reason: format!("{} waiters, at max_waiters ({max})", self.waiter_count),
-                });
+                let reason = format!("{} waiters, at max_waiters ({max})", self.waiter_count);
+                return Err(BackendError::Overloaded { reason });
             }
         }
-        let (sender, receiver) = oneshot::channel();
-        let waiter_id = self.next_waiter_id;
-        self.next_waiter_id += 1;
-        let task_id = match self.waiters.get_key_value(task_id) {
-            Some((id, _)) => Arc::clone(id),
-            None => key.unwrap_or_else(|| Arc::from(task_id)),
-        };
+        Ok(None)
+    }
+
+    /// The second step: keeps `reply` until a terminal store of `task_id`.
+    pub(crate) fn add_waiter(&mut self, task_id: Arc<str>, reply: Reply<SharedRecord>) {
+        if reply.is_closed() {
+            // The caller gave up while this was queued.
+            return;
+        }
         match self.waiters.get_mut(&task_id) {
-            Some(waiters) => waiters.push(waiter_id, sender),
+            Some(waiters) => waiters.push(reply),
             None => {
-                self.waiters
-                    .insert(Arc::clone(&task_id), Waiters::One(waiter_id, sender));
+                self.waiters.insert(task_id, Waiters::One(reply));
             }
         }
         self.waiter_count += 1;
-        Ok(Registration::Waiting {
-            task_id,
-            waiter_id,
-            receiver,
-        })
     }
 
-    /// Removes a waiter whose caller gave up. A no-op if a terminal store answered it first.
-    pub(crate) fn cancel_waiter(&mut self, task_id: &str, waiter_id: u64) {
+    /// Drops the waiters of `task_id` whose caller gave up.
+    pub(crate) fn cancel_wait(&mut self, task_id: &str) {
         let Some(waiters) = self.waiters.get_mut(task_id) else {
             return;
         };
-        let removed = waiters.remove(waiter_id);
-        if removed {
-            self.waiter_count -= 1;
-        }
-        if waiters.is_empty_after_remove(removed) {
+        let (pruned, none_left) = waiters.prune();
+        self.waiter_count -= pruned;
+        if none_left {
             self.waiters.remove(task_id);
             shrink_if_sparse(&mut self.waiters);
         }
     }
 
     pub(crate) fn delete(&mut self, task_id: &str) -> Result<bool, BackendError> {
-        validate::id_length(task_id, &self.config)?;
+        validate::id_length(task_id, self.config())?;
         self.expire_due();
         inject_fault!(self, "delete");
         let existed = self.remove_record(task_id, EventKind::Deleted).is_some();
-        shrink_if_sparse(&mut self.records);
+        self.shrink_if_sparse();
         Ok(existed)
     }
 
     pub(crate) fn clear(&mut self) -> usize {
         self.expire_due();
         inject_fault!(self, "clear");
-        let removed = self.records.len();
-        // Fresh maps rather than `clear()`, which would keep the old capacity.
-        let records = std::mem::take(&mut self.records);
-        if self.events.active() {
-            let mut entries: Vec<(Arc<str>, Entry)> = records.into_iter().collect();
-            entries.sort_unstable_by_key(|(_, entry)| entry.seq);
-            for (id, entry) in &entries {
-                self.events
-                    .emit(EventKind::Cleared, id, &entry.record, &self.config.clock);
+        let removed = self.len;
+        let mut cleared = Vec::new();
+        let emit = self.events.active();
+        // Slots with stores still queued stay, empty: those stores come after the clear.
+        self.shared.records.map.retain(|id, slot| {
+            if let Some(record) = slot.record.take() {
+                if emit {
+                    cleared.push((slot.seq, Arc::clone(id), record));
+                }
             }
+            slot.expires_at = None;
+            slot.has_queued()
+        });
+        self.shared.records.map.shrink_to_fit();
+        cleared.sort_unstable_by_key(|(seq, _, _)| *seq);
+        for (_, id, record) in &cleared {
+            self.events
+                .emit(EventKind::Cleared, id, record, &self.shared.config.clock);
         }
-        self.links = Links::new(&self.config);
-        if let Some(view) = &self.view {
-            view.cleared();
-        }
-        // Names no record uses any more.
+        drop(cleared);
+        self.links = Links::new(self.config());
+        self.len = 0;
+        // Names no record uses any more: the records are gone by now.
         self.names.retain(|name| Arc::strong_count(name) > 1);
         removed
     }
@@ -508,10 +487,11 @@ impl HubState {
         inject_fault!(self, "list_by_status");
         // Page the ids first: the skipped ones cost a step through the index, nothing more.
         let ids = page(self.links.by_status[status.index()].values(), limit, offset);
+        let map = &self.shared.records.map;
         ids.into_iter()
             .filter_map(|id| {
-                let entry = self.records.get(id)?;
-                Some((Arc::clone(id), Arc::clone(&entry.record)))
+                let record = map.get(&**id)?.record.clone()?;
+                Some((Arc::clone(id), record))
             })
             .collect()
     }
@@ -520,7 +500,7 @@ impl HubState {
         self.expire_due();
         inject_fault!(self, "stats");
         let mut stats = HubStats {
-            results: self.records.len(),
+            results: self.len,
             waiters: self.waiter_count,
             subscribers: self.events.subscribers(),
             evicted: self.evicted,
@@ -534,7 +514,7 @@ impl HubState {
     }
 
     /// A new subscription to the events of every change from now on.
-    pub(crate) fn subscribe(&mut self) -> tokio::sync::broadcast::Receiver<RawEvent> {
+    pub(crate) fn subscribe(&mut self) -> broadcast::Receiver<RawEvent> {
         self.events.subscribe()
     }
 
@@ -542,40 +522,59 @@ impl HubState {
     pub(crate) fn snapshot(&mut self) -> Vec<Keyed> {
         self.expire_due();
         inject_fault!(self, "snapshot");
-        let mut entries: Vec<(&Arc<str>, &Entry)> = self.records.iter().collect();
-        entries.sort_unstable_by_key(|(_, entry)| entry.seq);
-        entries
-            .into_iter()
-            .map(|(id, entry)| (Arc::clone(id), Arc::clone(&entry.record)))
-            .collect()
+        let mut records: Vec<(u64, Keyed)> = self
+            .shared
+            .records
+            .map
+            .iter()
+            .filter_map(|slot| {
+                let record = slot.record.clone()?;
+                Some((slot.seq, (Arc::clone(slot.key()), record)))
+            })
+            .collect();
+        records.sort_unstable_by_key(|(seq, _)| *seq);
+        records.into_iter().map(|(_, keyed)| keyed).collect()
     }
 
     /// Stores `records` in order, all or none: every record is checked against the rules and
     /// limits a store would apply before the first is stored.
     pub(crate) fn restore(
         &mut self,
-        records: Vec<(String, CompactRecord)>,
+        records: Vec<(Arc<str>, CompactRecord)>,
     ) -> Result<usize, BackendError> {
         self.expire_due();
         inject_fault!(self, "restore");
         self.check_restore(&records)?;
         let count = records.len();
-        let ids: Vec<String> = records.iter().map(|(id, _)| id.clone()).collect();
-        let keep: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let ids: Vec<Arc<str>> = records.iter().map(|(id, _)| Arc::clone(id)).collect();
+        let keep: HashSet<&str> = ids.iter().map(|id| &**id).collect();
         for (task_id, mut record) in records {
             // Checked above: these cannot refuse. Room comes from records outside the restore.
-            match self.records.get(task_id.as_str()) {
-                Some(previous) => record.inherit_task_fields(&previous.record),
+            let previous = self
+                .shared
+                .records
+                .map
+                .get(&*task_id)
+                .and_then(|slot| slot.record.clone());
+            match previous {
+                Some(previous) => {
+                    record.inherit_task_fields(&previous);
+                }
                 None => self.make_room(&keep)?,
             }
-            self.apply_store(&task_id, record, None, None);
+            record.intern_task_name(&mut self.names);
+            let shared = Arc::clone(&self.shared);
+            let slot = shared.records.map.entry(task_id).or_default();
+            self.apply_store(slot, Arc::new(record), None);
         }
         Ok(count)
     }
 
     /// Dry-runs `restore`: the merged record of each id, the terminal policy, the sizes, and
     /// room under `max_results` without evicting anything the restore itself stores.
-    fn check_restore(&self, records: &[(String, CompactRecord)]) -> Result<(), BackendError> {
+    fn check_restore(&self, records: &[(Arc<str>, CompactRecord)]) -> Result<(), BackendError> {
+        let map = &self.shared.records.map;
+        let held = |id: &str| map.get(id).and_then(|slot| slot.record.clone());
         let mut merged: HashMap<&str, CompactRecord> = HashMap::new();
         for (position, (id, record)) in records.iter().enumerate() {
             let at = |error: BackendError| match error {
@@ -584,31 +583,31 @@ impl HubState {
                 },
                 other => other,
             };
-            validate::waitable_id(id, &self.config).map_err(at)?;
+            validate::waitable_id(id, self.config()).map_err(at)?;
             let previous = merged
-                .get(id.as_str())
-                .or_else(|| self.records.get(id.as_str()).map(|entry| &*entry.record));
+                .get(&**id)
+                .cloned()
+                .or_else(|| held(id).map(Arc::unwrap_or_clone));
             let mut next = record.clone();
-            if let Some(previous) = previous {
-                validate::terminal_policy(id, Some(previous.status), &self.config)?;
+            if let Some(previous) = &previous {
+                validate::terminal_policy(id, Some(previous.status), self.config())?;
                 next.inherit_task_fields(previous);
             }
-            if self.config.max_record_bytes.is_some() {
-                validate::record_bytes(next.json_len(id), &self.config).map_err(at)?;
-            }
-            merged.insert(id.as_str(), next);
+            next.check_size(id, self.config()).map_err(at)?;
+            merged.insert(&**id, next);
         }
-        if let Some(max) = self.config.max_results {
-            let new_ids = merged
-                .keys()
-                .filter(|id| !self.records.contains_key(**id))
-                .count();
-            let evictable = self
-                .records
+        if let Some(max) = self.config().max_results {
+            let new_ids = merged.keys().filter(|id| held(id).is_none()).count();
+            let evictable = map
                 .iter()
-                .filter(|(id, entry)| entry.record.is_complete() && !merged.contains_key(&***id))
+                .filter(|slot| {
+                    slot.record
+                        .as_ref()
+                        .is_some_and(|record| record.is_terminal())
+                        && !merged.contains_key(&**slot.key())
+                })
                 .count();
-            let free = max.saturating_sub(self.records.len());
+            let free = max.saturating_sub(self.len);
             if new_ids > free + evictable {
                 return Err(BackendError::Overloaded {
                     reason: format!(
@@ -620,26 +619,56 @@ impl HubState {
         Ok(())
     }
 
-    /// Rebuilds every derived structure from the records and waiters, after a handler
-    /// panicked midway through a change.
+    /// Rebuilds every derived structure from the record map and the waiters, after a handler
+    /// panicked midway through a change. The map itself is never emptied, so readers on other
+    /// threads see every record throughout.
     pub(crate) fn repair(&mut self) {
-        let mut links = Links::new(&self.config);
-        for (id, entry) in &self.records {
-            links.link(id, entry);
+        let mut links = Links::new(self.config());
+        let mut len = 0;
+        for slot in self.shared.records.map.iter() {
+            if let Some(record) = &slot.record {
+                links.link(slot.key(), record, &slot);
+                len += 1;
+            }
         }
         self.links = links;
+        self.len = len;
         self.waiter_count = self.waiters.values().map(Waiters::len).sum();
-        if let Some(view) = &self.view {
-            let records = self.records.iter();
-            view.rebuild(records.map(|(id, entry)| (id, &entry.record, entry.expires_at)));
+    }
+
+    fn shrink_if_sparse(&mut self) {
+        let map = &self.shared.records.map;
+        if map.capacity() > MIN_CAPACITY && map.len() < map.capacity() / 4 {
+            map.shrink_to_fit();
         }
     }
 }
 
+/// Makes a pipelined store's record what the hub would have merged: when the id no longer
+/// holds the record the handle folded it onto, the inherited task fields are taken again.
+fn refold(record: &mut SharedRecord, fold: Fold, held: Option<&SharedRecord>) {
+    let same = match (&fold.base, held) {
+        (Some(base), Some(held)) => Arc::ptr_eq(base, held),
+        (None, None) => true,
+        _ => false,
+    };
+    if !same {
+        // Drops our hold on the old base first, so that `make_mut` copies only if it must.
+        drop(fold.base);
+        let merged = Arc::make_mut(record);
+        merged.forget_inherited(fold.inherited);
+        if let Some(held) = held {
+            merged.inherit_task_fields(held);
+        }
+    }
+}
+
+/// Below this many places a map is not worth shrinking.
+const MIN_CAPACITY: usize = 1024;
+
 /// Gives memory back once a map is mostly empty, so a burst of records or waiters does not
 /// pin its peak size forever. Halving only below a quarter keeps the cost amortized O(1).
-fn shrink_if_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
-    const MIN_CAPACITY: usize = 1024;
+fn shrink_if_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V, IdHasher>) {
     if map.capacity() > MIN_CAPACITY && map.len() < map.capacity() / 4 {
         map.shrink_to(map.len() * 2);
     }
@@ -648,70 +677,87 @@ fn shrink_if_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{TaskResult, TaskStatus};
+    use crate::TaskResult;
 
-    fn packed(id: &str, status: TaskStatus) -> CompactRecord {
-        CompactRecord::pack(TaskResult::new(id, status))
+    fn state(config: HubConfig) -> HubState {
+        HubState::new(Arc::new(Shared::new(config)))
+    }
+
+    fn store(state: &mut HubState, id: &str, record: TaskResult) {
+        let record = Arc::new(CompactRecord::pack(record));
+        state.store(&Arc::from(id), record, None, None).unwrap();
     }
 
     #[test]
     fn index_follows_status_changes_and_deletes() {
-        let mut state = HubState::new(HubConfig::default(), None);
-        state
-            .store("a", packed("a", TaskStatus::Pending), None, None)
-            .unwrap();
-        state
-            .store("a", packed("a", TaskStatus::Running), None, None)
-            .unwrap();
+        let mut state = state(HubConfig::default());
+        store(&mut state, "a", TaskResult::new("a", TaskStatus::Pending));
+        store(&mut state, "a", TaskResult::new("a", TaskStatus::Running));
         let stats = state.stats();
         assert_eq!((stats.by_status.pending, stats.by_status.running), (0, 1));
         assert!(state.delete("a").unwrap());
         assert!(state.links.by_status.iter().all(BTreeMap::is_empty));
-        assert!(state.records.is_empty());
+        assert!(state.shared.records.map.is_empty());
     }
 
     #[test]
     fn cancelled_waiters_leave_no_entry() {
-        let mut state = HubState::new(HubConfig::default(), None);
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let Registration::Waiting { waiter_id, .. } = state.register_waiter("a").unwrap()
-            else {
-                panic!("nothing stored, so the waiter must wait");
-            };
-            ids.push(waiter_id);
-        }
-        for waiter_id in ids.iter().chain(&ids) {
-            state.cancel_waiter("a", *waiter_id);
-        }
+        let mut state = state(HubConfig::default());
+        let receivers: Vec<_> = (0..3)
+            .map(|_| {
+                let (reply, receiver) = tokio::sync::oneshot::channel();
+                assert!(state.wait_for("a").unwrap().is_none());
+                state.add_waiter(Arc::from("a"), reply);
+                receiver
+            })
+            .collect();
+        assert_eq!(state.waiter_count, 3);
+        drop(receivers);
+        state.cancel_wait("a");
+        state.cancel_wait("a");
         assert_eq!(state.waiter_count, 0);
         assert!(state.waiters.is_empty());
     }
 
     #[test]
-    fn maps_give_memory_back_after_a_burst() {
-        let mut state = HubState::new(HubConfig::default(), None);
-        let mut ids = Vec::new();
-        for n in 0..10_000 {
+    fn clear_forgets_task_names_no_record_uses() {
+        let mut state = state(HubConfig::default());
+        for n in 0..10 {
             let id = format!("t{n}");
-            let Registration::Waiting { waiter_id, .. } = state.register_waiter(&id).unwrap()
-            else {
-                panic!("nothing stored, so the waiter must wait");
-            };
-            ids.push((id, waiter_id));
-            let stored = format!("r{n}");
-            state
-                .store(&stored, packed(&stored, TaskStatus::Success), None, None)
-                .unwrap();
+            let record =
+                TaskResult::new(&id, TaskStatus::Success).with_task_name(format!("job{n}"));
+            store(&mut state, &id, record);
         }
-        let peak = (state.waiters.capacity(), state.records.capacity());
-        for (id, waiter_id) in &ids {
-            state.cancel_waiter(id, *waiter_id);
-        }
+        assert_eq!(state.names.len(), 10);
+        assert_eq!(state.clear(), 10);
+        assert!(state.names.is_empty(), "{} names kept", state.names.len());
+    }
+
+    #[test]
+    fn maps_give_memory_back_after_a_burst() {
+        let mut state = state(HubConfig::default());
+        let mut receivers = Vec::new();
         for n in 0..10_000 {
+            let (reply, receiver) = tokio::sync::oneshot::channel();
+            state.add_waiter(Arc::from(format!("t{n}")), reply);
+            receivers.push(receiver);
+            let stored = format!("r{n}");
+            store(
+                &mut state,
+                &stored,
+                TaskResult::new(&stored, TaskStatus::Success),
+            );
+        }
+        let peak = (
+            state.waiters.capacity(),
+            state.shared.records.map.capacity(),
+        );
+        drop(receivers);
+        for n in 0..10_000 {
+            state.cancel_wait(&format!("t{n}"));
             assert!(state.delete(&format!("r{n}")).unwrap());
         }
         assert!(state.waiters.capacity() < peak.0 / 4);
-        assert!(state.records.capacity() < peak.1 / 4);
+        assert!(state.shared.records.map.capacity() < peak.1 / 4);
     }
 }
