@@ -6,7 +6,7 @@ The Rust bench runs this script as a subprocess and parses its stdout, so
 stdout carries exactly one JSON line at the end; everything else goes to
 stderr.
 
-    python bench_flowrra.py --workload {L1,L64,W,P,M} --n N --rounds R [--warmup W]
+    python bench_flowrra.py --workload {L1,L64,W,WP,P,M} --n N --rounds R [--warmup W]
 
 Output:
     {"system": "flowrra", "workload": "L1", "n": N, "python": "3.11.7",
@@ -163,11 +163,15 @@ def percentile(sorted_values, p):
     return sorted_values[min(rank, len(sorted_values) - 1)]
 
 
-async def run_w(n):
+async def run_w(n, pending_first=False):
     backend = InMemoryBackend()
     ids = [f"task-{i}" for i in range(n)]
     woke = [0.0] * n
     store_start = [0.0] * n
+    if pending_first:
+        # WP: every id is stored PENDING before its waiter registers.
+        for task_id in ids:
+            await backend.store(task_id, TaskResult(task_id=task_id, status=PENDING))
 
     async def waiter(i):
         result = await backend.wait_for(ids[i], timeout=WAIT_TIMEOUT_S)
@@ -310,6 +314,7 @@ WORKLOADS = {
     "L1": run_l1,
     "L64": run_l64,
     "W": run_w,
+    "WP": lambda n: run_w(n, pending_first=True),
     "P": run_p,
     "M": run_m,
 }

@@ -716,3 +716,50 @@ async fn a_store_acknowledged_before_a_racing_shutdown_has_woken_its_waiter() {
     }
     println!("stores applied before shutdown: {applied}, refused after it: {refused}");
 }
+
+/// The hub repairs its indexes after a handler panic without ever emptying the record map
+/// that handles read: a reader on another thread sees every record throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_miss_a_record_while_the_hub_repairs() {
+    let hub = HubHandle::spawn(HubConfig::default());
+    let records: Vec<TaskResult> = (0..200_000)
+        .map(|n| rec(&format!("bulk-{n}"), Success))
+        .collect();
+    within("restore", hub.restore(records))
+        .await
+        .expect("restore");
+    within("store", hub.store("watched", rec("watched", Running)))
+        .await
+        .expect("store");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (hub, stop) = (hub.clone(), std::sync::Arc::clone(&stop));
+        tokio::task::spawn_blocking(move || {
+            let (mut reads, mut missed) = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match futures::executor::block_on(hub.get("watched")) {
+                    Ok(Some(_)) => reads += 1,
+                    _ => missed += 1,
+                }
+            }
+            (reads, missed)
+        })
+    };
+    for _ in 0..3 {
+        inject(&hub, "list_by_status").await;
+        assert_internal(
+            "list_by_status",
+            within("list", hub.list_by_status(Pending, Some(1), 0)).await,
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (reads, missed) = join("reader", reader).await;
+    assert!(reads > 0, "the reader never ran");
+    assert_eq!(
+        missed,
+        0,
+        "{missed} of {} reads missed the record",
+        reads + missed
+    );
+    within("shutdown", hub.shutdown()).await;
+}

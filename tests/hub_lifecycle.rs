@@ -198,6 +198,77 @@ async fn shutdown_stops_a_supervised_hub_for_good() {
 // Death and restart (testing::StopHub)
 // ---------------------------------------------------------------------------------------------
 
+/// Polls a shutdown once, so that it is under way, and drops it, as a caller's timeout would.
+async fn start_and_drop_a_shutdown(hub: &HubHandle) {
+    let mut shutdown = std::pin::pin!(hub.shutdown());
+    assert!(
+        futures::poll!(shutdown.as_mut()).is_pending(),
+        "a shutdown waits for the hub"
+    );
+}
+
+/// A shutdown its caller stops awaiting happens in full: the hub stops (its actor is gone),
+/// its waiters and every later call hear Unavailable.
+async fn assert_dropped_shutdown_stops_the_hub(hub: HubHandle) {
+    guard(
+        "store",
+        hub.store("a", TaskResult::new("a", TaskStatus::Running)),
+    )
+    .await
+    .expect("store");
+    let subject = Subject::hub(hub.clone());
+    let waiter = spawn_wait(&subject, "a", None);
+    await_waiters(&subject, 1).await;
+    start_and_drop_a_shutdown(&hub).await;
+    assert_unavailable("waiter", join("waiter", waiter).await);
+    assert_every_call_unavailable(&hub).await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while hub.addr().connected() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hub's actor is still running after its shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_shutdown_still_stops_a_spawned_hub() {
+    assert_dropped_shutdown_stops_the_hub(HubHandle::spawn(HubConfig::default())).await;
+}
+
+#[actix_rt::test]
+async fn a_dropped_shutdown_still_stops_a_started_hub() {
+    assert_dropped_shutdown_stops_the_hub(HubHandle::start(HubConfig::default())).await;
+}
+
+/// The timeout counts from the call, not from when a busy hub gets to the registration.
+#[cfg(feature = "fault-injection")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_times_out_from_the_call_while_the_hub_is_busy() {
+    let hub = HubHandle::spawn(HubConfig::default());
+    hub.addr()
+        .do_send(resulthub::testing::Stall(Duration::from_secs(2)));
+    let called = std::time::Instant::now();
+    let out = guard(
+        "wait_for",
+        hub.wait_for("never", Some(Duration::from_millis(100))),
+    )
+    .await;
+    let took = called.elapsed();
+    assert!(
+        matches!(out, Err(BackendError::Timeout { .. })),
+        "expected Timeout, got {out:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "a 100 ms wait took {took:?}: its timer waited for the stalled hub"
+    );
+    // Once the hub gets to it, the registration of the caller who left leaves nothing.
+    assert_eq!(stats(&hub).await.waiters, 0);
+    guard("shutdown", hub.shutdown()).await;
+}
+
 #[cfg(feature = "fault-injection")]
 #[actix_rt::test]
 async fn stopped_unsupervised_started_hub_answers_unavailable() {

@@ -91,7 +91,7 @@ impl Peer {
         let measured = parsed["rounds"].as_array().cloned().unwrap_or_default();
         let metrics: &[Metric] = match label {
             "L1" | "L64" => &[Metric::TasksPerSec],
-            "W" => &[Metric::AllWokenSecs, Metric::P50Micros, Metric::P99Micros],
+            "W" | "WP" => &[Metric::AllWokenSecs, Metric::P50Micros, Metric::P99Micros],
             "P" => &[Metric::Page0Micros, Metric::Page10kMicros],
             _ => &[Metric::BytesPerRecord, Metric::BytesPerCaller],
         };

@@ -188,23 +188,31 @@ fn run_lifecycle(
 }
 
 fn run_wake(sizes: &Sizes, systems: &[System], peer: Option<&flowrra::Peer>, report: &mut Report) {
-    let workload = format!("W: {} waiters woken by one producer", sizes.waiters);
-    for &system in systems {
-        let rounds = rounds(sizes.rounds.min(3), &workload, system.name(), || {
-            system.run(|subject| {
-                let n = sizes.waiters;
-                Box::pin(async move { workloads::wake(&subject, n).await })
-            })
-        });
-        let all: Vec<f64> = rounds.iter().map(|r| r.all_woken.as_secs_f64()).collect();
-        let p50: Vec<f64> = rounds.iter().map(|r| r.p50.as_secs_f64() * 1e6).collect();
-        let p99: Vec<f64> = rounds.iter().map(|r| r.p99.as_secs_f64() * 1e6).collect();
-        report.add("W", &workload, system.name(), Metric::AllWokenSecs, all);
-        report.add("W", &workload, system.name(), Metric::P50Micros, p50);
-        report.add("W", &workload, system.name(), Metric::P99Micros, p99);
-    }
-    if let Some(peer) = peer {
-        peer.run("W", &workload, sizes.waiters, sizes.rounds.min(3), report);
+    for (label, pending_first) in [("W", false), ("WP", true)] {
+        let workload = match pending_first {
+            false => format!("{label}: {} waiters woken by one producer", sizes.waiters),
+            true => format!(
+                "{label}: {} waiters woken by one producer, each id stored PENDING first",
+                sizes.waiters
+            ),
+        };
+        for &system in systems {
+            let rounds = rounds(sizes.rounds.min(3), &workload, system.name(), || {
+                system.run(|subject| {
+                    let n = sizes.waiters;
+                    Box::pin(async move { workloads::wake(&subject, n, pending_first).await })
+                })
+            });
+            let all: Vec<f64> = rounds.iter().map(|r| r.all_woken.as_secs_f64()).collect();
+            let p50: Vec<f64> = rounds.iter().map(|r| r.p50.as_secs_f64() * 1e6).collect();
+            let p99: Vec<f64> = rounds.iter().map(|r| r.p99.as_secs_f64() * 1e6).collect();
+            report.add(label, &workload, system.name(), Metric::AllWokenSecs, all);
+            report.add(label, &workload, system.name(), Metric::P50Micros, p50);
+            report.add(label, &workload, system.name(), Metric::P99Micros, p99);
+        }
+        if let Some(peer) = peer {
+            peer.run(label, &workload, sizes.waiters, sizes.rounds.min(3), report);
+        }
     }
 }
 

@@ -56,8 +56,15 @@ pub struct WakeRound {
 
 /// W: `n` waiters, one per id, registered before a producer stores SUCCESS for every id in
 /// order. Measures from the first store call to the last waiter's return, and per id the time
-/// from its store call to its waiter's return.
-pub async fn wake(subject: &Subject, n: usize) -> WakeRound {
+/// from its store call to its waiter's return. With `pending_first` (WP), every id is stored
+/// PENDING (not timed) before its waiter registers, as when callers wait on submitted tasks.
+pub async fn wake(subject: &Subject, n: usize, pending_first: bool) -> WakeRound {
+    if pending_first {
+        load(subject, n, 1, |i| {
+            TaskResult::new(format!("task-{i}"), TaskStatus::Pending)
+        })
+        .await;
+    }
     let waiters: Vec<_> = (0..n)
         .map(|i| {
             let backend = Arc::clone(&subject.backend);

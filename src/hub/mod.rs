@@ -191,6 +191,7 @@ impl ResultHub {
                     (Some(StoreAnswer::Done(reply)), outcome) => {
                         let _ = reply.send(outcome.map(drop));
                     }
+                    #[cfg(feature = "web")]
                     (Some(StoreAnswer::Merged(reply)), outcome) => {
                         let _ = reply.send(outcome);
                     }

@@ -82,7 +82,8 @@ pub(crate) enum StoreAnswer {
     Pipelined(Fold),
     /// The caller, once applied.
     Done(Reply<()>),
-    /// The caller, with the record as stored (task fields merged).
+    /// The caller, with the record as stored (task fields merged), for the web front.
+    #[cfg(feature = "web")]
     Merged(Reply<SharedRecord>),
 }
 
