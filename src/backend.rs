@@ -79,9 +79,9 @@ pub trait ResultBackend: Send + Sync {
     /// Waits until `task_id` has a terminal record and returns it.
     ///
     /// Returns at once if the record is terminal already, whatever the timeout (zero
-    /// included): `timeout` bounds the wait for a future store. Otherwise the next terminal
-    /// store of the id answers, even for an id never stored before. `None` waits without
-    /// limit.
+    /// included). Otherwise the next terminal store of the id answers, even for an id never
+    /// stored before. `timeout` counts from the call; `None` waits without limit, and zero
+    /// only asks whether the record is terminal now.
     ///
     /// # Errors
     ///
@@ -90,7 +90,7 @@ pub trait ResultBackend: Send + Sync {
     /// - [`BackendError::Overloaded`]: `max_waiters` callers are waiting already.
     /// - [`BackendError::Unavailable`]: the backend stopped, or stops while waiting.
     /// - [`BackendError::Unsupported`]: a timeout outside a Tokio runtime with timers (this
-    ///   crate's backends use Tokio's timer; `None` waits anywhere).
+    ///   crate's backends use Tokio's timer; `None` and zero work anywhere).
     /// - [`BackendError::Internal`], [`BackendError::Storage`], [`BackendError::Codec`]: the
     ///   backend failed.
     ///

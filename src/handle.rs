@@ -470,9 +470,21 @@ impl ResultBackend for HubHandle {
             }
         }
         let task_id: Arc<str> = Arc::from(task_id);
+        if timeout == Some(Duration::ZERO) {
+            // A poll: the hub answers with what it holds once it gets to the call, and never
+            // keeps a waiter. (It may have stores of this caller to apply first.)
+            let polled = self.submit(|reply| Op::WaitFor {
+                task_id: Arc::clone(&task_id),
+                poll: true,
+                reply,
+            });
+            return Ok(polled.await?.unpack(&task_id));
+        }
+        shared.check_room_for_waiter()?;
         let (reply, answer) = oneshot::channel();
         let op = Op::WaitFor {
             task_id: Arc::clone(&task_id),
+            poll: false,
             reply,
         };
         shared.push(op).map_err(|_| BackendError::hub_stopped())?;

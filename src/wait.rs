@@ -4,14 +4,15 @@ use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::{self, Either};
 
 use crate::{BackendError, TaskResult};
 
 /// Awaits `pending` for at most `timeout` (`None`: without limit). A timeout too large to
-/// represent as a deadline (`Duration::MAX`) waits without limit rather than overflowing.
-/// The timer is Tokio's: outside a Tokio runtime with timers, a timeout is `Unsupported`
-/// rather than a panic.
+/// represent as a deadline (`Duration::MAX`) waits without limit rather than overflowing; a
+/// zero timeout polls `pending` once and needs no timer. The timer is Tokio's: outside a Tokio
+/// runtime with timers, any other timeout is `Unsupported` rather than a panic.
 pub(crate) async fn bounded<F>(
     task_id: &str,
     pending: F,
@@ -23,6 +24,13 @@ where
     let Some(timeout) = timeout else {
         return pending.await;
     };
+    let timed_out = || BackendError::Timeout {
+        task_id: task_id.to_owned(),
+        timeout,
+    };
+    if timeout.is_zero() {
+        return pending.now_or_never().unwrap_or_else(|| Err(timed_out()));
+    }
     let Some(deadline) = tokio::time::Instant::now().checked_add(timeout) else {
         return pending.await;
     };
@@ -42,9 +50,6 @@ where
     match future::select(pending, sleep).await {
         Either::Left((outcome, _)) => outcome,
         // Dropping `pending` on return unregisters the waiter.
-        Either::Right(_) => Err(BackendError::Timeout {
-            task_id: task_id.to_owned(),
-            timeout,
-        }),
+        Either::Right(_) => Err(timed_out()),
     }
 }

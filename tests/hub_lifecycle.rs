@@ -948,7 +948,8 @@ async fn stores_wait_for_the_hub_when_not_pipelined() {
 // ---------------------------------------------------------------------------------------------
 
 /// A timed `wait_for` needs Tokio's timer; on a runtime built without it, or under another
-/// executor, it is `Unsupported` rather than a panic. Untimed waits work everywhere.
+/// executor, it is `Unsupported` rather than a panic. Untimed waits, and polls (a zero
+/// timeout), work everywhere.
 #[test]
 fn a_timed_wait_without_a_tokio_timer_is_unsupported_not_a_panic() {
     let hub = HubHandle::spawn(HubConfig::default());
@@ -963,10 +964,15 @@ fn a_timed_wait_without_a_tokio_timer_is_unsupported_not_a_panic() {
             "{timed:?}"
         );
         let elsewhere =
-            futures::executor::block_on(backend.wait_for("never", Some(Duration::ZERO)));
+            futures::executor::block_on(backend.wait_for("never", Some(Duration::from_millis(5))));
         assert!(
             matches!(elsewhere, Err(BackendError::Unsupported { .. })),
             "{elsewhere:?}"
+        );
+        let polled = futures::executor::block_on(backend.wait_for("never", Some(Duration::ZERO)));
+        assert!(
+            matches!(polled, Err(BackendError::Timeout { .. })),
+            "{polled:?}"
         );
         no_timers
             .block_on(backend.store("done", TaskResult::new("done", TaskStatus::Success)))

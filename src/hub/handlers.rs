@@ -73,6 +73,7 @@ impl Handler<WaitFor> for ResultHub {
         self.apply(
             Op::WaitFor {
                 task_id: Arc::clone(&task_id),
+                poll: false,
                 reply,
             },
             ctx,

@@ -171,6 +171,13 @@ impl ResultHub {
 
     /// Applies one operation and answers its caller.
     pub(crate) fn apply(&mut self, op: Op, ctx: &mut Context<Self>) {
+        self.apply_op(op, ctx);
+        if let Some(state) = &self.state {
+            self.shared.publish_waiters(state.waiter_count());
+        }
+    }
+
+    fn apply_op(&mut self, op: Op, ctx: &mut Context<Self>) {
         match op {
             Op::Store {
                 task_id,
@@ -211,9 +218,18 @@ impl ResultHub {
                 tracing::debug!(name: "hub.get", task_id = %task_id);
                 let _ = reply.send(self.with_state("get", |state| state.get(&task_id)));
             }
-            Op::WaitFor { task_id, reply } => {
+            Op::WaitFor {
+                task_id,
+                poll,
+                reply,
+            } => {
                 tracing::debug!(name: "hub.wait_for", task_id = %task_id);
                 match self.with_state("wait_for", |state| state.wait_for(&task_id)) {
+                    Ok(None) if poll => {
+                        let timeout = Duration::ZERO;
+                        let task_id = task_id.to_string();
+                        let _ = reply.send(Err(BackendError::Timeout { task_id, timeout }));
+                    }
                     Ok(None) => {
                         if let Some(state) = &mut self.state {
                             state.add_waiter(task_id, reply);

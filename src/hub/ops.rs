@@ -32,9 +32,11 @@ pub(crate) enum Op {
         task_id: Arc<str>,
         reply: Reply<Option<SharedRecord>>,
     },
-    /// Answered with the terminal record: at once, or when a terminal store comes.
+    /// Answered with the terminal record: at once, or when a terminal store comes. With
+    /// `poll`, never kept: a record that is not terminal is a `Timeout` at once.
     WaitFor {
         task_id: Arc<str>,
+        poll: bool,
         reply: Reply<SharedRecord>,
     },
     /// A waiter of this id gave up: the hub drops the ones whose receiver is gone.

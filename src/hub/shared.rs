@@ -6,7 +6,7 @@
 //! until the queue is empty. Bursts cost one message, not one per operation.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -33,6 +33,9 @@ pub(crate) struct Shared {
     queue: Mutex<Queue>,
     /// How many pushed operations the hub has applied (or answered as stopped).
     applied: AtomicU64,
+    /// How many waiters the hub holds, as of its last operation: lets a handle refuse a wait
+    /// past `max_waiters` without a round trip.
+    waiters: AtomicUsize,
     /// Set with the queue's `closed`, readable without its lock.
     closed: AtomicBool,
     /// Set when the hub is gone and dropped what was queued: nothing more will be applied.
@@ -86,6 +89,7 @@ impl Shared {
                 untracked: 0,
             }),
             applied: AtomicU64::new(0),
+            waiters: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             dead: AtomicBool::new(false),
             room: Notify::new(),
@@ -107,6 +111,24 @@ impl Shared {
     pub(crate) fn store_time(&self) -> Option<Instant> {
         let config = &self.config;
         (config.result_ttl.is_some() || config.pending_ttl.is_some()).then(|| config.clock.now())
+    }
+
+    /// Refuses a new waiter when the hub was at `max_waiters` as of its last operation; the
+    /// hub checks again when it registers it.
+    pub(crate) fn check_room_for_waiter(&self) -> Result<(), BackendError> {
+        let Some(max) = self.config.max_waiters else {
+            return Ok(());
+        };
+        let waiters = self.waiters.load(Ordering::Relaxed);
+        if waiters >= max {
+            let reason = format!("{waiters} waiters, at max_waiters ({max})");
+            return Err(BackendError::Overloaded { reason });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn publish_waiters(&self, waiters: usize) {
+        self.waiters.store(waiters, Ordering::Relaxed);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
