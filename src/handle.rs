@@ -1,11 +1,14 @@
 //! The cloneable handle callers use: [`ResultBackend`] over the hub's queue.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
+use futures::future::BoxFuture;
 use tokio::sync::{oneshot, watch};
 
 use crate::compact::CompactRecord;
@@ -26,7 +29,9 @@ use crate::{
 /// Clone it freely (an `Addr` and an `Arc` inside) and share it across tasks and threads; there
 /// is no need for `Arc<Mutex<_>>`. Every operation is delivered to the hub even if the caller
 /// stops awaiting it midway, and the hub handles one caller's operations in the order they were
-/// made, so a `get` sees that caller's earlier `store`.
+/// made, so a `get` sees that caller's earlier `store`. A pipelined store
+/// ([`HubConfig::pipeline_stores`]) is queued when `store` is called, as actix's `Addr::send`
+/// queues a message: its future only waits for room when the hub is far behind.
 ///
 /// # Examples
 ///
@@ -371,6 +376,31 @@ impl HubHandle {
         Ok(stored.await?.unpack(task_id))
     }
 
+    /// A store the hub answers once it applied it.
+    async fn store_and_wait(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
+        let Some(shared) = self.shared.get() else {
+            // The hub checks the id's length against its own limit.
+            validate::shape(task_id, &result)?;
+            let stored = self.submit(|reply| Op::Store {
+                task_id: Arc::from(task_id),
+                record: Arc::new(CompactRecord::pack(result)),
+                at: None,
+                answer: StoreAnswer::Done(reply),
+            });
+            return stored.await;
+        };
+        validate::store(task_id, &result, &shared.config)?;
+        let at = shared.store_time();
+        let stored = self.submit(|reply| Op::Store {
+            task_id: Arc::from(task_id),
+            // Packed here, on the caller's thread.
+            record: Arc::new(CompactRecord::pack(result)),
+            at,
+            answer: StoreAnswer::Done(reply),
+        });
+        stored.await
+    }
+
     /// The hub's queue, after waiting for the hub to tell a `from_addr` handle where it is.
     async fn introduced(&self) -> Result<&Arc<Shared>, BackendError> {
         if self.shared.get().is_none() {
@@ -404,33 +434,27 @@ impl HubHandle {
 
 #[async_trait::async_trait]
 impl ResultBackend for HubHandle {
-    async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
-        let Some(shared) = self.shared.get() else {
-            // The hub checks the id's length against its own limit.
-            validate::shape(task_id, &result)?;
-            let stored = self.submit(|reply| Op::Store {
-                task_id: Arc::from(task_id),
-                record: Arc::new(CompactRecord::pack(result)),
-                at: None,
-                answer: StoreAnswer::Done(reply),
-            });
-            return stored.await;
+    // Written out rather than `async fn`: a pipelined store is queued here, when called (as
+    // actix's `Addr::send` queues), and the future returned only waits for room when the hub
+    // is far behind. The common case then allocates no future and moves no record into one.
+    fn store<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        task_id: &'life1 str,
+        result: TaskResult,
+    ) -> BoxFuture<'async_trait, Result<(), BackendError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        let Some(shared) = self.shared.get().filter(|shared| shared.pipelines_stores()) else {
+            return Box::pin(self.store_and_wait(task_id, result));
         };
-        validate::store(task_id, &result, &shared.config)?;
-        // Packed here, on the caller's thread.
-        let record = CompactRecord::pack(result);
-        let at = shared.store_time();
-        if shared.pipelines_stores() {
-            let number = shared.push_pipelined(task_id, record, at)?;
-            return shared.wait_for_room(number).await;
+        match queue_store(shared, task_id, result) {
+            Ok(number) if shared.has_room(number) => Box::pin(Accepted),
+            Ok(number) => Box::pin(shared.wait_for_room(number)),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
         }
-        let stored = self.submit(|reply| Op::Store {
-            task_id: Arc::from(task_id),
-            record: Arc::new(record),
-            at,
-            answer: StoreAnswer::Done(reply),
-        });
-        stored.await
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
@@ -562,5 +586,25 @@ impl Drop for HubThread {
         // The last handle is gone: nobody can reach the hub any more. The thread exits on its
         // own; joining here could block an async runtime.
         self.system.stop();
+    }
+}
+
+/// Queues a pipelined store at once; returns its number in the queue.
+fn queue_store(shared: &Shared, task_id: &str, result: TaskResult) -> Result<u64, BackendError> {
+    validate::store(task_id, &result, &shared.config)?;
+    let at = shared.store_time();
+    // Packed here, on the caller's thread.
+    shared.push_pipelined(task_id, CompactRecord::pack(result), at)
+}
+
+/// The answer to a store that needs no waiting: a future without state, which a `Box` holds
+/// without allocating.
+struct Accepted;
+
+impl Future for Accepted {
+    type Output = Result<(), BackendError>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Ok(()))
     }
 }

@@ -910,6 +910,30 @@ async fn pipelined_stores_are_bounded_and_all_applied_in_order() {
     guard("shutdown", hub.shutdown()).await;
 }
 
+/// A pipelined store is queued when `store` is called, as actix's `Addr::send` queues a
+/// message: a future dropped before its first poll has stored all the same, and so has one
+/// dropped while it waited for room.
+#[actix_rt::test]
+async fn a_pipelined_store_is_queued_when_called() {
+    let hub = HubHandle::start(HubConfig::default());
+    drop(hub.store("unpolled", TaskResult::new("unpolled", TaskStatus::Success)));
+    for n in 0..resulthub::MAX_UNAPPLIED {
+        let id = format!("fill{n}");
+        drop(hub.store(&id, TaskResult::new(&id, TaskStatus::Running)));
+    }
+    let behind = hub.store("behind", TaskResult::new("behind", TaskStatus::Failed));
+    drop(behind);
+    let unpolled = guard("get", hub.get("unpolled")).await.expect("get");
+    assert!(unpolled.is_some_and(|record| record.is_success()));
+    let behind = guard("wait_for", hub.wait_for("behind", Some(TIMEOUT)))
+        .await
+        .expect("stored though its future was dropped");
+    assert_eq!(behind.status, TaskStatus::Failed);
+    let stats = guard("stats", hub.stats()).await.expect("stats");
+    assert_eq!(stats.results, resulthub::MAX_UNAPPLIED + 2);
+    guard("shutdown", hub.shutdown()).await;
+}
+
 /// With `pipeline_stores: false`, or a limit the hub may refuse a store for, every store
 /// waits for the hub: the first poll cannot complete on the hub's own arbiter.
 #[actix_rt::test]

@@ -192,10 +192,15 @@ impl Shared {
         }
     }
 
+    /// Whether the hub is at most [`MAX_UNAPPLIED`] operations behind operation `number`.
+    pub(crate) fn has_room(&self, number: u64) -> bool {
+        self.applied.load(Ordering::Acquire) + MAX_UNAPPLIED as u64 >= number
+    }
+
     /// Returns once the hub is at most [`MAX_UNAPPLIED`] operations behind operation
     /// `number`; `Unavailable` if the hub died without applying it.
     pub(crate) async fn wait_for_room(&self, number: u64) -> Result<(), BackendError> {
-        let has_room = || self.applied.load(Ordering::Acquire) + MAX_UNAPPLIED as u64 >= number;
+        let has_room = || self.has_room(number);
         if has_room() {
             return Ok(());
         }
