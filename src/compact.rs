@@ -148,6 +148,10 @@ impl CompactRecord {
         }
     }
 
+    pub(crate) fn has_task_name(&self) -> bool {
+        self.task_name.is_some()
+    }
+
     pub(crate) fn is_terminal(&self) -> bool {
         self.status.is_terminal()
     }

@@ -250,11 +250,13 @@ impl HubState {
         if fold.is_none() {
             validate::waitable_id(task_id, &shared.config)?;
         }
-        if let Some(unshared) = Arc::get_mut(&mut record) {
-            unshared.intern_task_name(&mut self.names);
+        if record.has_task_name() {
+            if let Some(unshared) = Arc::get_mut(&mut record) {
+                unshared.intern_task_name(&mut self.names);
+            }
         }
         self.expire_due_at(at);
-        let mut slot = shared.records.map.entry(Arc::clone(task_id)).or_default();
+        let mut slot = slot_of(&shared, task_id);
         let pipelined = fold.is_some();
         if pipelined {
             slot.dequeue();
@@ -279,7 +281,7 @@ impl HubState {
                 shared.records.remove_if_empty(task_id);
                 return Err(error);
             }
-            slot = shared.records.map.entry(Arc::clone(task_id)).or_default();
+            slot = slot_of(&shared, task_id);
         }
         Ok(self.apply_store(slot, record, at))
     }
@@ -660,6 +662,15 @@ fn refold(record: &mut SharedRecord, fold: Fold, held: Option<&SharedRecord>) {
         if let Some(held) = held {
             merged.inherit_task_fields(held);
         }
+    }
+}
+
+/// The slot of `task_id`, made empty if there is none. A pipelined store finds the slot its
+/// handle made, so the key is cloned only when it is not there.
+fn slot_of<'a>(shared: &'a Shared, task_id: &Arc<str>) -> RefMut<'a, Arc<str>, Slot> {
+    match shared.records.map.get_mut(&**task_id) {
+        Some(slot) => slot,
+        None => shared.records.map.entry(Arc::clone(task_id)).or_default(),
     }
 }
 
