@@ -80,8 +80,10 @@ pub struct HubConfig {
     /// and record id): no `max_results`, no `max_record_bytes`, `TerminalPolicy::Overwrite`.
     /// Then a store's only outcome is to be applied, in order: the caller's later `get` sees
     /// it, `shutdown` applies it first, and a waiter is woken by it. A store returns at once
-    /// while the hub is at most [`MAX_UNAPPLIED`](crate::MAX_UNAPPLIED) operations behind it;
-    /// past that it waits for room (it is queued all the same), so the queue stays short.
+    /// while the hub is at most [`MAX_UNAPPLIED`](crate::MAX_UNAPPLIED) operations behind it
+    /// ([`MAX_UNAPPLIED_WHILE_WAITING`](crate::MAX_UNAPPLIED_WHILE_WAITING) while the hub holds
+    /// waiters); past that it waits for room (it is queued all the same), so the queue stays
+    /// short.
     /// What a pipelined store gives up is hearing about the two things no check can foresee:
     /// the hub dying, or a bug (a handler panic), before it is applied; both are logged.
     /// Set it to `false` to have every store wait until the hub has applied it.

@@ -78,7 +78,7 @@ pub use error::{BackendError, BoxError};
 pub use events::{EventFilter, EventKind, EventStream, HubEvent, TaskEvent};
 pub use handle::HubHandle;
 pub use hub::ResultHub;
-pub use hub::shared::MAX_UNAPPLIED;
+pub use hub::shared::{MAX_UNAPPLIED, MAX_UNAPPLIED_WHILE_WAITING};
 pub use memory::InMemoryBackend;
 pub use record::TaskResult;
 pub use stats::{HubStats, StatusCounts};

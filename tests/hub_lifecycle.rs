@@ -910,6 +910,47 @@ async fn pipelined_stores_are_bounded_and_all_applied_in_order() {
     guard("shutdown", hub.shutdown()).await;
 }
 
+/// While the hub holds a waiter the bound is the smaller `MAX_UNAPPLIED_WHILE_WAITING`, so the
+/// hub stays close to the store that will wake it.
+#[actix_rt::test]
+async fn pipelined_stores_wait_sooner_while_the_hub_holds_waiters() {
+    let hub = HubHandle::start(HubConfig::default());
+    let waiter = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.wait_for("awaited", Some(TIMEOUT)).await }
+    });
+    guard("waiter registered", async {
+        while hub.stats().await.expect("stats").waiters == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let bound = resulthub::MAX_UNAPPLIED_WHILE_WAITING;
+    assert!(bound < resulthub::MAX_UNAPPLIED);
+    for n in 0..bound {
+        let id = format!("w{n}");
+        let mut store = hub.store(&id, TaskResult::new(&id, TaskStatus::Running));
+        assert!(
+            futures::poll!(&mut store).is_ready(),
+            "store {n} should return once queued"
+        );
+    }
+    let mut blocked = hub.store("awaited", TaskResult::new("awaited", TaskStatus::Success));
+    assert!(
+        futures::poll!(&mut blocked).is_pending(),
+        "past the smaller bound a store must wait for the hub"
+    );
+    guard("the store past the bound", blocked)
+        .await
+        .expect("applied once the hub ran");
+    let woken = guard("waiter", waiter)
+        .await
+        .expect("joined")
+        .expect("woken");
+    assert!(woken.is_success());
+    guard("shutdown", hub.shutdown()).await;
+}
+
 /// A pipelined store is queued when `store` is called, as actix's `Addr::send` queues a
 /// message: a future dropped before its first poll has stored all the same, and so has one
 /// dropped while it waited for room.

@@ -26,6 +26,13 @@ use crate::{BackendError, HubConfig, TerminalPolicy};
 /// (docs/benchmarks.md measures the choice).
 pub const MAX_UNAPPLIED: usize = 256;
 
+/// [`MAX_UNAPPLIED`] while the hub holds waiters: a store then returns when the hub is at most
+/// this many operations behind it, so that the hub stays close to what it must wake waiters
+/// for (on the caller's arbiter the hub only runs when callers park). Without waiters nobody
+/// is kept waiting by the hub being behind (a `get` reads its caller's own pipelined stores),
+/// and the larger bound parks producers less often (docs/benchmarks.md measures both).
+pub const MAX_UNAPPLIED_WHILE_WAITING: usize = 64;
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: HubConfig,
@@ -192,9 +199,16 @@ impl Shared {
         }
     }
 
-    /// Whether the hub is at most [`MAX_UNAPPLIED`] operations behind operation `number`.
+    /// Whether the hub is close enough behind operation `number`: [`MAX_UNAPPLIED`]
+    /// operations, or [`MAX_UNAPPLIED_WHILE_WAITING`] when it held waiters as of its last
+    /// operation.
     pub(crate) fn has_room(&self, number: u64) -> bool {
-        self.applied.load(Ordering::Acquire) + MAX_UNAPPLIED as u64 >= number
+        let bound = if self.waiters.load(Ordering::Relaxed) > 0 {
+            MAX_UNAPPLIED_WHILE_WAITING
+        } else {
+            MAX_UNAPPLIED
+        };
+        self.applied.load(Ordering::Acquire) + bound as u64 >= number
     }
 
     /// Returns once the hub is at most [`MAX_UNAPPLIED`] operations behind operation
