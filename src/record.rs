@@ -3,12 +3,13 @@
 use chrono::{DateTime, Utc};
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::TaskStatus;
+use crate::{BackendError, TaskStatus};
 
 /// The state of one task as a worker reported it: its status, its result or error, when it
 /// moved, and the call that started it.
@@ -106,6 +107,76 @@ impl TaskResult {
     pub fn with_result(mut self, result: impl Into<Value>) -> Self {
         self.result = result.into();
         self
+    }
+
+    /// Sets the task's return value to `value` serialized as JSON, so that callers can read it
+    /// back as their own type with [`result_as`](Self::result_as).
+    ///
+    /// # Examples
+    ///
+    /// A worker stores its own type; a caller waits for it and reads it back:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// struct Thumbnail {
+    ///     width: u32,
+    ///     height: u32,
+    ///     url: String,
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), resulthub::BackendError> {
+    /// let hub = HubHandle::spawn(HubConfig::default());
+    /// let made = Thumbnail { width: 64, height: 48, url: "s3://thumbs/7.png".into() };
+    /// let record = TaskResult::new("thumb-7", TaskStatus::Success).with_result_of(&made)?;
+    /// hub.store("thumb-7", record).await?;
+    ///
+    /// let done = hub.wait_for("thumb-7", Some(Duration::from_secs(5))).await?;
+    /// let thumbnail: Thumbnail = done.result_as()?;
+    /// assert_eq!(thumbnail, made);
+    /// # hub.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Codec`] if `value` cannot be represented as JSON (a map with non-string
+    /// keys, or a `Serialize` implementation that fails); the record is not changed.
+    pub fn with_result_of<T: Serialize + ?Sized>(
+        mut self,
+        value: &T,
+    ) -> Result<Self, BackendError> {
+        self.result = serde_json::to_value(value).map_err(BackendError::Codec)?;
+        Ok(self)
+    }
+
+    /// The task's return value read as `T` (see [`with_result_of`](Self::with_result_of)).
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Codec`] if the result does not have the shape of `T`; its source names
+    /// `T` and says what did not match.
+    ///
+    /// ```
+    /// use resulthub::{BackendError, TaskResult, TaskStatus};
+    ///
+    /// let record = TaskResult::new("t", TaskStatus::Success).with_result("not a number");
+    /// let Err(BackendError::Codec(error)) = record.result_as::<u64>() else { unreachable!() };
+    /// assert!(error.to_string().contains("u64"));
+    /// ```
+    pub fn result_as<T: DeserializeOwned>(&self) -> Result<T, BackendError> {
+        T::deserialize(&self.result).map_err(|error| {
+            BackendError::Codec(serde::de::Error::custom(format_args!(
+                "the result of task {:?} is not a {}: {error}",
+                self.task_id,
+                std::any::type_name::<T>()
+            )))
+        })
     }
 
     /// Sets the error message.
@@ -272,6 +343,40 @@ impl<'de> Deserialize<'de> for TaskResult {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn typed_results_round_trip_and_refuse_what_json_cannot_hold() {
+        let mut sizes = std::collections::BTreeMap::new();
+        sizes.insert("small".to_owned(), vec![1_u32, 2]);
+        let record = TaskResult::new("t", TaskStatus::Success)
+            .with_result_of(&sizes)
+            .expect("a map with string keys is JSON");
+        assert_eq!(record.result, json!({"small": [1, 2]}));
+        let back: std::collections::BTreeMap<String, Vec<u32>> =
+            record.result_as().expect("same shape");
+        assert_eq!(back, sizes);
+
+        let mut by_pair = std::collections::HashMap::new();
+        by_pair.insert((1_u8, 2_u8), 3_u8);
+        let refused = TaskResult::new("t", TaskStatus::Success).with_result_of(&by_pair);
+        assert!(
+            matches!(refused, Err(BackendError::Codec(_))),
+            "{refused:?}"
+        );
+
+        let mismatch = record.result_as::<Vec<String>>();
+        match mismatch {
+            Err(BackendError::Codec(error)) => {
+                let message = error.to_string();
+                assert!(
+                    message.contains("alloc::vec::Vec<alloc::string::String>"),
+                    "{message}"
+                );
+                assert!(message.contains("\"t\""), "{message}");
+            }
+            other => panic!("expected Codec, got {other:?}"),
+        }
+    }
 
     #[test]
     fn binary_formats_that_write_structs_as_arrays_read_records_back() {
