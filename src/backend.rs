@@ -103,6 +103,137 @@ pub trait ResultBackend: Send + Sync {
         timeout: Option<Duration>,
     ) -> Result<TaskResult, BackendError>;
 
+    /// The records of `task_ids`, one entry per id in the order given (`None` where there is
+    /// none), as [`get`](Self::get) would return them one by one.
+    ///
+    /// # Errors
+    ///
+    /// The first error a `get` of one of the ids returns; [`BackendError::InvalidInput`] for
+    /// an empty list.
+    async fn get_many(&self, task_ids: &[&str]) -> Result<Vec<Option<TaskResult>>, BackendError> {
+        crate::many::non_empty(task_ids, "get_many")?;
+        let mut records = Vec::with_capacity(task_ids.len());
+        for task_id in task_ids {
+            records.push(self.get(task_id).await?);
+        }
+        Ok(records)
+    }
+
+    /// Stores each record under its own `task_id`, in order, as [`store`](Self::store) would
+    /// one by one, and returns one outcome per record: a record refused (an invalid one, or
+    /// one a limit refuses) fails alone, and the others are stored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use resulthub::{InMemoryBackend, ResultBackend, TaskResult, TaskStatus};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), resulthub::BackendError> {
+    /// let backend = InMemoryBackend::new();
+    /// let outcomes = backend
+    ///     .store_many(vec![
+    ///         TaskResult::new("a", TaskStatus::Pending),
+    ///         TaskResult::new("", TaskStatus::Pending), // an empty id is refused
+    ///         TaskResult::new("b", TaskStatus::Pending),
+    ///     ])
+    ///     .await;
+    /// assert!(outcomes[0].is_ok() && outcomes[1].is_err() && outcomes[2].is_ok());
+    /// let records = backend.get_many(&["a", "missing", "b"]).await?;
+    /// assert_eq!(records.iter().filter(|record| record.is_some()).count(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    async fn store_many(&self, records: Vec<TaskResult>) -> Vec<Result<(), BackendError>> {
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            let task_id = record.task_id.clone();
+            outcomes.push(self.store(&task_id, record).await);
+        }
+        outcomes
+    }
+
+    /// Waits until every one of `task_ids` has a terminal record, and returns them in the
+    /// order given.
+    ///
+    /// One timeout, counted from the call, bounds the whole batch; each id is waited for as
+    /// [`wait_for`](Self::wait_for) waits (ids terminal already count at once), and a zero
+    /// timeout only asks whether all of them are terminal now.
+    ///
+    /// # Examples
+    ///
+    /// Fan out, then join:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), resulthub::BackendError> {
+    /// let hub = HubHandle::spawn(HubConfig::default());
+    /// let ids: Vec<String> = (0..3).map(|i| format!("job-{i}")).collect();
+    /// let workers: Vec<_> = ids
+    ///     .iter()
+    ///     .map(|id| {
+    ///         let (hub, id) = (hub.clone(), id.clone());
+    ///         tokio::spawn(async move {
+    ///             hub.store(&id, TaskResult::new(&id, TaskStatus::Success)).await
+    ///         })
+    ///     })
+    ///     .collect();
+    /// let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    /// let records = hub.wait_for_all(&ids, Some(Duration::from_secs(5))).await?;
+    /// assert!(records.iter().all(|record| record.is_success()));
+    /// assert_eq!(records[2].task_id, "job-2");
+    /// # for worker in workers { worker.await.unwrap()?; }
+    /// # hub.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`BackendError::Timeout`]: some ids were still open when the timeout passed; its
+    ///   `task_id` names them (the first ten, and how many more).
+    /// - [`BackendError::InvalidInput`]: an empty list, or an id `wait_for` refuses.
+    /// - Any other error of one id's wait, which ends the batch.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future, or a timeout, drops every wait of the batch: nothing stays
+    /// registered.
+    async fn wait_for_all(
+        &self,
+        task_ids: &[&str],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<TaskResult>, BackendError> {
+        crate::many::wait_for_all(self, task_ids, timeout).await
+    }
+
+    /// Waits until one of `task_ids` has a terminal record, and returns it: an id terminal
+    /// already wins at once (the first such in the order given).
+    ///
+    /// One timeout, counted from the call, bounds the batch; a zero timeout only asks whether
+    /// one of them is terminal now.
+    ///
+    /// # Errors
+    ///
+    /// - [`BackendError::Timeout`]: none finished in time; its `task_id` names the ids.
+    /// - [`BackendError::InvalidInput`]: an empty list, or an id `wait_for` refuses.
+    /// - Any other error of one id's wait.
+    ///
+    /// # Cancel safety
+    ///
+    /// On return, and when the future is dropped, every other wait of the batch is dropped:
+    /// nothing stays registered.
+    async fn wait_for_any(
+        &self,
+        task_ids: &[&str],
+        timeout: Option<Duration>,
+    ) -> Result<TaskResult, BackendError> {
+        crate::many::wait_for_any(self, task_ids, timeout).await
+    }
+
     /// Deletes the record of `task_id`, returning whether there was one. Waiters are not
     /// woken: a later terminal store still answers them.
     ///

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either};
 use tokio::sync::{oneshot, watch};
 
 use crate::compact::CompactRecord;
@@ -16,7 +16,7 @@ use crate::events::{EventFilter, EventStream};
 use crate::hub::handlers::{pack_checked, unpack_all};
 use crate::hub::ops::{Op, Reply, StoreAnswer};
 use crate::hub::pending::PendingWait;
-use crate::hub::records::Read;
+use crate::hub::records::{Read, SharedRecord};
 use crate::hub::shared::Shared;
 use crate::hub::{Introduce, Mailed};
 use crate::{
@@ -376,29 +376,62 @@ impl HubHandle {
         Ok(stored.await?.unpack(task_id))
     }
 
-    /// A store the hub answers once it applied it.
-    async fn store_and_wait(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
-        let Some(shared) = self.shared.get() else {
+    /// Queues a store the hub answers once it applied it, at once; the future returned waits
+    /// for the answer.
+    fn queue_answered_store(
+        &self,
+        task_id: &str,
+        result: TaskResult,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send + use<> {
+        let checked = match self.shared.get() {
+            Some(shared) => {
+                validate::store(task_id, &result, &shared.config).map(|()| shared.store_time())
+            }
             // The hub checks the id's length against its own limit.
-            validate::shape(task_id, &result)?;
-            let stored = self.submit(|reply| Op::Store {
-                task_id: Arc::from(task_id),
-                record: Arc::new(CompactRecord::pack(result)),
-                at: None,
-                answer: StoreAnswer::Done(reply),
-            });
-            return stored.await;
+            None => validate::shape(task_id, &result).map(|()| None),
         };
-        validate::store(task_id, &result, &shared.config)?;
-        let at = shared.store_time();
-        let stored = self.submit(|reply| Op::Store {
-            task_id: Arc::from(task_id),
+        let queued = checked.map(|at| {
+            let task_id = Arc::from(task_id);
             // Packed here, on the caller's thread.
-            record: Arc::new(CompactRecord::pack(result)),
-            at,
-            answer: StoreAnswer::Done(reply),
+            let record = Arc::new(CompactRecord::pack(result));
+            self.submit(move |reply| Op::Store {
+                task_id,
+                record,
+                at,
+                answer: StoreAnswer::Done(reply),
+            })
         });
-        stored.await
+        async move { queued?.await }
+    }
+
+    /// The record of `task_id` read from the map when it can tell, else a `Get` queued for
+    /// the hub (at once) and the answer to await.
+    #[allow(clippy::type_complexity)]
+    fn read_or_ask(
+        &self,
+        task_id: &str,
+    ) -> Result<
+        Either<
+            Option<TaskResult>,
+            impl Future<Output = Result<Option<SharedRecord>, BackendError>> + Send + use<>,
+        >,
+        BackendError,
+    > {
+        if let Some(shared) = self.shared.get() {
+            validate::id_length(task_id, &shared.config)?;
+            if shared.is_closed() {
+                return Err(BackendError::hub_stopped());
+            }
+            let now = || shared.config.clock.now();
+            if let Read::Known(record) = shared.records.read(task_id, now) {
+                // Unpacked here, on the caller's thread.
+                return Ok(Either::Left(record.map(|record| record.unpack(task_id))));
+            }
+        }
+        let task_id = Arc::from(task_id);
+        Ok(Either::Right(
+            self.submit(move |reply| Op::Get { task_id, reply }),
+        ))
     }
 
     /// The hub's queue, after waiting for the hub to tell a `from_addr` handle where it is.
@@ -448,7 +481,7 @@ impl ResultBackend for HubHandle {
         Self: 'async_trait,
     {
         let Some(shared) = self.shared.get().filter(|shared| shared.pipelines_stores()) else {
-            return Box::pin(self.store_and_wait(task_id, result));
+            return Box::pin(self.queue_answered_store(task_id, result));
         };
         match queue_store(shared, task_id, result) {
             Ok(number) if shared.has_room(number) => Box::pin(Accepted),
@@ -457,23 +490,65 @@ impl ResultBackend for HubHandle {
         }
     }
 
+    /// Every store of the batch is queued before any is awaited: one doorbell for the batch,
+    /// and when stores are pipelined, one wait for room, behind the last.
+    async fn store_many(&self, records: Vec<TaskResult>) -> Vec<Result<(), BackendError>> {
+        let Some(shared) = self.shared.get().filter(|shared| shared.pipelines_stores()) else {
+            let answers: Vec<_> = records
+                .into_iter()
+                .map(|record| {
+                    let task_id = record.task_id.clone();
+                    self.queue_answered_store(&task_id, record)
+                })
+                .collect();
+            return futures::future::join_all(answers).await;
+        };
+        let queued: Vec<Result<u64, BackendError>> = records
+            .into_iter()
+            .map(|record| {
+                let task_id = record.task_id.clone();
+                queue_store(shared, &task_id, record)
+            })
+            .collect();
+        let last = queued.iter().flatten().max().copied();
+        let room = match last {
+            Some(number) => shared.wait_for_room(number).await,
+            None => Ok(()),
+        };
+        let applied = shared.applied();
+        queued
+            .into_iter()
+            .map(|outcome| match outcome {
+                // The hub died: the stores it had not applied are lost.
+                Ok(number) if room.is_err() && number > applied => Err(BackendError::hub_stopped()),
+                other => other.map(drop),
+            })
+            .collect()
+    }
+
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
-        if let Some(shared) = self.shared.get() {
-            validate::id_length(task_id, &shared.config)?;
-            if shared.is_closed() {
-                return Err(BackendError::hub_stopped());
-            }
-            let now = || shared.config.clock.now();
-            if let Read::Known(record) = shared.records.read(task_id, now) {
-                // Unpacked here, on the caller's thread.
-                return Ok(record.map(|record| record.unpack(task_id)));
-            }
+        match self.read_or_ask(task_id)? {
+            Either::Left(record) => Ok(record),
+            Either::Right(asked) => Ok(asked.await?.map(|record| record.unpack(task_id))),
         }
-        let record = self.submit(|reply| Op::Get {
-            task_id: Arc::from(task_id),
-            reply,
-        });
-        Ok(record.await?.map(|record| record.unpack(task_id)))
+    }
+
+    /// Every id is read from the map, or asked of the hub, before any answer is awaited: one
+    /// doorbell for the ids only the hub can answer.
+    async fn get_many(&self, task_ids: &[&str]) -> Result<Vec<Option<TaskResult>>, BackendError> {
+        crate::many::non_empty(task_ids, "get_many")?;
+        let reads = task_ids
+            .iter()
+            .map(|task_id| self.read_or_ask(task_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut records = Vec::with_capacity(reads.len());
+        for (read, task_id) in reads.into_iter().zip(task_ids) {
+            records.push(match read {
+                Either::Left(record) => record,
+                Either::Right(asked) => asked.await?.map(|record| record.unpack(task_id)),
+            });
+        }
+        Ok(records)
     }
 
     async fn wait_for(

@@ -51,6 +51,7 @@ pub mod events;
 mod handle;
 mod hub;
 pub mod jsonl;
+mod many;
 mod memory;
 pub mod messages;
 mod order;

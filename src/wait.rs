@@ -21,18 +21,30 @@ pub(crate) async fn bounded<F>(
 where
     F: Future<Output = Result<TaskResult, BackendError>>,
 {
+    match within(pending, timeout).await? {
+        Some(outcome) => outcome,
+        // Dropping `pending` unregistered the waiter.
+        None => Err(BackendError::Timeout {
+            task_id: task_id.to_owned(),
+            timeout: timeout.unwrap_or_default(),
+        }),
+    }
+}
+
+/// Awaits `pending` for at most `timeout`, as [`bounded`] does: `Ok(None)` when the timeout
+/// passed first (`pending` is dropped by then), `Unsupported` when there is no timer to use.
+pub(crate) async fn within<F: Future>(
+    pending: F,
+    timeout: Option<Duration>,
+) -> Result<Option<F::Output>, BackendError> {
     let Some(timeout) = timeout else {
-        return pending.await;
-    };
-    let timed_out = || BackendError::Timeout {
-        task_id: task_id.to_owned(),
-        timeout,
+        return Ok(Some(pending.await));
     };
     if timeout.is_zero() {
-        return pending.now_or_never().unwrap_or_else(|| Err(timed_out()));
+        return Ok(pending.now_or_never());
     }
     let Some(deadline) = tokio::time::Instant::now().checked_add(timeout) else {
-        return pending.await;
+        return Ok(Some(pending.await));
     };
     // Tokio panics when asked for a timer it does not have: no runtime, or one built without
     // `enable_time`. That is a caller's setup, not a reason to crash it.
@@ -48,8 +60,7 @@ where
     let sleep = std::pin::pin!(sleep);
     let pending = std::pin::pin!(pending);
     match future::select(pending, sleep).await {
-        Either::Left((outcome, _)) => outcome,
-        // Dropping `pending` on return unregisters the waiter.
-        Either::Right(_) => Err(timed_out()),
+        Either::Left((outcome, _)) => Ok(Some(outcome)),
+        Either::Right(_) => Ok(None),
     }
 }

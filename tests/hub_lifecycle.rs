@@ -975,6 +975,57 @@ async fn a_pipelined_store_is_queued_when_called() {
     guard("shutdown", hub.shutdown()).await;
 }
 
+/// A batch on a hub that may refuse stores (here `KeepFirst`) hears each refusal on its own
+/// record; a batch after shutdown is refused record by record, pipelined or not.
+#[actix_rt::test]
+async fn store_many_answers_each_record() {
+    let keep_first = HubConfig {
+        terminal_policy: resulthub::TerminalPolicy::KeepFirst,
+        ..HubConfig::default()
+    };
+    for config in [keep_first, HubConfig::default()] {
+        let hub = HubHandle::start(config.clone());
+        let outcomes = guard(
+            "store_many",
+            hub.store_many(vec![
+                TaskResult::new("a", TaskStatus::Success),
+                TaskResult::new("a", TaskStatus::Failed),
+                TaskResult::new("b", TaskStatus::Pending),
+            ]),
+        )
+        .await;
+        let a = guard("get", hub.get("a")).await.unwrap().unwrap();
+        if config.terminal_policy == resulthub::TerminalPolicy::KeepFirst {
+            assert!(
+                matches!(
+                    outcomes.as_slice(),
+                    [Ok(()), Err(BackendError::Conflict { .. }), Ok(())]
+                ),
+                "{outcomes:?}"
+            );
+            assert!(a.is_success());
+        } else {
+            assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+            assert_eq!(a.status, TaskStatus::Failed);
+        }
+        guard("shutdown", hub.shutdown()).await;
+        let refused = guard(
+            "store_many after shutdown",
+            hub.store_many(vec![
+                TaskResult::new("c", TaskStatus::Success),
+                TaskResult::new("d", TaskStatus::Success),
+            ]),
+        )
+        .await;
+        assert!(
+            refused
+                .iter()
+                .all(|outcome| matches!(outcome, Err(BackendError::Unavailable { .. }))),
+            "{config:?}: {refused:?}"
+        );
+    }
+}
+
 /// With `pipeline_stores: false`, or a limit the hub may refuse a store for, every store
 /// waits for the hub: the first poll cannot complete on the hub's own arbiter.
 #[actix_rt::test]

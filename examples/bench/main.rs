@@ -1,7 +1,7 @@
 //! Benchmarks resulthub against the backends users would otherwise pick, in one run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--quick] [--workload L|W|P|M|all] [--json FILE] [--peer-flowrra]
+//! cargo run --release --example bench -- [--quick] [--workload L|W|P|M|B|all] [--json FILE] [--peer-flowrra]
 //! ```
 //!
 //! Workloads, systems and how to read the table: docs/benchmarks.md.
@@ -27,8 +27,13 @@ pub struct Sizes {
     pub pagination: usize,
     pub memory_records: usize,
     pub memory_waiters: usize,
+    /// B: how many batches of [`BATCH`] tasks.
+    pub batches: usize,
     pub rounds: usize,
 }
+
+/// B: tasks per batch.
+const BATCH: usize = 100;
 
 const FULL: Sizes = Sizes {
     lifecycle: 100_000,
@@ -36,6 +41,7 @@ const FULL: Sizes = Sizes {
     pagination: 1_000_000,
     memory_records: 1_000_000,
     memory_waiters: 100_000,
+    batches: 1_000,
     rounds: 5,
 };
 
@@ -45,6 +51,7 @@ const QUICK: Sizes = Sizes {
     pagination: 60_000,
     memory_records: 20_000,
     memory_waiters: 5_000,
+    batches: 50,
     rounds: 2,
 };
 
@@ -62,7 +69,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         sizes: FULL,
         quick: false,
-        workloads: vec!['L', 'W', 'P', 'M'],
+        workloads: vec!['L', 'W', 'P', 'M', 'B'],
         json: None,
         peer_flowrra: false,
         systems: RUST_SYSTEMS.to_vec(),
@@ -76,10 +83,12 @@ fn parse_args() -> Result<Args, String> {
                 args.sizes = QUICK;
             }
             "--workload" => {
-                let value = it.next().ok_or("--workload needs L, W, P, M or all")?;
+                let value = it.next().ok_or("--workload needs L, W, P, M, B or all")?;
                 args.workloads = match value.to_ascii_uppercase().as_str() {
-                    "ALL" => vec!['L', 'W', 'P', 'M'],
-                    one @ ("L" | "W" | "P" | "M") => vec![one.chars().next().unwrap_or('L')],
+                    "ALL" => vec!['L', 'W', 'P', 'M', 'B'],
+                    one @ ("L" | "W" | "P" | "M" | "B") => {
+                        vec![one.chars().next().unwrap_or('L')]
+                    }
                     other => return Err(format!("unknown workload {other:?}")),
                 };
             }
@@ -93,7 +102,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--help" | "-h" => {
                 return Err(
-                    "usage: bench [--quick] [--workload L|W|P|M|all] [--json FILE] \
+                    "usage: bench [--quick] [--workload L|W|P|M|B|all] [--json FILE] \
                             [--peer-flowrra] [--system KEY]..."
                         .to_owned(),
                 );
@@ -135,7 +144,8 @@ fn main() -> ExitCode {
             'W' => run_wake(&args.sizes, &args.systems, peer.as_ref(), &mut report),
             'P' => run_pagination(&args.sizes, &args.systems, peer.as_ref(), &mut report),
             'M' => run_memory(&args.sizes, &args.systems, peer.as_ref(), &mut report),
-            _ => unreachable!("parse_args accepts only L, W, P, M"),
+            'B' => run_batches(&args.sizes, &args.systems, &mut report),
+            _ => unreachable!("parse_args accepts only L, W, P, M, B"),
         }
     }
     report.print_table();
@@ -147,6 +157,33 @@ fn main() -> ExitCode {
         eprintln!("wrote {}", path.display());
     }
     ExitCode::SUCCESS
+}
+
+/// B: the same tasks stored, read and waited for one call at a time, then a batch at a time.
+/// flowrra has no batch calls, so it has no row here.
+fn run_batches(sizes: &Sizes, systems: &[System], report: &mut Report) {
+    for (label, batched) in [("B1", false), ("B100", true)] {
+        let calls = if batched {
+            "batch calls"
+        } else {
+            "single calls"
+        };
+        let workload = format!(
+            "{label}: {} batches of {BATCH} tasks stored, read and waited for, {calls}",
+            sizes.batches
+        );
+        for &system in systems {
+            let rounds = rounds(sizes.rounds, &workload, system.name(), || {
+                system.run(|subject| {
+                    let batches = sizes.batches;
+                    Box::pin(
+                        async move { workloads::batches(&subject, batches, BATCH, batched).await },
+                    )
+                })
+            });
+            report.add(label, &workload, system.name(), Metric::TasksPerSec, rounds);
+        }
+    }
 }
 
 fn run_lifecycle(

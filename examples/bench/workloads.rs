@@ -9,6 +9,47 @@ use serde_json::json;
 
 use crate::systems::Subject;
 
+/// B: `batches` batches of `size` ids; per batch every id is stored SUCCESS, read back, and
+/// waited for (finished already), through the single calls or the batch calls. Returns
+/// tasks per second.
+pub async fn batches(subject: &Subject, batches: usize, size: usize, batched: bool) -> f64 {
+    let backend = &*subject.backend;
+    let start = Instant::now();
+    for batch in 0..batches {
+        let ids: Vec<String> = (0..size).map(|i| format!("batch-{batch}-{i}")).collect();
+        let records: Vec<TaskResult> = ids
+            .iter()
+            .map(|id| TaskResult::new(id, TaskStatus::Success).with_result(json!(1)))
+            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let limit = Some(Duration::from_secs(60));
+        if batched {
+            for outcome in backend.store_many(records).await {
+                outcome.expect("store_many");
+            }
+            let found = backend.get_many(&ids).await.expect("get_many");
+            assert!(found.iter().all(Option::is_some));
+            let done = backend
+                .wait_for_all(&ids, limit)
+                .await
+                .expect("wait_for_all");
+            assert_eq!(done.len(), size);
+        } else {
+            for record in records {
+                let id = record.task_id.clone();
+                backend.store(&id, record).await.expect("store");
+            }
+            for id in &ids {
+                assert!(backend.get(id).await.expect("get").is_some());
+            }
+            for id in &ids {
+                backend.wait_for(id, limit).await.expect("wait_for");
+            }
+        }
+    }
+    (batches * size) as f64 / start.elapsed().as_secs_f64()
+}
+
 /// L: per task, store PENDING (name, args, submitted_at), RUNNING, SUCCESS with a small
 /// result, then get. `callers` tasks share the `n` tasks. Returns tasks per second.
 pub async fn lifecycle(subject: &Subject, n: usize, callers: usize) -> f64 {

@@ -211,6 +211,11 @@ impl Shared {
         self.applied.load(Ordering::Acquire) + bound as u64 >= number
     }
 
+    /// How many pushed operations the hub has applied (or answered as stopped).
+    pub(crate) fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
     /// Returns once the hub is at most [`MAX_UNAPPLIED`] operations behind operation
     /// `number`; `Unavailable` if the hub died without applying it.
     pub(crate) async fn wait_for_room(&self, number: u64) -> Result<(), BackendError> {

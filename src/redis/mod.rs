@@ -203,6 +203,33 @@ impl Inner {
         }
     }
 
+    /// One `MGET` for every id; an empty id, which nothing can be stored under, reads `None`.
+    async fn get_many(&self, task_ids: &[String]) -> Result<Vec<Option<TaskResult>>, BackendError> {
+        let mut command = redis::cmd("MGET");
+        for task_id in task_ids {
+            command.arg(self.keys.task(task_id));
+        }
+        let values: Vec<Option<Vec<u8>>> = self.pool.query(&command).await?;
+        if values.len() != task_ids.len() {
+            return Err(BackendError::Storage(
+                format!(
+                    "MGET of {} keys answered {} values",
+                    task_ids.len(),
+                    values.len()
+                )
+                .into(),
+            ));
+        }
+        task_ids
+            .iter()
+            .zip(values)
+            .map(|(task_id, bytes)| match bytes {
+                Some(bytes) if !task_id.is_empty() => decode(task_id, &bytes).map(Some),
+                _ => Ok(None),
+            })
+            .collect()
+    }
+
     /// Reads, merges the sticky fields, and writes only if the record read is still the one
     /// stored; again while other writers get in between.
     async fn store(&self, task_id: &str, record: TaskResult) -> Result<(), BackendError> {
@@ -453,6 +480,23 @@ impl ResultBackend for RedisBackend {
         self.on_runtime(async move {
             inner.in_flight.settled(Some(&task_id)).await;
             inner.get(&task_id).await
+        })
+        .await
+    }
+
+    /// One `MGET` for the whole batch, after the stores this process started on those ids.
+    async fn get_many(&self, task_ids: &[&str]) -> Result<Vec<Option<TaskResult>>, BackendError> {
+        crate::many::non_empty(task_ids, "get_many")?;
+        for task_id in task_ids {
+            validate::id_length(task_id, &self.inner.limits)?;
+        }
+        let inner = Arc::clone(&self.inner);
+        let task_ids: Vec<String> = task_ids.iter().map(|&id| id.to_owned()).collect();
+        self.on_runtime(async move {
+            for task_id in &task_ids {
+                inner.in_flight.settled(Some(task_id)).await;
+            }
+            inner.get_many(&task_ids).await
         })
         .await
     }
