@@ -70,11 +70,9 @@ async fn main() -> std::io::Result<()> {
     // The one hub of this actix System, shared by every worker of the server.
     let hub = HubHandle::from_addr(ResultHub::from_registry());
 
-    let options = WebOptions {
-        allow_writes: true,
-        token: args.token.clone(),
-        ..WebOptions::default()
-    };
+    let options = WebOptions::default()
+        .with_allow_writes(true)
+        .with_token(args.token.clone());
     // Built once, cloned into each of the server's workers: they all serve this one hub.
     let routes = configure(hub.clone(), options);
     let server = HttpServer::new(move || {

@@ -19,11 +19,9 @@ use std::time::{Duration, Instant};
 /// use resulthub::{Clock, HubConfig, ManualClock};
 ///
 /// let manual = ManualClock::new();
-/// let config = HubConfig {
-///     result_ttl: Some(Duration::from_secs(60)),
-///     clock: Clock::from(manual.clone()),
-///     ..HubConfig::default()
-/// };
+/// let config = HubConfig::default()
+///     .with_result_ttl(Some(Duration::from_secs(60)))
+///     .with_clock(Clock::from(manual.clone()));
 /// let before = config.clock.now();
 /// manual.advance(Duration::from_secs(61));
 /// assert_eq!(config.clock.now() - before, Duration::from_secs(61));

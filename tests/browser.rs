@@ -345,12 +345,10 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
     }
     let hub = HubHandle::spawn(HubConfig::default());
     seed(&hub).await;
-    let options = WebOptions {
-        token: Some(TOKEN.to_owned()),
+    let options = WebOptions::default()
+        .with_token(Some(TOKEN.to_owned()))
         // Below the page's own choices: it must ask for pages that fit.
-        max_limit: 50,
-        ..WebOptions::default()
-    };
+        .with_max_limit(50);
     let server = TestServer::start(hub.clone(), options);
     let driver = Chromedriver::start();
     let client = driver.connect().await;

@@ -181,11 +181,11 @@ async fn deleting_a_missing_record_emits_nothing() {
 #[tokio::test]
 async fn expiry_emits_expired_at_the_hubs_clock() {
     let clock = ManualClock::new();
-    let hub = HubHandle::spawn(HubConfig {
-        result_ttl: Some(Duration::from_secs(60)),
-        clock: Clock::from(clock.clone()),
-        ..HubConfig::default()
-    });
+    let hub = HubHandle::spawn(
+        HubConfig::default()
+            .with_result_ttl(Some(Duration::from_secs(60)))
+            .with_clock(Clock::from(clock.clone())),
+    );
     let mut events = hub.subscribe().await.unwrap();
     hub.store("old", record("old", Success)).await.unwrap();
     let stored = next_task(&mut events).await;
@@ -207,11 +207,11 @@ async fn the_ttl_sweep_alone_emits_expired() {
     let clock = ManualClock::new();
     // A TTL of 40 ms makes the sweep run every 10 ms of real time; the records' deadlines
     // follow the manual clock, so nothing expires before the test moves it.
-    let hub = HubHandle::spawn(HubConfig {
-        result_ttl: Some(Duration::from_millis(40)),
-        clock: Clock::from(clock.clone()),
-        ..HubConfig::default()
-    });
+    let hub = HubHandle::spawn(
+        HubConfig::default()
+            .with_result_ttl(Some(Duration::from_millis(40)))
+            .with_clock(Clock::from(clock.clone())),
+    );
     let mut events = hub.subscribe().await.unwrap();
     hub.store("swept", record("swept", Success)).await.unwrap();
     assert_eq!(next_task(&mut events).await.kind, EventKind::Stored);
@@ -228,10 +228,7 @@ async fn the_ttl_sweep_alone_emits_expired() {
 
 #[tokio::test]
 async fn eviction_under_max_results_emits_expired() {
-    let hub = HubHandle::spawn(HubConfig {
-        max_results: Some(2),
-        ..HubConfig::default()
-    });
+    let hub = HubHandle::spawn(HubConfig::default().with_max_results(Some(2)));
     let mut events = hub.subscribe().await.unwrap();
     for id in ["a", "b", "c"] {
         hub.store(id, record(id, Success)).await.unwrap();
@@ -314,10 +311,7 @@ async fn filters_keep_only_matching_events() {
 async fn a_subscriber_that_never_reads_does_not_stall_the_hub() {
     const BUFFER: usize = 64;
     const STORES: usize = 20_000;
-    let hub = HubHandle::spawn(HubConfig {
-        event_buffer: BUFFER,
-        ..HubConfig::default()
-    });
+    let hub = HubHandle::spawn(HubConfig::default().with_event_buffer(BUFFER));
     let mut stalled = hub.subscribe().await.unwrap();
     within("every store, with a subscriber that never reads", async {
         for n in 0..STORES {
@@ -347,10 +341,7 @@ async fn a_subscriber_that_never_reads_does_not_stall_the_hub() {
 async fn a_slow_subscriber_does_not_cost_other_subscribers_anything() {
     const BUFFER: usize = 16;
     const STORES: usize = 2_000;
-    let hub = HubHandle::spawn(HubConfig {
-        event_buffer: BUFFER,
-        ..HubConfig::default()
-    });
+    let hub = HubHandle::spawn(HubConfig::default().with_event_buffer(BUFFER));
     let mut slow = hub.subscribe().await.unwrap();
     let mut reader = hub.subscribe().await.unwrap();
     for n in 0..STORES {
@@ -377,10 +368,7 @@ async fn a_slow_subscriber_does_not_cost_other_subscribers_anything() {
 
 #[tokio::test]
 async fn an_event_buffer_of_zero_is_taken_as_one() {
-    let hub = HubHandle::spawn(HubConfig {
-        event_buffer: 0,
-        ..HubConfig::default()
-    });
+    let hub = HubHandle::spawn(HubConfig::default().with_event_buffer(0));
     let events = hub.subscribe().await.unwrap();
     for id in ["a", "b", "c"] {
         hub.store(id, record(id, Pending)).await.unwrap();

@@ -172,10 +172,7 @@ async fn assert_every_call_unavailable(hub: &HubHandle) {
 /// A hub whose stores wait to be applied, so that a store that trips a fault can be answered
 /// with `Internal`; a pipelined store has returned by then (see the test below).
 fn acked() -> HubConfig {
-    HubConfig {
-        pipeline_stores: false,
-        ..HubConfig::default()
-    }
+    HubConfig::default().with_pipeline_stores(false)
 }
 
 #[tokio::test]
@@ -522,6 +519,12 @@ async fn calls_queued_behind_a_hub_death_are_answered_unavailable() {
     let hub = HubHandle::spawn(acked());
     let s = Subject::hub(hub.clone());
     s.put(rec("p", Pending)).await;
+    // A round trip through the mailbox: the hub answers a public message only once its queue
+    // is empty and it is idle, so no drain still under way can pick up the calls below.
+    within("Get", hub.addr().send(resulthub::messages::Get::new("p")))
+        .await
+        .expect("delivered")
+        .expect("answered");
     // Queue calls behind the stop without waiting for it to be handled: the stall keeps the
     // hub from getting to them (or to the stop) until every call is queued.
     hub.addr().do_send(Stall(Duration::from_millis(200)));
@@ -564,10 +567,7 @@ async fn shutdown_answers_pending_waiters_and_every_later_call_with_unavailable(
 
 #[actix_rt::test]
 async fn a_supervised_hub_keeps_records_waiters_and_counters_across_restarts() {
-    let config = HubConfig {
-        max_results: Some(4),
-        ..HubConfig::default()
-    };
+    let config = HubConfig::default().with_max_results(Some(4));
     let addr = Supervisor::start(move |_| ResultHub::new(config));
     let hub = HubHandle::from_addr(addr);
     let s = Subject::hub(hub.clone());

@@ -776,10 +776,7 @@ async fn assert_zero_max_waiters_refuses_every_wait(subject: Subject) {
 }
 
 fn limited(max_waiters: usize) -> HubConfig {
-    HubConfig {
-        max_waiters: Some(max_waiters),
-        ..HubConfig::default()
-    }
+    HubConfig::default().with_max_waiters(Some(max_waiters))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -824,10 +821,7 @@ async fn memory_wait_for_terminal_record_needs_no_waiter_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlimited_max_waiters_accepts_many() {
-    let config = HubConfig {
-        max_waiters: None,
-        ..HubConfig::default()
-    };
+    let config = HubConfig::default().with_max_waiters(None);
     let hub = HubHandle::spawn(config.clone());
     for subject in [
         Subject::hub(hub.clone()),
@@ -979,10 +973,8 @@ async fn a_pipelined_store_is_queued_when_called() {
 /// record; a batch after shutdown is refused record by record, pipelined or not.
 #[actix_rt::test]
 async fn store_many_answers_each_record() {
-    let keep_first = HubConfig {
-        terminal_policy: resulthub::TerminalPolicy::KeepFirst,
-        ..HubConfig::default()
-    };
+    let keep_first =
+        HubConfig::default().with_terminal_policy(resulthub::TerminalPolicy::KeepFirst);
     for config in [keep_first, HubConfig::default()] {
         let hub = HubHandle::start(config.clone());
         let outcomes = guard(
@@ -1031,22 +1023,10 @@ async fn store_many_answers_each_record() {
 #[actix_rt::test]
 async fn stores_wait_for_the_hub_when_not_pipelined() {
     for config in [
-        HubConfig {
-            pipeline_stores: false,
-            ..HubConfig::default()
-        },
-        HubConfig {
-            max_results: Some(10),
-            ..HubConfig::default()
-        },
-        HubConfig {
-            max_record_bytes: Some(10_000),
-            ..HubConfig::default()
-        },
-        HubConfig {
-            terminal_policy: resulthub::TerminalPolicy::KeepFirst,
-            ..HubConfig::default()
-        },
+        HubConfig::default().with_pipeline_stores(false),
+        HubConfig::default().with_max_results(Some(10)),
+        HubConfig::default().with_max_record_bytes(Some(10_000)),
+        HubConfig::default().with_terminal_policy(resulthub::TerminalPolicy::KeepFirst),
     ] {
         let hub = HubHandle::start(config.clone());
         let mut store = hub.store("a", TaskResult::new("a", TaskStatus::Running));

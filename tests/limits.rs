@@ -77,10 +77,7 @@ fn at(secs: i64) -> DateTime<Utc> {
 }
 
 fn clocked(clock: &ManualClock, config: HubConfig) -> HubConfig {
-    HubConfig {
-        clock: Clock::from(clock.clone()),
-        ..config
-    }
+    config.with_clock(Clock::from(clock.clone()))
 }
 
 fn secs(n: u64) -> Duration {
@@ -129,7 +126,7 @@ fn assert_invalid_naming<T: std::fmt::Debug>(
     needles: &[&str],
 ) {
     match out {
-        Err(BackendError::InvalidInput { reason }) => {
+        Err(BackendError::InvalidInput { reason, .. }) => {
             for needle in needles {
                 assert!(
                     reason.contains(needle),
@@ -179,13 +176,7 @@ fn json_len(record: &TaskResult) -> usize {
 // ---------------------------------------------------------------------------------------------
 
 async fn max_results_evicts_the_terminal_record_whose_latest_store_is_oldest(kind: Kind) {
-    let s = Subject::open(
-        kind,
-        HubConfig {
-            max_results: Some(3),
-            ..HubConfig::default()
-        },
-    );
+    let s = Subject::open(kind, HubConfig::default().with_max_results(Some(3)));
     s.put(rec("a", Success)).await;
     s.put(rec("b", Success)).await;
     s.put(rec("c", Pending)).await;
@@ -209,13 +200,7 @@ async fn max_results_evicts_the_terminal_record_whose_latest_store_is_oldest(kin
 }
 
 async fn re_storing_an_existing_id_at_max_results_never_evicts(kind: Kind) {
-    let s = Subject::open(
-        kind,
-        HubConfig {
-            max_results: Some(2),
-            ..HubConfig::default()
-        },
-    );
+    let s = Subject::open(kind, HubConfig::default().with_max_results(Some(2)));
     s.put(rec("a", Success)).await;
     s.put(rec("b", Pending)).await;
     for status in [Running, Success, Retrying, Failed, Pending, Success] {
@@ -230,13 +215,7 @@ async fn re_storing_an_existing_id_at_max_results_never_evicts(kind: Kind) {
 async fn max_results_with_only_non_terminal_records_refuses_a_new_id_and_changes_nothing(
     kind: Kind,
 ) {
-    let s = Subject::open(
-        kind,
-        HubConfig {
-            max_results: Some(2),
-            ..HubConfig::default()
-        },
-    );
+    let s = Subject::open(kind, HubConfig::default().with_max_results(Some(2)));
     s.put(rec("a", Pending).with_task_name("first")).await;
     s.put(rec("b", Running)).await;
     let waiter = s.spawn_wait("c", Some(support::TIMEOUT));
@@ -283,13 +262,7 @@ async fn result_ttl_expires_a_terminal_record_exactly_that_long_after_its_latest
     let clock = ManualClock::new();
     let s = Subject::open(
         kind,
-        clocked(
-            &clock,
-            HubConfig {
-                result_ttl: Some(secs(10)),
-                ..HubConfig::default()
-            },
-        ),
+        clocked(&clock, HubConfig::default().with_result_ttl(Some(secs(10)))),
     );
     s.put(rec("done", Success)).await;
     s.put(rec("failed", Failed)).await;
@@ -324,10 +297,7 @@ async fn pending_ttl_expires_a_non_terminal_record_exactly_that_long_after_its_l
         kind,
         clocked(
             &clock,
-            HubConfig {
-                pending_ttl: Some(secs(30)),
-                ..HubConfig::default()
-            },
+            HubConfig::default().with_pending_ttl(Some(secs(30))),
         ),
     );
     for (id, status) in [
@@ -365,11 +335,9 @@ async fn a_records_clock_restarts_at_each_store(kind: Kind) {
         kind,
         clocked(
             &clock,
-            HubConfig {
-                result_ttl: Some(secs(10)),
-                pending_ttl: Some(secs(10)),
-                ..HubConfig::default()
-            },
+            HubConfig::default()
+                .with_result_ttl(Some(secs(10)))
+                .with_pending_ttl(Some(secs(10))),
         ),
     );
     s.put(rec("a", Pending)).await;
@@ -394,11 +362,9 @@ async fn a_record_takes_the_ttl_of_its_latest_status(kind: Kind) {
         kind,
         clocked(
             &clock,
-            HubConfig {
-                result_ttl: Some(secs(5)),
-                pending_ttl: Some(secs(100)),
-                ..HubConfig::default()
-            },
+            HubConfig::default()
+                .with_result_ttl(Some(secs(5)))
+                .with_pending_ttl(Some(secs(100))),
         ),
     );
     // Pending (100 s) turning terminal (5 s).
@@ -422,13 +388,7 @@ async fn expired_records_vanish_from_pages_at_once(kind: Kind) {
     let clock = ManualClock::new();
     let s = Subject::open(
         kind,
-        clocked(
-            &clock,
-            HubConfig {
-                result_ttl: Some(secs(10)),
-                ..HubConfig::default()
-            },
-        ),
+        clocked(&clock, HubConfig::default().with_result_ttl(Some(secs(10)))),
     );
     // Same submitted_at: the listing order is first-store order a, b, c, d.
     for id in ["a", "b", "c", "d"] {
@@ -475,10 +435,7 @@ async fn an_expired_id_stored_again_is_new_and_inherits_nothing(kind: Kind) {
         kind,
         clocked(
             &clock,
-            HubConfig {
-                pending_ttl: Some(secs(10)),
-                ..HubConfig::default()
-            },
+            HubConfig::default().with_pending_ttl(Some(secs(10))),
         ),
     );
     s.put(
@@ -506,11 +463,9 @@ async fn expiry_does_not_end_a_waiter(kind: Kind) {
         kind,
         clocked(
             &clock,
-            HubConfig {
-                pending_ttl: Some(secs(5)),
-                result_ttl: Some(secs(5)),
-                ..HubConfig::default()
-            },
+            HubConfig::default()
+                .with_pending_ttl(Some(secs(5)))
+                .with_result_ttl(Some(secs(5))),
         ),
     );
     s.put(rec("job", Running).with_task_name("t")).await;
@@ -544,13 +499,7 @@ async fn an_expired_terminal_record_no_longer_answers_wait_for_at_once(kind: Kin
     let clock = ManualClock::new();
     let s = Subject::open(
         kind,
-        clocked(
-            &clock,
-            HubConfig {
-                result_ttl: Some(secs(5)),
-                ..HubConfig::default()
-            },
-        ),
+        clocked(&clock, HubConfig::default().with_result_ttl(Some(secs(5)))),
     );
     s.put(rec("done", Success)).await;
     let out = within("wait_for", s.backend.wait_for("done", Some(Duration::ZERO))).await;
@@ -572,11 +521,9 @@ async fn expired_records_hold_no_room_under_max_results(kind: Kind) {
         kind,
         clocked(
             &clock,
-            HubConfig {
-                max_results: Some(2),
-                pending_ttl: Some(secs(5)),
-                ..HubConfig::default()
-            },
+            HubConfig::default()
+                .with_max_results(Some(2))
+                .with_pending_ttl(Some(secs(5))),
         ),
     );
     s.put(rec("p1", Pending)).await;
@@ -610,11 +557,9 @@ async fn an_expired_terminal_record_is_counted_as_expired_not_evicted(kind: Kind
         kind,
         clocked(
             &clock,
-            HubConfig {
-                max_results: Some(1),
-                result_ttl: Some(secs(5)),
-                ..HubConfig::default()
-            },
+            HubConfig::default()
+                .with_max_results(Some(1))
+                .with_result_ttl(Some(secs(5))),
         ),
     );
     s.put(rec("a", Success)).await;
@@ -636,13 +581,7 @@ async fn an_expired_terminal_record_is_counted_as_expired_not_evicted(kind: Kind
 // ---------------------------------------------------------------------------------------------
 
 async fn max_waiters_refuses_waits_past_the_limit_and_registers_nothing(kind: Kind) {
-    let s = Subject::open(
-        kind,
-        HubConfig {
-            max_waiters: Some(2),
-            ..HubConfig::default()
-        },
-    );
+    let s = Subject::open(kind, HubConfig::default().with_max_waiters(Some(2)));
     let first = s.spawn_wait("a", None);
     let second = s.spawn_wait("a", Some(support::TIMEOUT));
     s.await_waiters(2).await;
@@ -670,13 +609,7 @@ async fn max_waiters_refuses_waits_past_the_limit_and_registers_nothing(kind: Ki
 }
 
 async fn wait_for_a_terminal_record_answers_even_at_max_waiters(kind: Kind) {
-    let s = Subject::open(
-        kind,
-        HubConfig {
-            max_waiters: Some(1),
-            ..HubConfig::default()
-        },
-    );
+    let s = Subject::open(kind, HubConfig::default().with_max_waiters(Some(1)));
     s.put(rec("done", Success)).await;
     let holder = s.spawn_wait("open", None);
     s.await_waiters(1).await;
@@ -697,13 +630,7 @@ async fn wait_for_a_terminal_record_answers_even_at_max_waiters(kind: Kind) {
 // ---------------------------------------------------------------------------------------------
 
 async fn an_over_long_task_id_is_refused_by_every_operation_naming_the_limit_and_size(kind: Kind) {
-    let s = Subject::open(
-        kind,
-        HubConfig {
-            max_task_id_len: 8,
-            ..HubConfig::default()
-        },
-    );
+    let s = Subject::open(kind, HubConfig::default().with_max_task_id_len(8));
     let long = "123456789";
     let name = s.name();
     let needles = ["max_task_id_len", "8", "9"];
@@ -743,13 +670,7 @@ async fn an_over_long_task_id_is_refused_by_every_operation_naming_the_limit_and
 }
 
 async fn task_id_length_is_counted_in_bytes(kind: Kind) {
-    let s = Subject::open(
-        kind,
-        HubConfig {
-            max_task_id_len: 8,
-            ..HubConfig::default()
-        },
-    );
+    let s = Subject::open(kind, HubConfig::default().with_max_task_id_len(8));
     // Five characters, ten bytes.
     let id = "ééééé";
     assert_invalid_naming(
@@ -768,10 +689,7 @@ async fn a_record_over_max_record_bytes_is_refused_naming_the_limit_and_size(kin
     let limit = json_len(&fits);
     let s = Subject::open(
         kind,
-        HubConfig {
-            max_record_bytes: Some(limit),
-            ..HubConfig::default()
-        },
+        HubConfig::default().with_max_record_bytes(Some(limit)),
     );
     let name = s.name();
     // Exactly at the limit is fine.
@@ -822,10 +740,7 @@ async fn max_record_bytes_measures_the_record_with_sticky_fields_merged(kind: Ki
 
     let s = Subject::open(
         kind,
-        HubConfig {
-            max_record_bytes: Some(limit),
-            ..HubConfig::default()
-        },
+        HubConfig::default().with_max_record_bytes(Some(limit)),
     );
     let name = s.name();
     s.put(pending.clone()).await;
@@ -854,10 +769,7 @@ async fn max_record_bytes_measures_the_record_with_sticky_fields_merged(kind: Ki
 // ---------------------------------------------------------------------------------------------
 
 fn keep_first() -> HubConfig {
-    HubConfig {
-        terminal_policy: TerminalPolicy::KeepFirst,
-        ..HubConfig::default()
-    }
+    HubConfig::default().with_terminal_policy(TerminalPolicy::KeepFirst)
 }
 
 async fn keep_first_refuses_every_store_after_a_terminal_record_and_keeps_it(kind: Kind) {
@@ -908,13 +820,7 @@ async fn keep_first_allows_a_new_record_once_the_terminal_one_is_deleted_or_expi
     let clock = ManualClock::new();
     let s = Subject::open(
         kind,
-        clocked(
-            &clock,
-            HubConfig {
-                result_ttl: Some(secs(5)),
-                ..keep_first()
-            },
-        ),
+        clocked(&clock, keep_first().with_result_ttl(Some(secs(5)))),
     );
     s.put(rec("a", Success)).await;
     s.put(rec("b", Success)).await;
@@ -933,11 +839,9 @@ async fn a_refused_store_neither_refreshes_the_eviction_order_nor_restarts_the_t
         kind,
         clocked(
             &clock,
-            HubConfig {
-                max_results: Some(2),
-                result_ttl: Some(secs(10)),
-                ..keep_first()
-            },
+            keep_first()
+                .with_max_results(Some(2))
+                .with_result_ttl(Some(secs(10))),
         ),
     );
     s.put(rec("a", Success)).await;

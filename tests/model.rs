@@ -172,20 +172,18 @@ struct Limits {
 
 impl Limits {
     fn config(&self, clock: &ManualClock) -> HubConfig {
-        HubConfig {
-            max_results: self.max_results,
-            result_ttl: self.result_ttl.map(Duration::from_secs),
-            pending_ttl: self.pending_ttl.map(Duration::from_secs),
-            max_waiters: self.max_waiters,
-            max_record_bytes: self.max_record_bytes,
-            terminal_policy: if self.keep_first {
+        HubConfig::default()
+            .with_max_results(self.max_results)
+            .with_result_ttl(self.result_ttl.map(Duration::from_secs))
+            .with_pending_ttl(self.pending_ttl.map(Duration::from_secs))
+            .with_max_waiters(self.max_waiters)
+            .with_max_record_bytes(self.max_record_bytes)
+            .with_terminal_policy(if self.keep_first {
                 TerminalPolicy::KeepFirst
             } else {
                 TerminalPolicy::Overwrite
-            },
-            clock: Clock::from(clock.clone()),
-            ..HubConfig::default()
-        }
+            })
+            .with_clock(Clock::from(clock.clone()))
     }
 }
 

@@ -110,7 +110,7 @@ async fn bad_options_are_invalid_input_before_connecting() {
     ];
     for (what, builder) in cases {
         match within(what, builder.build()).await {
-            Err(BackendError::InvalidInput { reason }) => assert!(!reason.is_empty(), "{what}"),
+            Err(BackendError::InvalidInput { reason, .. }) => assert!(!reason.is_empty(), "{what}"),
             other => panic!("{what}: expected InvalidInput, got {other:?}"),
         }
     }

@@ -134,11 +134,11 @@ async fn snapshot_returns_every_record_in_first_store_order() {
 #[tokio::test]
 async fn snapshot_leaves_out_expired_records() {
     let clock = ManualClock::new();
-    let s = open(HubConfig {
-        result_ttl: Some(Duration::from_secs(10)),
-        clock: Clock::from(clock.clone()),
-        ..HubConfig::default()
-    });
+    let s = open(
+        HubConfig::default()
+            .with_result_ttl(Some(Duration::from_secs(10)))
+            .with_clock(Clock::from(clock.clone())),
+    );
     s.put(rec("old", Success)).await;
     clock.advance(Duration::from_secs(5));
     s.put(rec("new", Success)).await;
@@ -316,18 +316,18 @@ async fn assert_restore_refused(
 
 fn invalid_naming(needles: &'static [&'static str]) -> impl Fn(&BackendError) -> bool {
     move |error| match error {
-        BackendError::InvalidInput { reason } => needles.iter().all(|n| reason.contains(n)),
+        BackendError::InvalidInput { reason, .. } => needles.iter().all(|n| reason.contains(n)),
         _ => false,
     }
 }
 
 #[tokio::test]
 async fn restore_is_all_or_nothing_for_invalid_records() {
-    let s = open(HubConfig {
-        max_task_id_len: 8,
-        max_record_bytes: Some(400),
-        ..HubConfig::default()
-    });
+    let s = open(
+        HubConfig::default()
+            .with_max_task_id_len(8)
+            .with_max_record_bytes(Some(400)),
+    );
     s.put(rec("held", Running)).await;
     assert_restore_refused(
         &s,
@@ -365,10 +365,7 @@ async fn restore_is_all_or_nothing_for_invalid_records() {
 
 #[tokio::test]
 async fn restore_is_all_or_nothing_under_max_results() {
-    let s = open(HubConfig {
-        max_results: Some(4),
-        ..HubConfig::default()
-    });
+    let s = open(HubConfig::default().with_max_results(Some(4)));
     s.put(rec("p1", Pending)).await;
     s.put(rec("p2", Running)).await;
     // Two new ids (w, fresh) fill it; one more cannot be made room for.
@@ -392,10 +389,7 @@ async fn restore_is_all_or_nothing_under_max_results() {
 
 #[tokio::test]
 async fn restore_is_all_or_nothing_under_keep_first() {
-    let s = open(HubConfig {
-        terminal_policy: TerminalPolicy::KeepFirst,
-        ..HubConfig::default()
-    });
+    let s = open(HubConfig::default().with_terminal_policy(TerminalPolicy::KeepFirst));
     s.put(rec("done", Success).with_result(1)).await;
     assert_restore_refused(
         &s,
@@ -424,10 +418,7 @@ async fn restore_is_all_or_nothing_under_keep_first() {
 
 #[tokio::test]
 async fn restore_makes_room_by_evicting_only_terminal_records_the_hub_held() {
-    let s = open(HubConfig {
-        max_results: Some(4),
-        ..HubConfig::default()
-    });
+    let s = open(HubConfig::default().with_max_results(Some(4)));
     s.put(rec("old1", Success)).await;
     s.put(rec("open", Pending)).await;
     s.put(rec("old2", Failed)).await;
@@ -446,12 +437,10 @@ async fn restore_makes_room_by_evicting_only_terminal_records_the_hub_held() {
 #[tokio::test]
 async fn restore_counts_ttls_from_the_restore() {
     let clock = ManualClock::new();
-    let config = HubConfig {
-        result_ttl: Some(Duration::from_secs(10)),
-        pending_ttl: Some(Duration::from_secs(20)),
-        clock: Clock::from(clock.clone()),
-        ..HubConfig::default()
-    };
+    let config = HubConfig::default()
+        .with_result_ttl(Some(Duration::from_secs(10)))
+        .with_pending_ttl(Some(Duration::from_secs(20)))
+        .with_clock(Clock::from(clock.clone()));
     let old = open(config.clone());
     old.put(rec("done", Success)).await;
     old.put(rec("open", Running)).await;
@@ -581,10 +570,7 @@ fn write_records_writes_microseconds_and_reads_them_back() {
 
 #[tokio::test]
 async fn restore_never_evicts_a_held_record_it_stores_again() {
-    let s = open(HubConfig {
-        max_results: Some(3),
-        ..HubConfig::default()
-    });
+    let s = open(HubConfig::default().with_max_results(Some(3)));
     // `held` is the oldest terminal record; `spare` is the one the restore may evict.
     s.put(
         rec("held", Success)

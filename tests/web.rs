@@ -35,18 +35,13 @@ async fn app(
 }
 
 fn writable() -> WebOptions {
-    WebOptions {
-        allow_writes: true,
-        ..WebOptions::default()
-    }
+    WebOptions::default().with_allow_writes(true)
 }
 
 fn with_token(allow_writes: bool) -> WebOptions {
-    WebOptions {
-        allow_writes,
-        token: Some(TOKEN.to_owned()),
-        ..WebOptions::default()
-    }
+    WebOptions::default()
+        .with_allow_writes(allow_writes)
+        .with_token(Some(TOKEN.to_owned()))
 }
 
 /// Sends a request and returns its status and JSON body (`Null` when empty). Every 4xx must
@@ -236,10 +231,7 @@ async fn ids_over_512_bytes_are_refused_on_every_route() {
 
 #[actix_rt::test]
 async fn the_hubs_lower_id_limit_wins() {
-    let hub = HubHandle::start(HubConfig {
-        max_task_id_len: 8,
-        ..HubConfig::default()
-    });
+    let hub = HubHandle::start(HubConfig::default().with_max_task_id_len(8));
     let app = app(&hub, WebOptions::default()).await;
     assert_bad(&app, get("/hub/tasks/123456789"), "limit of 8").await;
     let (status, _) = send(&app, get("/hub/tasks/12345678")).await;
@@ -302,10 +294,7 @@ async fn a_larger_or_missing_timeout_waits_max_wait() {
     let hub = HubHandle::start(HubConfig::default());
     let app = app(
         &hub,
-        WebOptions {
-            max_wait: Duration::from_millis(50),
-            ..WebOptions::default()
-        },
+        WebOptions::default().with_max_wait(Duration::from_millis(50)),
     )
     .await;
     // Without the cap these would wait a day, or 60 s, and `send`'s bound would fail them.
@@ -385,10 +374,7 @@ async fn list_answers_a_page_newest_first_with_the_total() {
 #[actix_rt::test]
 async fn list_defaults_and_an_empty_page() {
     let hub = seeded().await;
-    let options = WebOptions {
-        default_limit: 2,
-        ..WebOptions::default()
-    };
+    let options = WebOptions::default().with_default_limit(2);
     let app = app(&hub, options).await;
     let (_, body) = send(&app, get("/hub/tasks?status=success")).await;
     assert_eq!(
@@ -481,14 +467,7 @@ async fn stats_counts_per_status() {
         (&body["max_limit"], &body["default_limit"]),
         (&json!(500), &json!(50))
     );
-    let app = self::app(
-        &hub,
-        WebOptions {
-            max_limit: 30,
-            ..WebOptions::default()
-        },
-    )
-    .await;
+    let app = self::app(&hub, WebOptions::default().with_max_limit(30)).await;
     let (_, body) = send(&app, get("/hub/stats")).await;
     assert_eq!(
         (&body["max_limit"], &body["default_limit"]),
@@ -552,10 +531,7 @@ async fn post_stores_and_answers_201_with_the_stored_record() {
 #[actix_rt::test]
 async fn posts_answer_is_its_own_store_even_when_another_writer_follows_at_once() {
     // Stores wait for the hub, so the route's store and its answer are two steps apart.
-    let hub = HubHandle::start(HubConfig {
-        pipeline_stores: false,
-        ..HubConfig::default()
-    });
+    let hub = HubHandle::start(HubConfig::default().with_pipeline_stores(false));
     let app = app(&hub, writable()).await;
     let mut events = hub.subscribe().await.unwrap();
     // The other writer stores as soon as it sees the POST's store applied. It is polled
@@ -1093,10 +1069,7 @@ async fn events_filter_by_status_and_task() {
 
 #[actix_rt::test]
 async fn a_slow_events_client_gets_a_lagged_event() {
-    let hub = HubHandle::start(HubConfig {
-        event_buffer: 4,
-        ..HubConfig::default()
-    });
+    let hub = HubHandle::start(HubConfig::default().with_event_buffer(4));
     let app = app(&hub, WebOptions::default()).await;
     let mut frames = open_events(&app, "/hub/events").await;
     for n in 0..20 {
@@ -1137,10 +1110,7 @@ async fn a_stopped_hub_answers_503_with_a_json_error() {
 #[actix_rt::test]
 async fn events_clients_past_the_limit_are_503_until_one_leaves() {
     let hub = HubHandle::start(HubConfig::default());
-    let options = WebOptions {
-        max_event_clients: 2,
-        ..WebOptions::default()
-    };
+    let options = WebOptions::default().with_max_event_clients(2);
     let app = app(&hub, options).await;
     let first = open_events(&app, "/hub/events").await;
     let second = open_events(&app, "/hub/events").await;

@@ -72,10 +72,7 @@ async fn a_wait_whose_client_hangs_up_leaves_no_waiter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_events_client_that_hangs_up_is_unsubscribed() {
     let hub = HubHandle::spawn(HubConfig::default());
-    let options = WebOptions {
-        heartbeat: Duration::from_millis(20),
-        ..WebOptions::default()
-    };
+    let options = WebOptions::default().with_heartbeat(Duration::from_millis(20));
     let server = TestServer::start(hub.clone(), options);
     let mut stream = request(&server, "events").await;
     let head = read_head(&mut stream).await;

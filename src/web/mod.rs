@@ -56,7 +56,7 @@
 //! #[actix_rt::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let hub = HubHandle::start(HubConfig::default());
-//!     let routes = configure(hub, WebOptions { allow_writes: true, ..WebOptions::default() });
+//!     let routes = configure(hub, WebOptions::default().with_allow_writes(true));
 //!     HttpServer::new(move || App::new().service(web::scope("/hub").configure(routes.clone())))
 //!         .h1_allow_half_closed(false)
 //!         .bind(("127.0.0.1", 8080))?
@@ -89,7 +89,10 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// How the routes behave: paging bounds, the longest wait, whether writes are allowed, and the
 /// token every request must bring.
 ///
-/// A plain struct: set what you need and take the rest from [`Default`].
+/// Start from [`Default`] and set what you need with the chained `with_*` methods (one per
+/// field, e.g. [`with_allow_writes`](Self::with_allow_writes)); the fields stay public to read.
+/// The struct is `#[non_exhaustive]`, so options can be added without breaking callers:
+/// outside this crate it cannot be built as a struct literal.
 ///
 /// # Examples
 ///
@@ -97,15 +100,50 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// use std::time::Duration;
 /// use resulthub::web::WebOptions;
 ///
-/// let options = WebOptions {
-///     allow_writes: true,
-///     token: Some("s3cret".to_owned()),
-///     max_wait: Duration::from_secs(30),
-///     ..WebOptions::default()
-/// };
+/// let options = WebOptions::default()
+///     .with_allow_writes(true)
+///     .with_token(Some("s3cret".to_owned()))
+///     .with_max_wait(Duration::from_secs(30));
+/// assert!(options.allow_writes);
 /// assert_eq!(options.max_limit, 500);
 /// ```
+///
+/// # Loading from a file
+///
+/// With the cargo feature `serde`, `WebOptions` implements `serde::Deserialize`, so it loads
+/// with the config library of your choice. Every field is optional (a missing one keeps its
+/// default), an unknown one is an error, and durations are written as humantime strings
+/// (`"30s"`, `"5m"`, `"1h 30m"`).
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use std::time::Duration;
+/// use resulthub::web::WebOptions;
+///
+/// let options: WebOptions = toml::from_str(
+///     r#"
+///     allow_writes = true
+///     max_wait = "30s"
+///     heartbeat = "5s"
+///     "#,
+/// )
+/// .unwrap();
+/// assert_eq!(
+///     options,
+///     WebOptions::default()
+///         .with_allow_writes(true)
+///         .with_max_wait(Duration::from_secs(30))
+///         .with_heartbeat(Duration::from_secs(5))
+/// );
+/// # }
+/// ```
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct WebOptions {
     /// The largest `limit` a listing accepts; a larger one is answered with 400.
     ///
@@ -118,6 +156,7 @@ pub struct WebOptions {
     /// The longest `GET /tasks/{id}/wait`: a larger or missing `timeout` waits this long.
     ///
     /// Default: 60 seconds.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_wait: Duration,
     /// Whether `POST /tasks/{id}` and `DELETE /tasks/{id}` are served; without it they are
     /// answered with 403.
@@ -136,6 +175,7 @@ pub struct WebOptions {
     /// when the hub is quiet. Periods under 10 ms are taken as 10 ms.
     ///
     /// Default: 15 seconds.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub heartbeat: Duration,
     /// How many `/events` clients may be connected at once, over all of the server's workers;
     /// one more is answered with 503. Each client costs the hub a wake-up per change.
@@ -155,6 +195,112 @@ impl Default for WebOptions {
             heartbeat: Duration::from_secs(15),
             max_event_clients: 256,
         }
+    }
+}
+
+impl WebOptions {
+    /// Sets [`max_limit`](Self::max_limit): the largest `limit` a listing accepts.
+    ///
+    /// ```
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_max_limit(1000);
+    /// assert_eq!(options.max_limit, 1000);
+    /// ```
+    #[must_use]
+    pub fn with_max_limit(mut self, max_limit: usize) -> Self {
+        self.max_limit = max_limit;
+        self
+    }
+
+    /// Sets [`default_limit`](Self::default_limit): the `limit` of a listing that gives none.
+    ///
+    /// ```
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_default_limit(20);
+    /// assert_eq!(options.default_limit, 20);
+    /// ```
+    #[must_use]
+    pub fn with_default_limit(mut self, default_limit: usize) -> Self {
+        self.default_limit = default_limit;
+        self
+    }
+
+    /// Sets [`max_wait`](Self::max_wait): the longest `GET /tasks/{id}/wait`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_max_wait(Duration::from_secs(30));
+    /// assert_eq!(options.max_wait, Duration::from_secs(30));
+    /// ```
+    #[must_use]
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// Sets [`allow_writes`](Self::allow_writes): whether `POST /tasks/{id}` and `DELETE
+    /// /tasks/{id}` are served.
+    ///
+    /// ```
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_allow_writes(true);
+    /// assert!(options.allow_writes);
+    /// ```
+    #[must_use]
+    pub fn with_allow_writes(mut self, allow_writes: bool) -> Self {
+        self.allow_writes = allow_writes;
+        self
+    }
+
+    /// Sets [`token`](Self::token): the bearer token every request must bring (`None`: no
+    /// authentication).
+    ///
+    /// ```
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_token(Some("s3cret".to_owned()));
+    /// assert_eq!(options.token.as_deref(), Some("s3cret"));
+    /// ```
+    #[must_use]
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Sets [`heartbeat`](Self::heartbeat): how often `/events` sends a comment line when no event
+    /// comes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_heartbeat(Duration::from_secs(5));
+    /// assert_eq!(options.heartbeat, Duration::from_secs(5));
+    /// ```
+    #[must_use]
+    pub fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// Sets [`max_event_clients`](Self::max_event_clients): how many `/events` clients may be
+    /// connected at once.
+    ///
+    /// ```
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_max_event_clients(1024);
+    /// assert_eq!(options.max_event_clients, 1024);
+    /// ```
+    #[must_use]
+    pub fn with_max_event_clients(mut self, max_event_clients: usize) -> Self {
+        self.max_event_clients = max_event_clients;
+        self
     }
 }
 
