@@ -75,7 +75,7 @@ pub use async_trait::async_trait;
 pub use backend::ResultBackend;
 pub use clock::{Clock, ManualClock};
 pub use config::{HubConfig, TerminalPolicy};
-pub use error::{BackendError, BoxError};
+pub use error::{BackendError, BoxError, Exceeded, Limit};
 pub use events::{EventFilter, EventKind, EventStream, HubEvent, TaskEvent};
 pub use handle::HubHandle;
 pub use hub::ResultHub;

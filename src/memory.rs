@@ -13,7 +13,9 @@ use dashmap::mapref::one::RefMut;
 use tokio::sync::oneshot;
 
 use crate::order::{ListKey, page};
-use crate::{BackendError, HubConfig, HubStats, ResultBackend, TaskResult, TaskStatus, validate};
+use crate::{
+    BackendError, HubConfig, HubStats, Limit, ResultBackend, TaskResult, TaskStatus, validate,
+};
 
 /// A [`ResultBackend`] on a sharded concurrent map ([`dashmap`]): each operation locks only the
 /// shard that holds its id, with no actor or thread hop in between.
@@ -220,12 +222,13 @@ impl InMemoryBackend {
     /// terminal. Called with the eviction lock held and no shard lock.
     fn evict_oldest(&self, order: &mut EvictionOrder, max: usize) -> Result<(), BackendError> {
         let Some((_, victim)) = order.terminal.pop_first() else {
-            return Err(BackendError::Overloaded {
-                reason: format!(
-                    "{} records, at max_results ({max}), and none is terminal",
-                    self.records.load(Ordering::Acquire)
-                ),
-            });
+            let held = self.records.load(Ordering::Acquire);
+            return Err(BackendError::overloaded(
+                Limit::MaxResults,
+                max,
+                held,
+                format!("{held} records, at max_results ({max}), and none is terminal"),
+            ));
         };
         self.slots.remove_if_mut(&victim, |_, slot| {
             self.take_entry(slot, Some(&mut *order));
@@ -318,9 +321,12 @@ impl InMemoryBackend {
         match self.config.max_waiters {
             Some(max) if before >= max => {
                 self.waiter_count.fetch_sub(1, Ordering::AcqRel);
-                Err(BackendError::Overloaded {
-                    reason: format!("{before} waiters, at max_waiters ({max})"),
-                })
+                Err(BackendError::overloaded(
+                    Limit::MaxWaiters,
+                    max,
+                    before,
+                    format!("{before} waiters, at max_waiters ({max})"),
+                ))
             }
             _ => Ok(()),
         }

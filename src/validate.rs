@@ -1,15 +1,20 @@
 //! Input checks shared by every backend, so that bad input is refused before anything changes.
 
-use crate::{BackendError, HubConfig, TaskResult, TaskStatus, TerminalPolicy};
+use crate::{BackendError, HubConfig, Limit, TaskResult, TaskStatus, TerminalPolicy};
 
 /// Refuses an id over the configured length. Used by every operation that takes an id.
 pub(crate) fn id_length(task_id: &str, config: &HubConfig) -> Result<(), BackendError> {
     if task_id.len() > config.max_task_id_len {
-        return Err(BackendError::invalid(format!(
-            "task id is {} bytes, over max_task_id_len ({})",
+        return Err(BackendError::too_large(
+            Limit::MaxTaskIdLen,
+            config.max_task_id_len,
             task_id.len(),
-            config.max_task_id_len
-        )));
+            format!(
+                "task id is {} bytes, over max_task_id_len ({})",
+                task_id.len(),
+                config.max_task_id_len
+            ),
+        ));
     }
     Ok(())
 }
@@ -58,9 +63,12 @@ fn json_depth(record: &TaskResult) -> Result<(), BackendError> {
         .collect();
     while let Some((value, depth)) = stack.pop() {
         if depth > MAX_JSON_DEPTH {
-            return Err(BackendError::invalid(format!(
-                "record nests JSON values more than {MAX_JSON_DEPTH} levels deep"
-            )));
+            return Err(BackendError::too_large(
+                Limit::MaxJsonDepth,
+                MAX_JSON_DEPTH,
+                depth,
+                format!("record nests JSON values more than {MAX_JSON_DEPTH} levels deep"),
+            ));
         }
         match value {
             serde_json::Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
@@ -85,9 +93,12 @@ pub(crate) fn record_size(record: &TaskResult, config: &HubConfig) -> Result<(),
 /// Refuses a record whose JSON encoding, already measured, is over `max_record_bytes`.
 pub(crate) fn record_bytes(len: usize, config: &HubConfig) -> Result<(), BackendError> {
     match config.max_record_bytes {
-        Some(max) if len > max => Err(BackendError::invalid(format!(
-            "record is {len} bytes as JSON, over max_record_bytes ({max})"
-        ))),
+        Some(max) if len > max => Err(BackendError::too_large(
+            Limit::MaxRecordBytes,
+            max,
+            len,
+            format!("record is {len} bytes as JSON, over max_record_bytes ({max})"),
+        )),
         _ => Ok(()),
     }
 }

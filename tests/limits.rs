@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use resulthub::{
-    BackendError, Clock, HubConfig, ManualClock, TaskResult, TaskStatus, TerminalPolicy,
+    BackendError, Clock, HubConfig, Limit, ManualClock, TaskResult, TaskStatus, TerminalPolicy,
 };
 use serde_json::json;
 use support::{Kind, Subject, join, within};
@@ -110,12 +110,21 @@ async fn assert_holds(s: &Subject, present: &[&str], absent: &[&str]) {
     }
 }
 
+/// Asserts `out` is `Overloaded` by `limit` at `max`, for a program to match on.
 #[track_caller]
-fn assert_overloaded<T: std::fmt::Debug>(what: &str, out: Result<T, BackendError>) {
-    assert!(
-        matches!(out, Err(BackendError::Overloaded { .. })),
-        "{what}: expected Overloaded, got {out:?}"
-    );
+fn assert_overloaded<T: std::fmt::Debug>(
+    what: &str,
+    out: Result<T, BackendError>,
+    limit: Limit,
+    max: usize,
+) {
+    match out {
+        Err(BackendError::Overloaded { exceeded, .. }) => {
+            assert_eq!((exceeded.limit, exceeded.max), (limit, max), "{what}");
+            assert!(exceeded.actual >= max, "{what}: {exceeded:?}");
+        }
+        other => panic!("{what}: expected Overloaded, got {other:?}"),
+    }
 }
 
 /// Asserts `out` is `InvalidInput` whose message contains every needle.
@@ -224,7 +233,12 @@ async fn max_results_with_only_non_terminal_records_refuses_a_new_id_and_changes
     let before = s.stats().await;
     let listed = s.all_listed_ids().await;
     let out = s.store(rec("c", Success).with_result("refused")).await;
-    assert_overloaded(&format!("{}: store of a new id when full", s.name()), out);
+    assert_overloaded(
+        &format!("{}: store of a new id when full", s.name()),
+        out,
+        Limit::MaxResults,
+        2,
+    );
     // Nothing changed: no record, no eviction, the waiter still waits.
     assert_eq!(s.get("c").await, None, "{}", s.name());
     assert_eq!(s.all_listed_ids().await, listed, "{}", s.name());
@@ -531,6 +545,8 @@ async fn expired_records_hold_no_room_under_max_results(kind: Kind) {
     assert_overloaded(
         "full of non-terminal records",
         s.store(rec("x", Pending)).await,
+        Limit::MaxResults,
+        2,
     );
     clock.advance(secs(5));
     // Both records expired: the store must see an empty backend, not a full one.
@@ -591,7 +607,12 @@ async fn max_waiters_refuses_waits_past_the_limit_and_registers_nothing(kind: Ki
             s.backend.wait_for("b", timeout),
         )
         .await;
-        assert_overloaded(&format!("{}: third waiter, {timeout:?}", s.name()), out);
+        assert_overloaded(
+            &format!("{}: third waiter, {timeout:?}", s.name()),
+            out,
+            Limit::MaxWaiters,
+            2,
+        );
     }
     assert_eq!(s.stats().await.waiters, 2, "{}", s.name());
     s.put(rec("a", Failed)).await;
@@ -700,9 +721,16 @@ async fn a_record_over_max_record_bytes_is_refused_naming_the_limit_and_size(kin
     let big = rec("b", Success).with_result("x".repeat(101));
     let size = json_len(&big);
     assert_eq!(size, limit + 1);
+    let out = s.store(big).await;
+    let exceeded = out.as_ref().err().and_then(BackendError::exceeded).copied();
+    assert_eq!(
+        exceeded.map(|e| (e.limit, e.max, e.actual)),
+        Some((Limit::MaxRecordBytes, limit, size)),
+        "{name}: {out:?}"
+    );
     assert_invalid_naming(
         &format!("{name}: store over the limit"),
-        s.store(big).await,
+        out,
         &["max_record_bytes", &limit.to_string(), &size.to_string()],
     );
     // A bigger record for an id that exists is refused too, and the old record stays.

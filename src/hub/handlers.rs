@@ -228,12 +228,7 @@ pub(crate) fn pack_checked(
                 Some(config) => validate::store(&record.task_id, &record, config),
                 None => validate::shape(&record.task_id, &record),
             };
-            checked.map_err(|error| match error {
-                BackendError::InvalidInput { reason } => BackendError::InvalidInput {
-                    reason: format!("record {position}: {reason}"),
-                },
-                other => other,
-            })?;
+            checked.map_err(|error| error.in_context(&format!("record {position}")))?;
             let task_id = Arc::from(record.task_id.as_str());
             Ok((task_id, CompactRecord::pack(record)))
         })

@@ -17,7 +17,7 @@ use super::ops::{Op, StoreAnswer};
 use super::records::Records;
 use super::{Doorbell, ResultHub};
 use crate::compact::CompactRecord;
-use crate::{BackendError, HubConfig, TerminalPolicy};
+use crate::{BackendError, HubConfig, Limit, TerminalPolicy};
 
 /// How many operations a hub's handles may have queued that the hub has not applied yet before
 /// a pipelined store (see [`HubConfig::pipeline_stores`]) waits for room: the store is queued
@@ -129,7 +129,12 @@ impl Shared {
         let waiters = self.waiters.load(Ordering::Relaxed);
         if waiters >= max {
             let reason = format!("{waiters} waiters, at max_waiters ({max})");
-            return Err(BackendError::Overloaded { reason });
+            return Err(BackendError::overloaded(
+                Limit::MaxWaiters,
+                max,
+                waiters,
+                reason,
+            ));
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ use super::shared::Shared;
 use crate::compact::CompactRecord;
 use crate::events::{EventBus, EventKind, RawEvent};
 use crate::order::{ListKey, page};
-use crate::{BackendError, HubConfig, HubStats, TaskStatus, validate};
+use crate::{BackendError, HubConfig, HubStats, Limit, TaskStatus, validate};
 
 /// Panics if a test armed a fault for this point; expands to nothing without the feature. A
 /// macro rather than a method so that it borrows only the `fault` field.
@@ -315,12 +315,15 @@ impl HubState {
                 .and_then(|terminal| terminal.values().find(|id| !keep.contains(&***id)))
                 .map(Arc::clone);
             let Some(oldest) = oldest else {
-                return Err(BackendError::Overloaded {
-                    reason: format!(
+                return Err(BackendError::overloaded(
+                    Limit::MaxResults,
+                    max,
+                    self.len,
+                    format!(
                         "{} records, at max_results ({max}), and none can be evicted",
                         self.len
                     ),
-                });
+                ));
             };
             // Reported as expired: the hub's retention rules removed it, not a caller.
             self.remove_record(&oldest, EventKind::Expired);
@@ -406,7 +409,12 @@ impl HubState {
         if let Some(max) = self.config().max_waiters {
             if self.waiter_count >= max {
                 let reason = format!("{} waiters, at max_waiters ({max})", self.waiter_count);
-                return Err(BackendError::Overloaded { reason });
+                return Err(BackendError::overloaded(
+                    Limit::MaxWaiters,
+                    max,
+                    self.waiter_count,
+                    reason,
+                ));
             }
         }
         Ok(None)
@@ -579,12 +587,7 @@ impl HubState {
         let held = |id: &str| map.get(id).and_then(|slot| slot.record.clone());
         let mut merged: HashMap<&str, CompactRecord> = HashMap::new();
         for (position, (id, record)) in records.iter().enumerate() {
-            let at = |error: BackendError| match error {
-                BackendError::InvalidInput { reason } => BackendError::InvalidInput {
-                    reason: format!("record {position}: {reason}"),
-                },
-                other => other,
-            };
+            let at = |error: BackendError| error.in_context(&format!("record {position}"));
             validate::waitable_id(id, self.config()).map_err(at)?;
             let previous = merged
                 .get(&**id)
@@ -611,11 +614,12 @@ impl HubState {
                 .count();
             let free = max.saturating_sub(self.len);
             if new_ids > free + evictable {
-                return Err(BackendError::Overloaded {
-                    reason: format!(
-                        "restoring {new_ids} new ids needs room beyond max_results ({max})"
-                    ),
-                });
+                return Err(BackendError::overloaded(
+                    Limit::MaxResults,
+                    max,
+                    (self.len + new_ids).saturating_sub(evictable),
+                    format!("restoring {new_ids} new ids needs room beyond max_results ({max})"),
+                ));
             }
         }
         Ok(())

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 pub use builder::RedisBackendBuilder;
 
-use crate::{BackendError, HubConfig, ResultBackend, TaskResult, TaskStatus, validate};
+use crate::{BackendError, HubConfig, Limit, ResultBackend, TaskResult, TaskStatus, validate};
 use inflight::InFlight;
 use keys::Keys;
 use pool::Pool;
@@ -272,12 +272,15 @@ impl Inner {
             }
             // Another writer got in between: merge the caller's record with the new one.
         }
-        Err(BackendError::Overloaded {
-            reason: format!(
+        Err(BackendError::overloaded(
+            Limit::MaxStoreAttempts,
+            self.max_store_attempts,
+            self.max_store_attempts,
+            format!(
                 "task {task_id:?} changed under each of {} store attempts (max_store_attempts)",
                 self.max_store_attempts
             ),
-        })
+        ))
     }
 
     async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {

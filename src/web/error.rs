@@ -54,16 +54,91 @@ impl ResponseError for ApiError {
 
 impl From<BackendError> for ApiError {
     fn from(error: BackendError) -> Self {
-        let status = match &error {
-            BackendError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
-            BackendError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            BackendError::Conflict { .. } => StatusCode::CONFLICT,
-            BackendError::Overloaded { .. } | BackendError::Unavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            BackendError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, error.to_string())
+        ApiError::new(status_of(&error), error.to_string())
+    }
+}
+
+/// The status each error answers with, on the crate's routes and in users' own handlers.
+fn status_of(error: &BackendError) -> StatusCode {
+    match error {
+        BackendError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+        BackendError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
+        BackendError::Conflict { .. } => StatusCode::CONFLICT,
+        BackendError::Overloaded { .. } | BackendError::Unavailable { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        BackendError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Lets an actix-web handler of the user's own return a backend's error with `?`: it answers
+/// with the status and the JSON body `{"error": "..."}` the crate's own routes use.
+///
+/// ```
+/// use actix_web::{HttpResponse, web};
+/// use resulthub::{BackendError, HubHandle, ResultBackend};
+///
+/// async fn result_of(
+///     hub: web::Data<HubHandle>,
+///     id: web::Path<String>,
+/// ) -> Result<HttpResponse, BackendError> {
+///     let record = hub.get(&id).await?;
+///     Ok(HttpResponse::Ok().json(record))
+/// }
+/// ```
+impl ResponseError for BackendError {
+    fn status_code(&self) -> StatusCode {
+        status_of(self)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(status_of(self)).json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Limit, TaskStatus};
+
+    #[actix_rt::test]
+    async fn backend_errors_answer_with_the_routes_status_and_body() {
+        let cases = [
+            (BackendError::invalid("bad"), StatusCode::BAD_REQUEST),
+            (
+                BackendError::overloaded(Limit::MaxWaiters, 1, 1, "full".to_owned()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                BackendError::Conflict {
+                    task_id: "t".to_owned(),
+                    status: TaskStatus::Success,
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                BackendError::Unsupported { operation: "clear" },
+                StatusCode::NOT_IMPLEMENTED,
+            ),
+            (
+                BackendError::Internal {
+                    reason: "bug".to_owned(),
+                },
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (error, status) in cases {
+            let message = error.to_string();
+            let response = error.error_response();
+            assert_eq!(response.status(), status, "{message}");
+            let body = actix_web::body::to_bytes(response.into_body())
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body, serde_json::json!({ "error": message }));
+            let routed = ApiError::from(BackendError::invalid("bad"));
+            assert_eq!(routed.status_code(), StatusCode::BAD_REQUEST);
+        }
     }
 }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, join_all};
-use resulthub::{BackendError, HubHandle, InMemoryBackend, ResultBackend, TaskResult, TaskStatus};
+use resulthub::{
+    BackendError, HubHandle, InMemoryBackend, Limit, ResultBackend, TaskResult, TaskStatus,
+};
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 
@@ -266,6 +268,36 @@ pub fn assert_invalid<T: std::fmt::Debug>(what: &str, out: Result<T, BackendErro
     );
 }
 
+/// Insists on an `InvalidInput` or `Overloaded` that reports `limit` at `max`, exceeded with
+/// `actual`, for a program to match on.
+#[track_caller]
+pub fn assert_over_limit(
+    what: &str,
+    error: Option<BackendError>,
+    limit: Limit,
+    max: usize,
+    actual: usize,
+) {
+    let Some(error) = error else {
+        panic!("{what}: expected a refusal over {limit:?}, got Ok");
+    };
+    assert!(
+        matches!(
+            error,
+            BackendError::InvalidInput { .. } | BackendError::Overloaded { .. }
+        ),
+        "{what}: {error:?}"
+    );
+    let exceeded = error
+        .exceeded()
+        .unwrap_or_else(|| panic!("{what}: no limit in {error:?}"));
+    assert_eq!(
+        (exceeded.limit, exceeded.max, exceeded.actual),
+        (limit, max, actual),
+        "{what}"
+    );
+}
+
 #[track_caller]
 pub fn assert_timeout(
     what: &str,
@@ -330,6 +362,7 @@ macro_rules! conformance_cases {
             deleted_or_cleared_record_leaves_no_sticky_fields,
             store_rejects_empty_id_without_change,
             store_rejects_mismatched_id_without_change,
+            records_nested_too_deep_are_refused_without_change,
             wait_for_rejects_empty_id,
             long_id_is_rejected_by_every_id_operation,
             id_at_length_limit_is_accepted,
@@ -883,6 +916,12 @@ pub async fn store_rejects_empty_id_without_change(s: &Subject) {
             .store("", TaskResult::new("", TaskStatus::Success)),
     )
     .await;
+    assert!(
+        out.as_ref()
+            .err()
+            .is_some_and(|error| error.exceeded().is_none()),
+        "an empty id is not over a limit: {out:?}"
+    );
     assert_invalid("store(\"\") with empty record id", out);
     let out = guard(
         "store empty",
@@ -941,22 +980,25 @@ pub async fn long_id_is_rejected_by_every_id_operation(s: &Subject) {
     for id in [ascii, wide] {
         let n = id.len();
         let record = TaskResult::new(id.clone(), TaskStatus::Success);
-        assert_invalid(
+        let over = |what: &str, error: Option<BackendError>| {
+            assert_over_limit(what, error, Limit::MaxTaskIdLen, MAX_ID_LEN, n);
+        };
+        over(
             &format!("store of a {n}-byte id"),
-            guard("store", s.backend.store(&id, record)).await,
+            guard("store", s.backend.store(&id, record)).await.err(),
         );
-        assert_invalid(
+        over(
             &format!("get of a {n}-byte id"),
-            guard("get", s.backend.get(&id)).await,
+            guard("get", s.backend.get(&id)).await.err(),
         );
-        assert_invalid(
+        over(
             &format!("delete of a {n}-byte id"),
-            guard("delete", s.backend.delete(&id)).await,
+            guard("delete", s.backend.delete(&id)).await.err(),
         );
         for timeout in [None, Some(Duration::ZERO), Some(Duration::from_secs(30))] {
-            assert_invalid(
+            over(
                 &format!("wait_for of a {n}-byte id, {timeout:?}"),
-                wait(s, &id, timeout).await,
+                wait(s, &id, timeout).await.err(),
             );
         }
     }
@@ -1580,4 +1622,41 @@ pub async fn batch_waits_with_a_zero_timeout_poll(s: &Subject) {
     .expect("one is terminal");
     assert_eq!(any.task_id, "wz-done");
     await_waiters(s, 0).await;
+}
+
+/// JSON nested past 100 levels could be stored but not read back (serde_json and flowrra stop
+/// at 128): every backend refuses it, with the limit for a program to match on.
+pub async fn records_nested_too_deep_are_refused_without_change(s: &Subject) {
+    fresh(s).await;
+    let nested = |levels: usize| (1..levels).fold(json!(1), |inner, _| json!([inner]));
+    store(
+        s,
+        TaskResult::new("deep-ok", TaskStatus::Success).with_result(nested(100)),
+    )
+    .await;
+    assert_eq!(get(s, "deep-ok").await.expect("stored").result, nested(100));
+    let refused = guard(
+        "store of a result 101 levels deep",
+        s.backend.store(
+            "deep",
+            TaskResult::new("deep", TaskStatus::Success).with_result(nested(101)),
+        ),
+    )
+    .await;
+    assert_over_limit("result", refused.err(), Limit::MaxJsonDepth, 100, 101);
+    // An argument is a level below the record's `args`.
+    let refused = guard(
+        "store of an argument 100 levels deep",
+        s.backend.store(
+            "deep",
+            TaskResult::new("deep", TaskStatus::Pending).with_args(vec![nested(100)]),
+        ),
+    )
+    .await;
+    assert_over_limit("args", refused.err(), Limit::MaxJsonDepth, 100, 101);
+    assert_eq!(
+        get(s, "deep").await,
+        None,
+        "a refused store changed nothing"
+    );
 }
