@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{BackendError, TaskResult, TaskStatus};
+use crate::{BackendError, Cursor, Page, TaskResult, TaskStatus};
 
 /// A place where workers store task results and callers read and wait for them.
 ///
@@ -234,6 +234,39 @@ pub trait ResultBackend: Send + Sync {
         crate::many::wait_for_any(self, task_ids, timeout).await
     }
 
+    /// One page of the records whose status is `status`, in the order of
+    /// [`list_by_status`](Self::list_by_status): at most `limit` records, starting after the
+    /// position `after` (a cursor an earlier page returned; `None`: from the first), and the
+    /// cursor of the next page.
+    ///
+    /// The hub and `InMemoryBackend` page by position: the next page starts right after the
+    /// last record returned, however records were added or removed meanwhile, and the hub
+    /// finds it in O(log n) whatever its depth. This default, which `RedisBackend` uses, pages
+    /// by offset through `list_by_status`: records added or removed before the position shift
+    /// the pages after it.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InvalidInput`] for a `limit` of zero, or a cursor another backend (or
+    /// another kind of backend) made; the backend's own errors otherwise.
+    async fn list_page(
+        &self,
+        status: TaskStatus,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page, BackendError> {
+        check_page_limit(limit)?;
+        let offset = after.map(Cursor::offset).transpose()?.unwrap_or(0);
+        let mut records = self
+            .list_by_status(status, Some(limit.saturating_add(1)), offset)
+            .await?;
+        let next = (records.len() > limit).then(|| {
+            records.truncate(limit);
+            Cursor::after_offset(offset + limit)
+        });
+        Ok(Page::new(records, next))
+    }
+
     /// Deletes the record of `task_id`, returning whether there was one. Waiters are not
     /// woken: a later terminal store still answers them.
     ///
@@ -274,4 +307,12 @@ pub trait ResultBackend: Send + Sync {
             operation: "list_by_status",
         })
     }
+}
+
+/// A page needs room for a record: a page of none would return the cursor it was given.
+pub(crate) fn check_page_limit(limit: usize) -> Result<(), BackendError> {
+    if limit == 0 {
+        return Err(BackendError::invalid("a page's limit must be at least 1"));
+    }
+    Ok(())
 }

@@ -20,7 +20,8 @@ use crate::hub::records::{Read, SharedRecord};
 use crate::hub::shared::Shared;
 use crate::hub::{Introduce, Mailed};
 use crate::{
-    BackendError, HubConfig, HubStats, ResultBackend, ResultHub, TaskResult, TaskStatus, validate,
+    BackendError, Cursor, HubConfig, HubStats, Page, ResultBackend, ResultHub, TaskResult,
+    TaskStatus, validate,
 };
 
 /// A cheap, cloneable handle to a [`ResultHub`]; it implements [`ResultBackend`] by messaging
@@ -602,6 +603,24 @@ impl ResultBackend for HubHandle {
 
     async fn clear(&self) -> Result<usize, BackendError> {
         self.submit(|reply| Op::Clear { reply }).await
+    }
+
+    async fn list_page(
+        &self,
+        status: TaskStatus,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page, BackendError> {
+        crate::backend::check_page_limit(limit)?;
+        let after = after.map(Cursor::key).transpose()?;
+        let page = self.submit(|reply| Op::ListPage {
+            status,
+            limit,
+            after,
+            reply,
+        });
+        let (records, next) = page.await?;
+        Ok(Page::new(unpack_all(records), next.map(Cursor::after_key)))
     }
 
     async fn list_by_status(

@@ -55,6 +55,7 @@ mod many;
 mod memory;
 pub mod messages;
 mod order;
+mod page;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
@@ -81,6 +82,7 @@ pub use handle::HubHandle;
 pub use hub::ResultHub;
 pub use hub::shared::{MAX_UNAPPLIED, MAX_UNAPPLIED_WHILE_WAITING};
 pub use memory::InMemoryBackend;
+pub use page::{Cursor, Page};
 pub use record::TaskResult;
 pub use stats::{HubStats, StatusCounts};
 pub use status::{ParseStatusError, TaskStatus};

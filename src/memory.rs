@@ -1,6 +1,6 @@
 //! A lock-sharded in-memory backend, with no actor in between.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,7 +14,8 @@ use tokio::sync::oneshot;
 
 use crate::order::{ListKey, page};
 use crate::{
-    BackendError, HubConfig, HubStats, Limit, ResultBackend, TaskResult, TaskStatus, validate,
+    BackendError, Cursor, HubConfig, HubStats, Limit, Page, ResultBackend, TaskResult, TaskStatus,
+    validate,
 };
 
 /// A [`ResultBackend`] on a sharded concurrent map ([`dashmap`]): each operation locks only the
@@ -464,6 +465,46 @@ impl ResultBackend for InMemoryBackend {
         Ok(removed)
     }
 
+    /// One pass over the records, keeping the `limit + 1` first after `after` in a bounded
+    /// heap: a record is cloned only when it may be on the page.
+    async fn list_page(
+        &self,
+        status: TaskStatus,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page, BackendError> {
+        crate::backend::check_page_limit(limit)?;
+        let after = after.map(Cursor::key).transpose()?;
+        let keep = limit.saturating_add(1);
+        let now = self.config.clock.now();
+        let mut first: BinaryHeap<ByKey> = BinaryHeap::new();
+        for slot in &self.slots {
+            let Some(entry) = slot.entry.as_ref().filter(|entry| entry.is_live(now)) else {
+                continue;
+            };
+            let key = ListKey {
+                submitted_at: entry.record.submitted_at,
+                seq: entry.seq,
+            };
+            if entry.record.status != status || after.is_some_and(|after| key <= after) {
+                continue;
+            }
+            if first.len() < keep {
+                first.push(ByKey(key, entry.record.clone()));
+            } else if first.peek().is_some_and(|last| key < last.0) {
+                first.pop();
+                first.push(ByKey(key, entry.record.clone()));
+            }
+        }
+        let mut page = first.into_sorted_vec();
+        let next = (page.len() > limit).then(|| {
+            page.truncate(limit);
+            page.last().map(|last| Cursor::after_key(last.0))
+        });
+        let records = page.into_iter().map(|ByKey(_, record)| record).collect();
+        Ok(Page::new(records, next.flatten()))
+    }
+
     async fn list_by_status(
         &self,
         status: TaskStatus,
@@ -521,6 +562,29 @@ impl Drop for LocalWait<'_> {
         if self.registered {
             self.backend.cancel_waiter(self.task_id, self.waiter_id);
         }
+    }
+}
+
+/// A record in a listing heap, ordered by its place in the listing only.
+struct ByKey(ListKey, TaskResult);
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for ByKey {}
+
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
     }
 }
 

@@ -371,6 +371,45 @@ async fn list_answers_a_page_newest_first_with_the_total() {
     assert_eq!(body["items"][0]["status"], "success");
 }
 
+/// `next` leads through every record once, in order, and a page after a cursor starts after
+/// the last record of the page before, whatever was stored or deleted meanwhile.
+#[actix_rt::test]
+async fn list_pages_by_cursor() {
+    let hub = seeded().await;
+    let app = app(&hub, WebOptions::default()).await;
+    let mut seen = Vec::new();
+    let mut uri = "/hub/tasks?status=success&limit=3".to_owned();
+    for round in 0.. {
+        assert!(round < 10, "the cursor never ran out");
+        let (status, body) = send(&app, get(&uri)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["total"], 7);
+        for item in body["items"].as_array().unwrap() {
+            seen.push(item["task_id"].as_str().unwrap().to_owned());
+        }
+        if round == 0 {
+            // Newer than every record, and a record of the page already read gone.
+            let newest = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+            hub.store("new", record("new", Success).with_submitted_at(newest))
+                .await
+                .unwrap();
+            assert!(hub.delete("s6").await.unwrap());
+        }
+        match body["next"].as_str() {
+            Some(next) => {
+                uri = format!("/hub/tasks?status=success&limit=3&cursor={next}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["s6", "s5", "s4", "s3", "s2", "s1", "s0"]);
+    // No `next` on an offset page or an empty one.
+    let (_, body) = send(&app, get("/hub/tasks?status=success&limit=2&offset=1")).await;
+    assert_eq!(body["next"], Value::Null);
+    let (_, body) = send(&app, get("/hub/tasks?status=success&limit=0")).await;
+    assert_eq!(body["next"], Value::Null);
+}
+
 #[actix_rt::test]
 async fn list_defaults_and_an_empty_page() {
     let hub = seeded().await;
@@ -438,6 +477,15 @@ async fn every_bad_listing_is_400() {
             "too large",
         ),
         ("/hub/tasks?status=success&status=failed", "more than once"),
+        ("/hub/tasks?status=success&cursor=", "`cursor` is empty"),
+        (
+            "/hub/tasks?status=success&cursor=o5",
+            "not made by this backend",
+        ),
+        (
+            "/hub/tasks?status=success&cursor=k-.1&offset=2",
+            "`cursor` or `offset`, not both",
+        ),
     ];
     for (uri, needle) in cases {
         assert_bad(&app, get(uri), needle).await;

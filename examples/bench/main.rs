@@ -270,10 +270,28 @@ fn run_pagination(
                 Box::pin(async move { workloads::pagination(&subject, n, 5).await })
             })
         });
-        let first: Vec<f64> = rounds.iter().map(|r| r.0.as_secs_f64() * 1e6).collect();
-        let deep: Vec<f64> = rounds.iter().map(|r| r.1.as_secs_f64() * 1e6).collect();
-        report.add("P", &workload, system.name(), Metric::Page0Micros, first);
-        report.add("P", &workload, system.name(), Metric::Page10kMicros, deep);
+        let micros = |time: fn(&workloads::PageTimes) -> std::time::Duration| -> Vec<f64> {
+            rounds.iter().map(|r| time(r).as_secs_f64() * 1e6).collect()
+        };
+        let name = system.name();
+        report.add(
+            "P",
+            &workload,
+            name,
+            Metric::Page0Micros,
+            micros(|r| r.first),
+        );
+        report.add(
+            "P",
+            &workload,
+            name,
+            Metric::Page10kMicros,
+            micros(|r| r.at_10k),
+        );
+        let deep = micros(|r| r.deep_by_offset);
+        report.add("P", &workload, name, Metric::PageDeepOffsetMicros, deep);
+        let deep = micros(|r| r.deep_by_cursor);
+        report.add("P", &workload, name, Metric::PageDeepCursorMicros, deep);
     }
     if let Some(peer) = peer {
         peer.run("P", &workload, sizes.pagination, 1, report);

@@ -155,10 +155,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// What P measured: medians of one page at offset 0, at offset 10,000, and three quarters
+/// deep into the SUCCESS records by offset and by cursor.
+pub struct PageTimes {
+    pub first: Duration,
+    pub at_10k: Duration,
+    pub deep_by_offset: Duration,
+    pub deep_by_cursor: Duration,
+}
+
 /// P: loads `n` records over the five statuses with pseudo-random `submitted_at` (64 loaders in
-/// flight; not timed), then times one page of 100 SUCCESS records at offset 0 and at 10,000.
-/// Returns the median of `repeats` calls of each.
-pub async fn pagination(subject: &Subject, n: usize, repeats: usize) -> (Duration, Duration) {
+/// flight; not timed), then times one page of 100 SUCCESS records at offset 0, at 10,000, and
+/// three quarters through the SUCCESS records, by offset and after a cursor at the same place
+/// (found by paging there first, not timed). Returns the median of `repeats` calls of each.
+pub async fn pagination(subject: &Subject, n: usize, repeats: usize) -> PageTimes {
     load(subject, n, 64, |i| {
         let status = TaskStatus::ALL[i % 5];
         let base = DateTime::from_timestamp(1_704_067_200, 0).expect("2024-01-01");
@@ -189,8 +199,43 @@ pub async fn pagination(subject: &Subject, n: usize, repeats: usize) -> (Duratio
         }
     };
     let first = page(0).await;
-    let deep = page(10_000).await;
-    (first, deep)
+    let at_10k = page(10_000).await;
+    let deep = n / 5 * 3 / 4;
+    let deep_by_offset = page(deep).await;
+    // A cursor at the same place: the pages before it, 10,000 records at a time.
+    let backend = &*subject.backend;
+    let mut cursor = None;
+    for _ in 0..deep / 10_000 {
+        let skipped = backend
+            .list_page(TaskStatus::Success, 10_000, cursor.as_ref())
+            .await
+            .expect("list_page");
+        cursor = skipped.next;
+    }
+    if deep % 10_000 > 0 {
+        let rest = backend
+            .list_page(TaskStatus::Success, deep % 10_000, cursor.as_ref())
+            .await
+            .expect("list_page");
+        cursor = rest.next;
+    }
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let start = Instant::now();
+        let page = backend
+            .list_page(TaskStatus::Success, 100, cursor.as_ref())
+            .await
+            .expect("list_page");
+        times.push(start.elapsed());
+        assert_eq!(page.records.len(), 100);
+    }
+    times.sort_unstable();
+    PageTimes {
+        first,
+        at_10k,
+        deep_by_offset,
+        deep_by_cursor: times[times.len() / 2],
+    }
 }
 
 /// Stores `n` records made by `record`, with `in_flight` loaders.

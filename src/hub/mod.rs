@@ -270,6 +270,18 @@ impl ResultHub {
                 });
                 let _ = reply.send(page);
             }
+            Op::ListPage {
+                status,
+                limit,
+                after,
+                reply,
+            } => {
+                tracing::debug!(name: "hub.list_page", status = ?status, limit, after = ?after);
+                let page = self.with_state("list_page", |state| {
+                    Ok(state.list_page(status, limit, after))
+                });
+                let _ = reply.send(page);
+            }
             Op::Stats { reply } => {
                 tracing::debug!(name: "hub.stats", "stats");
                 let _ = reply.send(self.with_state("stats", |state| Ok(state.stats())));

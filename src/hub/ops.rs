@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, oneshot};
 use super::records::{Fold, SharedRecord};
 use crate::compact::CompactRecord;
 use crate::events::RawEvent;
+use crate::order::ListKey;
 use crate::{BackendError, HubStats, TaskStatus};
 
 /// Where the answer to an operation goes. A hub that stops drops it unanswered, which its
@@ -55,6 +56,13 @@ pub(crate) enum Op {
         limit: Option<usize>,
         offset: usize,
         reply: Reply<Vec<Keyed>>,
+    },
+    /// A page after a position of the listing order, and the position of the next page.
+    ListPage {
+        status: TaskStatus,
+        limit: usize,
+        after: Option<ListKey>,
+        reply: Reply<(Vec<Keyed>, Option<ListKey>)>,
     },
     Stats {
         reply: Reply<HubStats>,

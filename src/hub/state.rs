@@ -6,6 +6,7 @@
 //! read hands out a pointer, and the caller unpacks it on its own thread.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -504,6 +505,38 @@ impl HubState {
                 Some((Arc::clone(id), record))
             })
             .collect()
+    }
+
+    /// At most `limit` records after the position `after` (from the first when `None`), by
+    /// a range of the status's index: O(log n + limit) at any depth. Also the position of
+    /// the page's last record when more follow it.
+    pub(crate) fn list_page(
+        &mut self,
+        status: TaskStatus,
+        limit: usize,
+        after: Option<ListKey>,
+    ) -> (Vec<Keyed>, Option<ListKey>) {
+        self.expire_due();
+        inject_fault!(self, "list_by_status");
+        let index = &self.links.by_status[status.index()];
+        let entries: Box<dyn Iterator<Item = (&ListKey, &Arc<str>)>> = match after {
+            Some(after) => Box::new(index.range((Bound::Excluded(after), Bound::Unbounded))),
+            None => Box::new(index.iter()),
+        };
+        let mut entries: Vec<_> = entries.take(limit.saturating_add(1)).collect();
+        let next = (entries.len() > limit).then(|| {
+            entries.truncate(limit);
+            entries.last().map(|(key, _)| **key)
+        });
+        let map = &self.shared.records.map;
+        let records = entries
+            .into_iter()
+            .filter_map(|(_, id)| {
+                let record = map.get(&**id)?.record.clone()?;
+                Some((Arc::clone(id), record))
+            })
+            .collect();
+        (records, next.flatten())
     }
 
     pub(crate) fn stats(&mut self) -> HubStats {

@@ -10,7 +10,7 @@
 //! | `GET /` | the dashboard page |
 //! | `GET /tasks/{id}` | 200 with the record, 404 when missing |
 //! | `GET /tasks/{id}/wait?timeout=SECS` | 200 with the terminal record, 408 on timeout |
-//! | `GET /tasks?status=S&limit=N&offset=N` | 200 with a page, newest first, and the status's total |
+//! | `GET /tasks?status=S&limit=N&offset=N` (or `&cursor=C`) | 200 with a page, newest first, the status's total, and the `next` page's cursor |
 //! | `GET /stats` | 200 with the hub's counts |
 //! | `GET /events` | Server-Sent Events, one `task` event per change |
 //! | `POST /tasks/{id}` | 201 with the stored record (only with `allow_writes`) |

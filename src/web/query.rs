@@ -78,6 +78,19 @@ impl Query {
             .map_err(|_| ApiError::bad_request(format!("`offset` {text} is too large")))
     }
 
+    /// `cursor`: where a page starts, as an earlier page's `next` gave it; `None` when missing.
+    pub(crate) fn cursor(&self) -> Result<Option<crate::Cursor>, ApiError> {
+        let Some(text) = self.get("cursor") else {
+            return Ok(None);
+        };
+        if self.get("offset").is_some() {
+            return Err(ApiError::bad_request("give `cursor` or `offset`, not both"));
+        }
+        text.parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request("`cursor` is empty"))
+    }
+
     /// `timeout`: seconds, fractions allowed; missing or above `max_wait` waits `max_wait`.
     pub(crate) fn timeout(&self, options: &WebOptions) -> Result<Duration, ApiError> {
         let Some(text) = self.get("timeout") else {

@@ -168,19 +168,33 @@ async fn list(request: HttpRequest, state: State) -> Answer {
     let query = authorized_query(&request, &state, TokenIn::Header)?;
     let status = query.status()?;
     let limit = query.limit(&state.options)?;
+    let cursor = query.cursor()?;
     let offset = query.offset()?;
+    // A page from the start or after a cursor also says where the next one starts; a page
+    // at an offset (and an empty page) does not.
+    let by_position = offset == 0 && limit > 0;
+    let page = async {
+        if by_position {
+            let page = state.hub.list_page(status, limit, cursor.as_ref()).await?;
+            Ok((page.records, page.next))
+        } else {
+            let items = state
+                .hub
+                .list_by_status(status, Some(limit), offset)
+                .await?;
+            Ok::<_, crate::BackendError>((items, None))
+        }
+    };
     // Both queued at once, so the total is counted right after the page, in the hub's order.
-    let (items, stats) = futures::join!(
-        state.hub.list_by_status(status, Some(limit), offset),
-        state.hub.stats()
-    );
-    let items = items?;
+    let (page, stats) = futures::join!(page, state.hub.stats());
+    let (items, next) = page?;
     let total = stats?.by_status.get(status);
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "items": items,
         "status": status,
         "limit": limit,
         "offset": offset,
+        "next": next,
         "total": total,
     })))
 }

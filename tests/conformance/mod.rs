@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, join_all};
 use resulthub::{
-    BackendError, HubHandle, InMemoryBackend, Limit, ResultBackend, TaskResult, TaskStatus,
+    BackendError, Cursor, HubHandle, InMemoryBackend, Limit, ResultBackend, TaskResult, TaskStatus,
 };
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
@@ -46,6 +46,9 @@ pub struct Subject {
     pub backend: Arc<dyn ResultBackend>,
     pub waiters: WaitersFn,
     pub tie_order: TieOrder,
+    /// Whether `list_page` pages by position (a page starts after the last record of the one
+    /// before, whatever changed meanwhile) rather than by offset (the trait's default).
+    pub pages_by_position: bool,
 }
 
 impl Subject {
@@ -59,6 +62,7 @@ impl Subject {
                 Box::pin(async move { n })
             }),
             tie_order: TieOrder::FirstStore,
+            pages_by_position: true,
         }
     }
 
@@ -76,6 +80,7 @@ impl Subject {
                 })
             }),
             tie_order: TieOrder::FirstStore,
+            pages_by_position: true,
         }
     }
 
@@ -89,6 +94,7 @@ impl Subject {
                 Box::pin(async move { n })
             }),
             tie_order: TieOrder::TaskId,
+            pages_by_position: false,
         }
     }
 
@@ -385,6 +391,8 @@ macro_rules! conformance_cases {
             dropped_wait_for_all_leaves_nothing_behind,
             wait_for_any_returns_the_first_terminal_record,
             batch_waits_with_a_zero_timeout_poll,
+            list_page_walks_every_record_once_in_order,
+            list_page_by_position_is_stable_while_records_change,
         }
     };
 }
@@ -1659,4 +1667,114 @@ pub async fn records_nested_too_deep_are_refused_without_change(s: &Subject) {
         None,
         "a refused store changed nothing"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paging by cursor
+// ---------------------------------------------------------------------------------------------
+
+/// Every page of `status`, `limit` at a time, each cursor passed through its text form.
+async fn all_pages(s: &Subject, status: TaskStatus, limit: usize) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut after: Option<Cursor> = None;
+    loop {
+        let page = guard(
+            "list_page",
+            s.backend.list_page(status, limit, after.as_ref()),
+        )
+        .await
+        .expect("list_page");
+        assert!(page.records.len() <= limit);
+        assert!(page.records.iter().all(|record| record.status == status));
+        pages.push(page.records.into_iter().map(|r| r.task_id).collect());
+        match page.next {
+            Some(next) => after = Some(next.to_string().parse().expect("a cursor's text")),
+            None => return pages,
+        }
+        assert!(pages.len() <= 100, "list_page never ended");
+    }
+}
+
+pub async fn list_page_walks_every_record_once_in_order(s: &Subject) {
+    fresh(s).await;
+    let times = [Some(30), None, Some(10), Some(30), None, Some(20), Some(40)];
+    for (i, time) in times.iter().enumerate() {
+        let mut record = TaskResult::new(format!("lp-{i}"), TaskStatus::Success);
+        if let Some(secs) = time {
+            record = record.with_submitted_at(at(1_700_000_000 + secs));
+        }
+        store(s, record).await;
+    }
+    store(s, TaskResult::new("lp-running", TaskStatus::Running)).await;
+    let listed = list_ids(s, TaskStatus::Success, None, 0).await;
+    assert_eq!(listed.len(), 7);
+    for limit in [1, 2, 3, 7, 100] {
+        let pages = all_pages(s, TaskStatus::Success, limit).await;
+        assert_eq!(
+            pages.concat(),
+            listed,
+            "limit {limit}: every record once, in order"
+        );
+        assert_eq!(pages.len(), 7_usize.div_ceil(limit).max(1), "limit {limit}");
+    }
+    assert_eq!(
+        all_pages(s, TaskStatus::Failed, 5).await,
+        vec![Vec::<String>::new()]
+    );
+    assert_invalid(
+        "a page of no records",
+        guard(
+            "list_page",
+            s.backend.list_page(TaskStatus::Success, 0, None),
+        )
+        .await,
+    );
+    let foreign: Cursor = "not-a-cursor".parse().expect("any text parses");
+    assert_invalid(
+        "a cursor no backend made",
+        guard(
+            "list_page",
+            s.backend.list_page(TaskStatus::Success, 2, Some(&foreign)),
+        )
+        .await,
+    );
+}
+
+/// A page by position starts right after the last record of the page before: records added
+/// before that position, or removed from the pages already read, shift nothing.
+pub async fn list_page_by_position_is_stable_while_records_change(s: &Subject) {
+    if !s.pages_by_position {
+        return;
+    }
+    fresh(s).await;
+    for i in 0..6 {
+        let record = TaskResult::new(format!("ls-{i}"), TaskStatus::Success)
+            .with_submitted_at(at(1_700_000_100 - i));
+        store(s, record).await;
+    }
+    let first = guard(
+        "list_page",
+        s.backend.list_page(TaskStatus::Success, 3, None),
+    )
+    .await
+    .expect("first page");
+    let ids: Vec<&str> = first.records.iter().map(|r| r.task_id.as_str()).collect();
+    assert_eq!(ids, ["ls-0", "ls-1", "ls-2"]);
+    // Newer than every record, and the page's own records gone: an offset would now skip.
+    store(
+        s,
+        TaskResult::new("ls-new", TaskStatus::Success).with_submitted_at(at(1_800_000_000)),
+    )
+    .await;
+    assert!(delete(s, "ls-0").await && delete(s, "ls-2").await);
+    let second = guard(
+        "list_page",
+        s.backend
+            .list_page(TaskStatus::Success, 3, first.next.as_ref()),
+    )
+    .await
+    .expect("second page");
+    let ids: Vec<&str> = second.records.iter().map(|r| r.task_id.as_str()).collect();
+    assert_eq!(ids, ["ls-3", "ls-4", "ls-5"]);
+    assert_eq!(second.next, None);
 }
