@@ -1,8 +1,8 @@
 //! Runs a few hundred simulated tasks through a hub from a plain tokio program.
 //!
 //! Workers move each task PENDING → RUNNING → SUCCESS (or FAILED, for every seventh task),
-//! while a waiter per task waits for its result. Then it prints what the waiters received, a
-//! page of the newest successes, and the hub's counts.
+//! while a caller waits for all of them with one `wait_for_all`. Then it prints what the caller
+//! received (results read back as `u64`), a page of the newest successes, and the hub's counts.
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -21,16 +21,16 @@ async fn main() -> Result<(), resulthub::BackendError> {
     // `spawn` runs the hub on its own thread; inside an actix app use `HubHandle::start`.
     let hub = HubHandle::spawn(HubConfig::default());
 
-    // Waiters first: they may wait for ids that nobody has stored yet.
-    let waiters: Vec<_> = (0..TASKS)
-        .map(|n| {
-            let hub = hub.clone();
-            tokio::spawn(async move {
-                hub.wait_for(&task_id(n), Some(Duration::from_secs(10)))
-                    .await
-            })
-        })
-        .collect();
+    // A caller fans out and waits for all of them at once, before any worker has reported:
+    // a wait may name ids that nobody has stored yet.
+    let ids: Vec<String> = (0..TASKS).map(task_id).collect();
+    let joined = tokio::spawn({
+        let hub = hub.clone();
+        async move {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            hub.wait_for_all(&ids, Some(Duration::from_secs(10))).await
+        }
+    });
 
     let workers: Vec<_> = (0..TASKS)
         .map(|n| {
@@ -42,24 +42,30 @@ async fn main() -> Result<(), resulthub::BackendError> {
         worker.await.expect("worker task panicked")?;
     }
 
-    let (mut succeeded, mut failed) = (0, 0);
-    for (n, waiter) in waiters.into_iter().enumerate() {
-        let record = waiter.await.expect("waiter task panicked")?;
-        if n < 3 {
-            println!(
-                "waiter {n} received: {}",
-                serde_json::to_string(&record).unwrap_or_default()
-            );
-        }
+    // Every record, in the order asked for; results read back as the workers' own type.
+    let records = joined.await.expect("waiting task panicked")?;
+    for record in &records[..3] {
+        println!(
+            "received: {}",
+            serde_json::to_string(record).unwrap_or_default()
+        );
+    }
+    let mut squares = 0_u64;
+    let mut failed = 0;
+    for record in &records {
         match record.status {
-            TaskStatus::Success => succeeded += 1,
+            TaskStatus::Success => squares += record.result_as::<u64>()?,
             _ => failed += 1,
         }
     }
-    println!("waiters received {succeeded} successes and {failed} failures");
+    println!(
+        "received {} successes (their squares sum to {squares}) and {failed} failures",
+        records.len() - failed
+    );
 
     println!("\nnewest 5 successes:");
-    for record in hub.list_by_status(TaskStatus::Success, Some(5), 0).await? {
+    let page = hub.list_page(TaskStatus::Success, 5, None).await?;
+    for record in page.records {
         println!(
             "  {} submitted {:?} -> {}",
             record.task_id, record.submitted_at, record.result
@@ -95,7 +101,7 @@ async fn run_task(hub: &HubHandle, n: usize) -> Result<(), resulthub::BackendErr
     let finished = if n % 7 == 0 {
         TaskResult::new(&id, TaskStatus::Failed).with_error(format!("task {n} is unlucky"))
     } else {
-        TaskResult::new(&id, TaskStatus::Success).with_result(json!(n * n))
+        TaskResult::new(&id, TaskStatus::Success).with_result_of(&((n * n) as u64))?
     };
     let finished = finished
         .with_started_at(started_at)

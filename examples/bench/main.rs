@@ -390,6 +390,6 @@ fn rounds<T>(count: usize, workload: &str, system: &str, mut round: impl FnMut()
 fn progress(workload: &str, system: &str, step: &str) {
     eprintln!(
         "[{}] {workload} | {system} | {step}",
-        chrono::Local::now().format("%H:%M:%S")
+        chrono::Utc::now().format("%H:%M:%S")
     );
 }
