@@ -16,8 +16,7 @@
 //!
 //! Numbers are medians over the rounds. The machine is shared and noisy: read the ratios.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -350,7 +349,7 @@ impl Server {
             .expect("redis-server on the PATH (Debian: apt-get install redis-server)");
         let server = Server { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while server.try_command(&["PING"]).is_none() {
+        while server.try_command(&["PING"]).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -391,47 +390,14 @@ impl Server {
     }
 
     /// One command over a fresh connection; the reply's text (a bulk or simple string).
-    fn try_command(&self, args: &[&str]) -> Option<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 65536];
-        loop {
-            let n = stream.read(&mut buf).ok()?;
-            reply.extend_from_slice(&buf[..n]);
-            if n == 0 || complete(&reply) {
-                break;
-            }
-        }
-        let text = String::from_utf8_lossy(&reply).into_owned();
-        Some(match text.split_once("\r\n") {
-            Some((head, rest)) if head.starts_with('$') => rest.trim_end().to_owned(),
-            Some((head, _)) => head[1..].to_owned(),
-            None => text,
-        })
+    fn try_command(&self, args: &[&str]) -> redis::RedisResult<String> {
+        let timeout = Duration::from_secs(10);
+        let mut connection =
+            redis::Client::open(self.url())?.get_connection_with_timeout(timeout)?;
+        connection.set_read_timeout(Some(timeout))?;
+        let (name, rest) = args.split_first().expect("a command");
+        redis::cmd(name).arg(rest).query(&mut connection)
     }
-}
-
-/// Whether `reply` holds a whole simple or bulk reply.
-fn complete(reply: &[u8]) -> bool {
-    let Some(end) = reply.windows(2).position(|w| w == b"\r\n") else {
-        return false;
-    };
-    if reply.first() != Some(&b'$') {
-        return true;
-    }
-    let len: i64 = std::str::from_utf8(&reply[1..end])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    len < 0 || reply.len() >= end + 2 + usize::try_from(len).unwrap_or(0) + 2
 }
 
 impl Drop for Server {

@@ -19,8 +19,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use futures::Stream;
-use futures::stream::BoxStream;
+use futures_util::Stream;
+use futures_util::stream::BoxStream;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::broadcast;
 
@@ -66,7 +66,7 @@ pub enum EventKind {
 ///
 /// ```
 /// use resulthub::{EventKind, HubConfig, HubEvent, HubHandle, ResultBackend, TaskResult, TaskStatus};
-/// use futures::StreamExt;
+/// use futures_util::StreamExt;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), resulthub::BackendError> {
@@ -193,7 +193,7 @@ pub struct EventStream {
 impl EventStream {
     pub(crate) fn new(receiver: broadcast::Receiver<RawEvent>, filter: EventFilter) -> Self {
         let stream =
-            futures::stream::unfold((receiver, filter), |(mut receiver, filter)| async move {
+            futures_util::stream::unfold((receiver, filter), |(mut receiver, filter)| async move {
                 loop {
                     match receiver.recv().await {
                         Ok(event) if filter.matches(&event) => {

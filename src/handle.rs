@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use futures::future::{BoxFuture, Either};
+use futures_util::future::{BoxFuture, Either};
 use tokio::sync::{oneshot, watch};
 
 use crate::compact::CompactRecord;
@@ -199,7 +199,7 @@ impl HubHandle {
     /// # Examples
     ///
     /// ```
-    /// use futures::StreamExt;
+    /// use futures_util::StreamExt;
     /// use resulthub::{HubConfig, HubEvent, HubHandle, ResultBackend, TaskResult, TaskStatus};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -232,7 +232,7 @@ impl HubHandle {
     /// # Examples
     ///
     /// ```
-    /// use futures::StreamExt;
+    /// use futures_util::StreamExt;
     /// use resulthub::{EventFilter, HubConfig, HubEvent, HubHandle, ResultBackend, TaskResult, TaskStatus};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -502,7 +502,7 @@ impl ResultBackend for HubHandle {
                     self.queue_answered_store(&task_id, record)
                 })
                 .collect();
-            return futures::future::join_all(answers).await;
+            return futures_util::future::join_all(answers).await;
         };
         let queued: Vec<Result<u64, BackendError>> = records
             .into_iter()

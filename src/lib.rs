@@ -41,6 +41,8 @@
 )]
 #![deny(unused_must_use)]
 #![forbid(unsafe_code)]
+// On docs.rs: every feature-gated item says which feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod clock;
@@ -68,9 +70,11 @@ mod timestamp;
 mod validate;
 mod wait;
 #[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
 pub mod web;
 
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::redis::{RedisBackend, RedisBackendBuilder};
 pub use async_trait::async_trait;
 pub use backend::ResultBackend;

@@ -10,8 +10,8 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use crate::{BackendError, ResultBackend, TaskResult};
 
@@ -94,7 +94,7 @@ pub(crate) async fn wait_for_any<B: ResultBackend + ?Sized>(
         .map(|id| Some(backend.wait_for(id, each)))
         .collect();
     // Polled in the order given, so that of several ids terminal already the first wins.
-    let first = futures::future::poll_fn(|cx| {
+    let first = futures_util::future::poll_fn(|cx| {
         let mut open = false;
         for slot in &mut waits {
             let Some(wait) = slot else { continue };

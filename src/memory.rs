@@ -548,7 +548,7 @@ impl Future for LocalWait<'_> {
     type Output = Result<TaskResult, BackendError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let outcome = futures::ready!(Pin::new(&mut self.receiver).poll(cx));
+        let outcome = futures_util::ready!(Pin::new(&mut self.receiver).poll(cx));
         // A store took the sender out of the slot to answer it: nothing left to unregister.
         self.registered = false;
         Poll::Ready(outcome.map_err(|_| BackendError::Unavailable {

@@ -4,8 +4,8 @@ use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::{self, Either};
+use futures_util::FutureExt;
+use futures_util::future::{self, Either};
 
 use crate::{BackendError, TaskResult};
 

@@ -54,7 +54,7 @@ impl Future for PendingWait {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let outcome = futures::ready!(Pin::new(&mut this.receiver).poll(cx));
+        let outcome = futures_util::ready!(Pin::new(&mut this.receiver).poll(cx));
         // Answered or dropped by the hub: either way the hub holds no entry any more.
         this.hub = None;
         // Unpacked here, on the waiting caller's thread, not on the hub's.

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::de::Error as _;
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use builder::RedisBackendBuilder;
 
@@ -184,7 +184,7 @@ impl RedisBackend {
         if Handle::try_current().is_ok() {
             work.await
         } else {
-            joined(AbortOnDrop(self.inner.runtime.spawn(work))).await
+            joined(AbortOnDropHandle::new(self.inner.runtime.spawn(work))).await
         }
     }
 }
@@ -421,17 +421,10 @@ fn decode(task_id: &str, bytes: &[u8]) -> Result<TaskResult, BackendError> {
     Ok(record)
 }
 
-/// Aborts the task when the caller stops waiting for it.
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn joined<T>(mut task: AbortOnDrop<Result<T, BackendError>>) -> Result<T, BackendError> {
-    match (&mut task.0).await {
+/// The outcome of a task spawned on the backend's runtime; dropping the future aborts the task
+/// (the caller stopped waiting for it).
+async fn joined<T>(task: AbortOnDropHandle<Result<T, BackendError>>) -> Result<T, BackendError> {
+    match task.await {
         Ok(outcome) => outcome,
         Err(error) if error.is_panic() => Err(BackendError::Internal {
             reason: format!("a Redis operation panicked: {error}"),

@@ -3,6 +3,7 @@
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
+use subtle::ConstantTimeEq;
 
 use super::WebOptions;
 use super::error::ApiError;
@@ -60,16 +61,17 @@ fn bearer(value: &str) -> Option<&str> {
         .then(|| token.trim_matches(' '))
 }
 
-/// Compares `given` with the `expected` token without stopping at the first difference, and
-/// in a time set by the expected token alone, so the time taken tells an attacker neither how
-/// much of a guess was right nor how long the token is.
+/// Compares `given` with the `expected` token in constant time (`subtle`): the time taken
+/// does not tell an attacker how much of a guess was right. A guess of another length is
+/// compared as the token against itself, so the work is set by the token's length alone.
 fn same(given: &[u8], expected: &[u8]) -> bool {
-    let length_differs = u8::from(given.len() != expected.len());
-    let mut diff = length_differs;
-    for (i, byte) in expected.iter().enumerate() {
-        diff |= byte ^ given.get(i).copied().unwrap_or(!byte);
-    }
-    std::hint::black_box(diff) == 0
+    let same_length = given.len().ct_eq(&expected.len());
+    let compared = if given.len() == expected.len() {
+        given
+    } else {
+        expected
+    };
+    (compared.ct_eq(expected) & same_length).into()
 }
 
 #[cfg(test)]

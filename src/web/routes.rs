@@ -5,7 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use futures::StreamExt;
+use futures_util::StreamExt;
+use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 use super::auth::{TokenIn, authorize};
@@ -85,8 +86,11 @@ async fn task_id(request: &HttpRequest, state: &WebState) -> Result<String, ApiE
         .into_inner();
     // actix decodes the path lossily: a byte sequence that is not UTF-8 (`%FF`) arrives as
     // U+FFFD, which would name another task. A U+FFFD sent as such (`%EF%BF%BD`) is fine.
+    // A `%` not followed by two hex digits is kept as it is, not refused.
     if id.contains('\u{FFFD}')
-        && std::str::from_utf8(&percent_decode(request.uri().path())).is_err()
+        && percent_decode_str(request.uri().path())
+            .decode_utf8()
+            .is_err()
     {
         return Err(ApiError::bad_request(
             "the task id in the path is not UTF-8 once percent-decoded",
@@ -94,28 +98,6 @@ async fn task_id(request: &HttpRequest, state: &WebState) -> Result<String, ApiE
     }
     check_id(&state.hub, &id).await?;
     Ok(id)
-}
-
-/// Every `%XX` of `text` as its byte; anything else, including a malformed `%`, as it is.
-fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = |offset: usize| {
-            bytes
-                .get(at + offset)
-                .and_then(|&digit| char::from(digit).to_digit(16))
-        };
-        if let (b'%', Some(high), Some(low)) = (bytes[at], hex(1), hex(2)) {
-            decoded.push((high * 16 + low) as u8);
-            at += 3;
-        } else {
-            decoded.push(bytes[at]);
-            at += 1;
-        }
-    }
-    decoded
 }
 
 fn writes_allowed(state: &WebState) -> Result<(), ApiError> {
@@ -186,7 +168,7 @@ async fn list(request: HttpRequest, state: State) -> Answer {
         }
     };
     // Both queued at once, so the total is counted right after the page, in the hub's order.
-    let (page, stats) = futures::join!(page, state.hub.stats());
+    let (page, stats) = futures_util::join!(page, state.hub.stats());
     let (items, next) = page?;
     let total = stats?.by_status.get(status);
     Ok(HttpResponse::Ok().json(serde_json::json!({

@@ -7,12 +7,13 @@
 // Each test crate uses a different subset of the helpers.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
 
 /// A running `redis-server`.
 pub struct RedisServer {
@@ -86,28 +87,27 @@ impl RedisServer {
 
     /// Freezes the server (SIGSTOP): connections stay open and nothing answers.
     pub fn pause(&self) {
-        self.signal("-STOP");
+        self.signal(Signal::STOP);
     }
 
     /// Thaws a paused server (SIGCONT).
     pub fn resume(&self) {
-        self.signal("-CONT");
+        self.signal(Signal::CONT);
     }
 
-    /// Sends one command in RESP and returns the raw reply, e.g. `CLIENT LIST`.
+    /// Sends one command over a fresh connection and returns the reply flattened: a string
+    /// or a number as its text, nil as nothing, an array as its items each followed by `\n`.
+    /// An error reply panics.
     pub fn command(&self, args: &[&[u8]]) -> Vec<u8> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("set a read timeout");
-        let mut request = format!("*{}\r\n", args.len()).into_bytes();
-        for arg in args {
-            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            request.extend_from_slice(arg);
-            request.extend_from_slice(b"\r\n");
+        let (name, rest) = args.split_first().expect("a command");
+        let mut command = redis::cmd(&String::from_utf8_lossy(name));
+        for arg in rest {
+            command.arg(*arg);
         }
-        stream.write_all(&request).expect("send the command");
-        read_reply(&mut stream)
+        let reply: redis::Value = connect(&self.url(), Duration::from_secs(10))
+            .and_then(|mut connection| command.query(&mut connection))
+            .unwrap_or_else(|error| panic!("redis command {command:?}: {error}"));
+        flatten(reply)
     }
 
     /// `command` for arguments that are text.
@@ -116,15 +116,10 @@ impl RedisServer {
         String::from_utf8_lossy(&self.command(&args)).into_owned()
     }
 
-    fn signal(&self, signal: &str) {
+    fn signal(&self, signal: Signal) {
         let child = self.child.as_ref().expect("the server is running");
-        // The shell's own `kill`: a machine without procps has no /bin/kill.
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill {signal} {}", child.id()))
-            .status()
-            .expect("run sh");
-        assert!(status.success(), "kill {signal} failed");
+        kill_process(Pid::from_child(child), signal)
+            .unwrap_or_else(|error| panic!("kill {signal:?} failed: {error}"));
     }
 
     /// Starts the process and waits until it answers; `false` if it could not start.
@@ -153,7 +148,7 @@ impl RedisServer {
                     return false;
                 }
             }
-            if ping(self.port) {
+            if ping(&self.url()) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -165,13 +160,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        if let Some(child) = self.child.as_ref() {
-            // A paused server does not die of SIGTERM; SIGKILL works either way.
-            let _ = Command::new("sh")
-                .arg("-c")
-                .arg(format!("kill -KILL {}", child.id()))
-                .status();
-        }
+        // `kill` sends SIGKILL (`Child::kill`), which ends a paused server too; SIGTERM would not.
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -191,61 +180,36 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut reply = [0u8; 7];
-    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+/// A connection to `url` whose connect, reads and writes each give up after `timeout`.
+fn connect(url: &str, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+    let connection = redis::Client::open(url)?.get_connection_with_timeout(timeout)?;
+    connection.set_read_timeout(Some(timeout))?;
+    connection.set_write_timeout(Some(timeout))?;
+    Ok(connection)
 }
 
-/// Reads one RESP reply whole (simple, error, integer, bulk or flat array of bulks).
-fn read_reply(stream: &mut TcpStream) -> Vec<u8> {
-    let line = read_line(stream);
-    match line.first() {
-        Some(b'$') => {
-            let len: i64 = parse(&line[1..]);
-            if len < 0 {
-                return Vec::new();
-            }
-            let mut body = vec![0u8; usize::try_from(len).expect("length") + 2];
-            stream.read_exact(&mut body).expect("read a bulk reply");
-            body.truncate(body.len() - 2);
-            body
-        }
-        Some(b'*') => {
-            let n: i64 = parse(&line[1..]);
-            let mut out = Vec::new();
-            for _ in 0..n.max(0) {
-                out.extend(read_reply(stream));
-                out.push(b'\n');
-            }
-            out
-        }
-        _ => line[1..].to_vec(),
-    }
+fn ping(url: &str) -> bool {
+    connect(url, Duration::from_millis(500))
+        .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
+        .is_ok_and(|reply| reply == "PONG")
 }
 
-fn read_line(stream: &mut TcpStream) -> Vec<u8> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        stream.read_exact(&mut byte).expect("read a reply line");
-        if byte[0] == b'\n' && line.last() == Some(&b'\r') {
-            line.pop();
-            return line;
-        }
-        line.push(byte[0]);
+/// A reply as `command` returns it.
+fn flatten(reply: redis::Value) -> Vec<u8> {
+    match reply {
+        redis::Value::Nil => Vec::new(),
+        redis::Value::Int(number) => number.to_string().into_bytes(),
+        redis::Value::BulkString(bytes) => bytes,
+        redis::Value::SimpleString(text) => text.into_bytes(),
+        redis::Value::Okay => b"OK".to_vec(),
+        redis::Value::Array(items) => items
+            .into_iter()
+            .flat_map(|item| {
+                let mut text = flatten(item);
+                text.push(b'\n');
+                text
+            })
+            .collect(),
+        other => panic!("a reply `command` does not read: {other:?}"),
     }
-}
-
-fn parse(digits: &[u8]) -> i64 {
-    std::str::from_utf8(digits)
-        .expect("digits")
-        .parse()
-        .expect("a number")
 }
