@@ -28,7 +28,7 @@
 use actix::Message;
 
 use crate::events::{EventFilter, EventStream};
-use crate::{BackendError, HubStats, TaskResult, TaskStatus};
+use crate::{BackendError, Cursor, HubStats, Page, TaskResult, TaskStatus};
 
 pub use crate::hub::pending::PendingWait;
 
@@ -150,6 +150,22 @@ pub struct ListByStatus {
 
 impl Message for ListByStatus {
     type Result = Result<Vec<TaskResult>, BackendError>;
+}
+
+/// Lists one page of a status after a cursor. Replies like
+/// [`ResultBackend::list_page`](crate::ResultBackend::list_page).
+#[derive(Debug)]
+pub struct ListPage {
+    /// The status to list.
+    pub status: TaskStatus,
+    /// At most this many records; at least 1.
+    pub limit: usize,
+    /// Where the page starts: the `next` of an earlier page; `None` for the first page.
+    pub after: Option<Cursor>,
+}
+
+impl Message for ListPage {
+    type Result = Result<Page, BackendError>;
 }
 
 /// Counts what the hub holds.

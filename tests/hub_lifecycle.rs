@@ -945,6 +945,50 @@ async fn pipelined_stores_wait_sooner_while_the_hub_holds_waiters() {
     guard("shutdown", hub.shutdown()).await;
 }
 
+/// Actix code pages by cursor through the `ListPage` message, as `list_page` does.
+#[actix_rt::test]
+async fn the_list_page_message_walks_a_status_by_cursor() {
+    let hub = HubHandle::start(HubConfig::default());
+    for n in 0..5 {
+        let id = format!("m{n}");
+        hub.store(&id, TaskResult::new(&id, TaskStatus::Success))
+            .await
+            .expect("store");
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let message = resulthub::messages::ListPage {
+            status: TaskStatus::Success,
+            limit: 2,
+            after,
+        };
+        let page = guard("ListPage", hub.addr().send(message))
+            .await
+            .expect("delivered")
+            .expect("a page");
+        seen.extend(page.records.into_iter().map(|record| record.task_id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["m0", "m1", "m2", "m3", "m4"]);
+    let empty = resulthub::messages::ListPage {
+        status: TaskStatus::Success,
+        limit: 0,
+        after: None,
+    };
+    let refused = guard("ListPage", hub.addr().send(empty))
+        .await
+        .expect("delivered");
+    assert!(
+        matches!(refused, Err(BackendError::InvalidInput { .. })),
+        "{refused:?}"
+    );
+    guard("shutdown", hub.shutdown()).await;
+}
+
 /// A pipelined store is queued when `store` is called, as actix's `Addr::send` queues a
 /// message: a future dropped before its first poll has stored all the same, and so has one
 /// dropped while it waited for room.

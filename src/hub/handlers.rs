@@ -13,10 +13,10 @@ use super::pending::PendingWait;
 use crate::compact::CompactRecord;
 use crate::events::EventStream;
 use crate::messages::{
-    Clear, Delete, Get, ListByStatus, Restore, Shutdown, Snapshot, Stats, Store, Subscribe,
-    WaitFor, WaitOutcome,
+    Clear, Delete, Get, ListByStatus, ListPage, Restore, Shutdown, Snapshot, Stats, Store,
+    Subscribe, WaitFor, WaitOutcome,
 };
-use crate::{BackendError, HubConfig, HubStats, TaskResult, validate};
+use crate::{BackendError, Cursor, HubConfig, HubStats, Page, TaskResult, validate};
 
 impl ResultHub {
     /// Applies the operation `make` builds behind everything queued, and returns its answer.
@@ -121,6 +121,22 @@ impl Handler<ListByStatus> for ResultHub {
             reply,
         })?;
         Ok(unpack_all(page))
+    }
+}
+
+impl Handler<ListPage> for ResultHub {
+    type Result = Result<Page, BackendError>;
+
+    fn handle(&mut self, msg: ListPage, ctx: &mut Context<Self>) -> Self::Result {
+        crate::backend::check_page_limit(msg.limit)?;
+        let after = msg.after.as_ref().map(Cursor::key).transpose()?;
+        let (records, next) = self.answer_now(ctx, |reply| Op::ListPage {
+            status: msg.status,
+            limit: msg.limit,
+            after,
+            reply,
+        })?;
+        Ok(Page::new(unpack_all(records), next.map(Cursor::after_key)))
     }
 }
 
