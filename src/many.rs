@@ -124,7 +124,7 @@ async fn finished_already<B: ResultBackend + ?Sized>(
 ) -> Result<Vec<Option<TaskResult>>, BackendError> {
     let mut records = backend.get_many(task_ids).await?;
     for record in &mut records {
-        if record.as_ref().is_some_and(|record| !record.is_complete()) {
+        if record.as_ref().is_some_and(|record| !record.is_terminal()) {
             *record = None;
         }
     }

@@ -264,7 +264,7 @@ impl InMemoryBackend {
         let stored = self.next_store.fetch_add(1, Ordering::Relaxed);
         let expires_at = self
             .config
-            .ttl(record.is_complete())
+            .ttl(record.is_terminal())
             .and_then(|ttl| self.config.clock.now().checked_add(ttl));
         let Slot { entry, waiters } = &mut *slot;
         if let Some(order) = eviction {
@@ -274,7 +274,7 @@ impl InMemoryBackend {
                     order.expiry.remove(&(at, previous.stored));
                 }
             }
-            if record.is_complete() && self.config.max_results.is_some() {
+            if record.is_terminal() && self.config.max_results.is_some() {
                 order.terminal.insert(stored, record.task_id.clone());
             }
             if let Some(at) = expires_at {
@@ -299,7 +299,7 @@ impl InMemoryBackend {
                 })
             }
         };
-        if entry.record.is_complete() && !waiters.is_empty() {
+        if entry.record.is_terminal() && !waiters.is_empty() {
             self.waiter_count.fetch_sub(waiters.len(), Ordering::AcqRel);
             for (_, sender) in std::mem::take(waiters) {
                 let _ = sender.send(entry.record.clone());
@@ -410,7 +410,7 @@ impl ResultBackend for InMemoryBackend {
             // racing store unable to slip in between.
             let mut slot = self.slots.entry(task_id.to_owned()).or_default();
             if let Some(entry) = slot.entry.as_ref().filter(|entry| entry.is_live(now)) {
-                if entry.record.is_complete() {
+                if entry.record.is_terminal() {
                     return Ok(entry.record.clone());
                 }
             }

@@ -30,7 +30,7 @@ use crate::{BackendError, TaskStatus};
 ///     .with_task_name("add")
 ///     .with_args(vec![json!(2), json!(3)])
 ///     .with_result(json!(5));
-/// assert!(record.is_complete() && record.is_success());
+/// assert!(record.is_terminal() && record.is_success());
 ///
 /// let text = serde_json::to_string(&record).unwrap();
 /// assert!(text.starts_with(r#"{"task_id":"task-1","status":"success","task_name":"add""#));
@@ -85,9 +85,20 @@ impl TaskResult {
         }
     }
 
-    /// Whether the task has finished (its status is terminal: SUCCESS or FAILED).
-    pub fn is_complete(&self) -> bool {
+    /// Whether the task has finished: its status is terminal (SUCCESS or FAILED), as
+    /// [`TaskStatus::is_terminal`] says.
+    pub fn is_terminal(&self) -> bool {
         self.status.is_terminal()
+    }
+
+    /// Whether the task has finished; the same as [`is_terminal`](Self::is_terminal), the
+    /// crate's one word for it.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `is_terminal`, the same test under the crate's one name for finished"
+    )]
+    pub fn is_complete(&self) -> bool {
+        self.is_terminal()
     }
 
     /// Whether the task finished successfully.
@@ -343,6 +354,16 @@ impl<'de> Deserialize<'de> for TaskResult {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    #[allow(deprecated)]
+    fn is_complete_is_the_old_name_of_is_terminal() {
+        for status in TaskStatus::ALL {
+            let record = TaskResult::new("t", status);
+            assert_eq!(record.is_complete(), record.is_terminal(), "{status}");
+            assert_eq!(record.is_terminal(), status.is_terminal(), "{status}");
+        }
+    }
 
     #[test]
     fn typed_results_round_trip_and_refuse_what_json_cannot_hold() {

@@ -314,7 +314,7 @@ impl Model {
     fn store(&mut self, mut record: TaskResult) -> Result<(), Outcome> {
         let id = record.task_id.clone();
         if let Some(previous) = self.records.get(&id) {
-            if self.limits.keep_first && previous.record.is_complete() {
+            if self.limits.keep_first && previous.record.is_terminal() {
                 return Err(Outcome::Conflict(id, previous.record.status));
             }
             let previous = &previous.record;
@@ -342,7 +342,7 @@ impl Model {
                     let victim = self
                         .records
                         .iter()
-                        .filter(|(_, entry)| entry.record.is_complete())
+                        .filter(|(_, entry)| entry.record.is_terminal())
                         .min_by_key(|(_, entry)| entry.stored)
                         .map(|(id, _)| id.clone());
                     let Some(victim) = victim else {
@@ -353,7 +353,7 @@ impl Model {
                 }
             }
         }
-        let ttl = if record.is_complete() {
+        let ttl = if record.is_terminal() {
             self.limits.result_ttl
         } else {
             self.limits.pending_ttl
@@ -361,7 +361,7 @@ impl Model {
         let expires_at = ttl.map(|ttl| self.now + ttl);
         let stored = self.next_store;
         self.next_store += 1;
-        if record.is_complete() {
+        if record.is_terminal() {
             for (waited, state) in &mut self.waiters {
                 if *waited == id && *state == WaiterState::Waiting {
                     *state = WaiterState::Resolved(Outcome::Record(Box::new(record.clone())));
@@ -398,7 +398,7 @@ impl Model {
     /// What a `wait_for` made now answers at once, or `None` if it waits.
     fn wait_answer(&self, id: &str) -> Option<Outcome> {
         match self.records.get(id) {
-            Some(entry) if entry.record.is_complete() => {
+            Some(entry) if entry.record.is_terminal() => {
                 Some(Outcome::Record(Box::new(entry.record.clone())))
             }
             _ if self

@@ -277,7 +277,7 @@ fn fixture_field_values_spot_checks() {
         ["scale", "label"]
     );
     assert_eq!(pending.kwargs["scale"], json!(10));
-    assert!(!pending.is_complete());
+    assert!(!pending.is_terminal());
 
     let running = by_id("t-running");
     let started = running.started_at.unwrap();
@@ -290,7 +290,7 @@ fn fixture_field_values_spot_checks() {
     );
 
     let success = by_id("t-success");
-    assert!(success.is_complete() && success.is_success());
+    assert!(success.is_terminal() && success.is_success());
     assert_eq!(success.result["meta"]["ratio"], json!(2.5));
     assert_eq!(success.result["meta"]["none"], Value::Null);
     assert_eq!(success.result["rows"], json!([1, 2, 3]));
@@ -307,7 +307,7 @@ fn fixture_field_values_spot_checks() {
     assert_eq!(success.finished_at, Some(utc(2024, 3, 1, 0, 0, 1, 250)));
 
     let failed = by_id("t-failed");
-    assert!(failed.is_complete() && !failed.is_success());
+    assert!(failed.is_terminal() && !failed.is_success());
     assert_eq!(failed.retries, 3);
     assert_eq!(
         failed.error.as_deref(),
@@ -317,7 +317,7 @@ fn fixture_field_values_spot_checks() {
 
     let retrying = by_id("t-retrying");
     assert_eq!(retrying.status, TaskStatus::Retrying);
-    assert!(!retrying.is_complete());
+    assert!(!retrying.is_terminal());
     assert_eq!(retrying.retries, 1);
     assert!(retrying.args.is_empty() && retrying.kwargs.is_empty());
 

@@ -22,7 +22,7 @@ impl NaiveBackend {
 #[resulthub::async_trait]
 impl ResultBackend for NaiveBackend {
     async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
-        let terminal = result.is_complete();
+        let terminal = result.is_terminal();
         self.records
             .lock()
             .unwrap()
@@ -58,7 +58,7 @@ impl ResultBackend for NaiveBackend {
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 if let Some(record) = self.records.lock().unwrap().get(task_id) {
-                    if record.is_complete() {
+                    if record.is_terminal() {
                         return record.clone();
                     }
                 }

@@ -93,7 +93,9 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// How long making a connection may take, for the first and for every reconnection.
+    /// How long making a connection may take, for the first and for every reconnection. The
+    /// connection manager tries twice, so a server that does not answer fails a connection
+    /// after twice this.
     ///
     /// Default: 5 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -172,8 +174,8 @@ impl RedisBackendBuilder {
     /// # Errors
     ///
     /// [`BackendError::InvalidInput`] for a malformed URL or option (nothing is connected),
-    /// [`BackendError::Unavailable`] when the server cannot be reached within
-    /// `connect_timeout`, [`BackendError::Storage`] when it refuses the connection (e.g. a
+    /// [`BackendError::Unavailable`] when the server cannot be reached within twice
+    /// `connect_timeout` (two tries), [`BackendError::Storage`] when it refuses the connection (e.g. a
     /// wrong password).
     pub async fn build(self) -> Result<RedisBackend, BackendError> {
         RedisBackend::from_builder(self).await

@@ -235,7 +235,7 @@ impl Inner {
     async fn store(&self, task_id: &str, record: TaskResult) -> Result<(), BackendError> {
         let key = self.keys.task(task_id);
         let channel = self.keys.complete(task_id);
-        let announce = record.is_complete();
+        let announce = record.is_terminal();
         for _ in 0..self.max_store_attempts {
             let previous = self.read(task_id).await?;
             let mut merged = record.clone();
@@ -323,7 +323,7 @@ impl Inner {
                 // now, and an unfinished one waits (within the timeout) for the link, unless
                 // the server refused the subscription itself.
                 if let Some(record) = self.get(task_id).await? {
-                    if record.is_complete() {
+                    if record.is_terminal() {
                         return Ok(record);
                     }
                 }
@@ -345,7 +345,7 @@ impl Inner {
             // Out of time before the subscription: one read decides.
             None => {
                 return match self.get(task_id).await? {
-                    Some(record) if record.is_complete() => Ok(record),
+                    Some(record) if record.is_terminal() => Ok(record),
                     _ => Err(expired(task_id)),
                 };
             }
@@ -361,7 +361,7 @@ impl Inner {
                 until(deadline, self.get(task_id)).await
             };
             match read {
-                Some(Ok(Some(record))) if record.is_complete() => return Ok(record),
+                Some(Ok(Some(record))) if record.is_terminal() => return Ok(record),
                 Some(Ok(_)) => failed = None,
                 Some(Err(error @ BackendError::Unavailable { .. })) if !first => {
                     failed = Some(error);
