@@ -2,14 +2,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
 use futures_util::future::{BoxFuture, Either};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::compact::CompactRecord;
 use crate::events::{EventFilter, EventStream};
@@ -18,6 +17,7 @@ use crate::hub::ops::{Op, Reply, StoreAnswer};
 use crate::hub::pending::PendingWait;
 use crate::hub::records::{Read, SharedRecord};
 use crate::hub::shared::Shared;
+use crate::hub::thread::HubThread;
 use crate::hub::{Introduce, Mailed};
 use crate::{
     BackendError, Cursor, HubConfig, HubStats, Page, ResultBackend, ResultHub, TaskResult,
@@ -100,44 +100,8 @@ impl HubHandle {
     ///
     /// If the operating system cannot start a thread (as [`std::thread::spawn`] does).
     pub fn spawn(config: HubConfig) -> HubHandle {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (alive_tx, alive_rx) = watch::channel(());
-        let spawned = std::thread::Builder::new()
-            .name("resulthub".to_owned())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                let (addr, shared) = system.block_on(async {
-                    let mut hub = ResultHub::new(config);
-                    hub.stops_its_system = true;
-                    let shared = hub.shared();
-                    (hub.start(), shared)
-                });
-                if ready_tx
-                    .send((addr, shared, actix_rt::System::current()))
-                    .is_ok()
-                {
-                    // `run` drops the runtime, and with it the hub and its records, on return.
-                    if let Err(error) = system.run() {
-                        tracing::error!(name: "hub.thread", %error, "hub system ended with an error");
-                    }
-                }
-                // Only then does dropping the watch sender tell `shutdown` the thread is done.
-                drop(alive_tx);
-            });
-        let join = match spawned {
-            Ok(join) => join,
-            Err(error) => panic!("HubHandle::spawn could not start the hub thread: {error}"),
-        };
-        let (addr, shared, system) = match ready_rx.recv() {
-            Ok(ready) => ready,
-            Err(_) => panic!("the hub thread ended before starting its hub"),
-        };
-        let thread = Arc::new(HubThread {
-            system,
-            alive: alive_rx,
-            join: Mutex::new(Some(join)),
-        });
-        HubHandle::with_shared(addr, shared, Some(thread))
+        let (addr, shared, thread) = HubThread::start(config);
+        HubHandle::with_shared(addr, shared, Some(Arc::new(thread)))
     }
 
     fn with_shared(
@@ -636,50 +600,6 @@ impl ResultBackend for HubHandle {
             reply,
         });
         Ok(unpack_all(page.await?))
-    }
-}
-
-/// The thread [`HubHandle::spawn`] started, and how to end it.
-#[derive(Debug)]
-struct HubThread {
-    system: actix_rt::System,
-    /// Closes when the thread's System has stopped.
-    alive: watch::Receiver<()>,
-    join: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl HubThread {
-    async fn stop_and_join(&self) {
-        self.system.stop();
-        let mut alive = self.alive.clone();
-        // Returns Err once the thread dropped its sender, i.e. its System has ended.
-        while alive.changed().await.is_ok() {}
-        let join = match self.join.lock() {
-            Ok(mut join) => join.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        if let Some(join) = join {
-            // The thread has nothing left to do but return, so this join is short; off the
-            // async runtime all the same, when there is one.
-            let joined = match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => runtime
-                    .spawn_blocking(move || join.join().is_ok())
-                    .await
-                    .unwrap_or(false),
-                Err(_) => join.join().is_ok(),
-            };
-            if !joined {
-                tracing::error!(name: "hub.thread", "the hub thread panicked");
-            }
-        }
-    }
-}
-
-impl Drop for HubThread {
-    fn drop(&mut self) {
-        // The last handle is gone: nobody can reach the hub any more. The thread exits on its
-        // own; joining here could block an async runtime.
-        self.system.stop();
     }
 }
 

@@ -17,6 +17,7 @@ pub(crate) mod pending;
 pub(crate) mod records;
 pub(crate) mod shared;
 pub(crate) mod state;
+pub(crate) mod thread;
 
 use std::any::Any;
 use std::collections::VecDeque;

@@ -2,7 +2,7 @@
 //! queue every handle pushes its operations onto.
 //!
 //! The actix mailbox is only the doorbell: a push that finds the hub idle sends it one
-//! [`Doorbell`](super::Doorbell) message, and the hub then applies everything queued, in order,
+//! [`Doorbell`] message, and the hub then applies everything queued, in order,
 //! until the queue is empty. Bursts cost one message, not one per operation.
 
 use std::collections::VecDeque;
