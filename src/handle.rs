@@ -575,8 +575,7 @@ impl ResultBackend for HubHandle {
         limit: usize,
         after: Option<&Cursor>,
     ) -> Result<Page, BackendError> {
-        crate::backend::check_page_limit(limit)?;
-        let after = after.map(Cursor::key).transpose()?;
+        let after = crate::page::position(limit, after)?;
         let page = self.submit(|reply| Op::ListPage {
             status,
             limit,

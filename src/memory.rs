@@ -473,8 +473,7 @@ impl ResultBackend for InMemoryBackend {
         limit: usize,
         after: Option<&Cursor>,
     ) -> Result<Page, BackendError> {
-        crate::backend::check_page_limit(limit)?;
-        let after = after.map(Cursor::key).transpose()?;
+        let after = crate::page::position(limit, after)?;
         let keep = limit.saturating_add(1);
         let now = self.config.clock.now();
         let mut first: BinaryHeap<ByKey> = BinaryHeap::new();

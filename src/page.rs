@@ -64,6 +64,16 @@ impl Page {
     }
 }
 
+/// Where a page by position starts, checked: a `limit` of at least one, and a cursor of the
+/// hub's or `InMemoryBackend`'s order (`None`: from the first record).
+pub(crate) fn position(
+    limit: usize,
+    after: Option<&Cursor>,
+) -> Result<Option<ListKey>, BackendError> {
+    crate::backend::check_page_limit(limit)?;
+    after.map(Cursor::key).transpose()
+}
+
 impl Cursor {
     /// The cursor as text, as `to_string` writes it.
     pub fn as_str(&self) -> &str {

@@ -128,8 +128,7 @@ impl Handler<ListPage> for ResultHub {
     type Result = Result<Page, BackendError>;
 
     fn handle(&mut self, msg: ListPage, ctx: &mut Context<Self>) -> Self::Result {
-        crate::backend::check_page_limit(msg.limit)?;
-        let after = msg.after.as_ref().map(Cursor::key).transpose()?;
+        let after = crate::page::position(msg.limit, msg.after.as_ref())?;
         let (records, next) = self.answer_now(ctx, |reply| Op::ListPage {
             status: msg.status,
             limit: msg.limit,
