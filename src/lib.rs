@@ -90,6 +90,7 @@ pub use page::{Cursor, Page};
 pub use record::TaskResult;
 pub use stats::{HubStats, StatusCounts};
 pub use status::{ParseStatusError, TaskStatus};
+pub use timestamp::NaiveTimes;
 
 /// The README's examples, compiled and run as doc tests. One of them uses `RedisBackend`, so
 /// they run with the `redis` feature (as `cargo test --all-features` does).

@@ -1,17 +1,106 @@
 //! Timestamps on the wire, as Python's `datetime.isoformat()` writes a naive time.
 //!
-//! flowrra writes naive times (its workers' clock, UTC on most servers), and its listing crashes
-//! on a mix of naive and offset-aware times, so we write the naive form, in UTC. We read a naive
-//! time as UTC, and convert the offset forms other writers produce (`Z`, `+HH:MM`, `+HHMM`).
+//! flowrra writes naive times (`datetime.now()`: its workers' local clock, UTC on most
+//! servers), and its listing crashes on a mix of naive and offset-aware times, so we write the
+//! naive form too. We read and write naive times in UTC unless a [`NaiveTimes`] scope says
+//! otherwise, and convert the offset forms other writers produce (`Z`, `+HH:MM`, `+HHMM`).
 //! Like Python's `fromisoformat`, we also read a space instead of the `T`, a time without
 //! seconds, and a date alone (midnight).
+//!
+//! The zone is a thread-local scope rather than a parameter because serde's field functions
+//! take none; a scope covers one synchronous encode or decode, so it never crosses an await.
 
-use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use std::cell::Cell;
+
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serializer};
 
-/// `2024-01-02T03:04:05`, or `2024-01-02T03:04:05.000123` when there are microseconds.
+/// The zone of timestamps written without an offset (`2024-01-02T03:04:05`), as flowrra
+/// writes `datetime.now()`: how such a time is read, and how records are written for readers
+/// that expect it.
+///
+/// Records keep every time in UTC ([`DateTime<Utc>`]); this only says what a naive time on the
+/// wire means. Set it where records cross to flowrra: the [`jsonl`](crate::jsonl) functions
+/// ending in `_with`. Times written with an offset (`Z`,
+/// `+02:00`) are read as such whatever this says.
+///
+/// # Examples
+///
+/// flowrra workers on hosts set to India Standard Time (UTC+05:30) wrote this record:
+///
+/// ```
+/// use chrono::{FixedOffset, TimeZone, Utc};
+/// use resulthub::{jsonl, NaiveTimes};
+///
+/// let line = br#"{"task_id": "t", "status": "success", "submitted_at": "2026-01-02T17:30:00"}"#;
+/// let ist = NaiveTimes::Offset(FixedOffset::east_opt(5 * 3600 + 30 * 60).unwrap());
+/// let records = jsonl::read_records_with(&line[..], ist).unwrap();
+/// assert_eq!(records[0].submitted_at, Some(Utc.with_ymd_and_hms(2026, 1, 2, 12, 0, 0).unwrap()));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NaiveTimes {
+    /// Naive times are UTC: flowrra on hosts whose clock is set to UTC, as most servers are.
+    #[default]
+    Utc,
+    /// Naive times are at this fixed offset from UTC.
+    Offset(FixedOffset),
+    /// Naive times are in this process's local time zone (`TZ`, else the system's), daylight
+    /// saving included: for flowrra workers on hosts in the same zone as this process. A wall
+    /// time that a clock change skips is read at the offset before the change; one that occurs
+    /// twice is read as the earlier.
+    Local,
+}
+
+thread_local! {
+    static NAIVE_TIMES: Cell<NaiveTimes> = const { Cell::new(NaiveTimes::Utc) };
+}
+
+/// Runs `work` with naive timestamps read and written in `zone`, on this thread.
+pub(crate) fn with_naive_times<R>(zone: NaiveTimes, work: impl FnOnce() -> R) -> R {
+    struct Restore(NaiveTimes);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NAIVE_TIMES.with(|current| current.set(self.0));
+        }
+    }
+    let _restore = Restore(NAIVE_TIMES.with(|current| current.replace(zone)));
+    work()
+}
+
+impl NaiveTimes {
+    fn current() -> NaiveTimes {
+        NAIVE_TIMES.with(Cell::get)
+    }
+
+    /// The wall time in this zone of the instant `at`.
+    fn wall_time(self, at: &DateTime<Utc>) -> NaiveDateTime {
+        match self {
+            NaiveTimes::Utc => at.naive_utc(),
+            NaiveTimes::Offset(offset) => at.with_timezone(&offset).naive_local(),
+            NaiveTimes::Local => at.with_timezone(&Local).naive_local(),
+        }
+    }
+
+    /// The instant of the wall time `naive` in this zone.
+    fn instant(self, naive: NaiveDateTime) -> DateTime<Utc> {
+        let offset: FixedOffset = match self {
+            NaiveTimes::Utc => return naive.and_utc(),
+            NaiveTimes::Offset(offset) => offset,
+            NaiveTimes::Local => match Local.from_local_datetime(&naive).earliest() {
+                Some(at) => return at.with_timezone(&Utc),
+                // Skipped by a clock change: the offset in force just before it.
+                None => Local.offset_from_utc_datetime(&naive).fix(),
+            },
+        };
+        (naive - offset).and_utc()
+    }
+}
+
+/// `2024-01-02T03:04:05`, or `2024-01-02T03:04:05.000123` when there are microseconds: the
+/// wall time in the current [`NaiveTimes`] scope (UTC outside one).
 pub(crate) fn format(at: &DateTime<Utc>) -> String {
-    let mut naive = at.naive_utc();
+    let mut naive = NaiveTimes::current().wall_time(at);
     // chrono encodes a leap second as nanos >= 1e9 (printed as second 60); Python has no such
     // thing, so clamp to the last microsecond of second 59.
     if naive.nanosecond() >= 1_000_000_000 {
@@ -26,7 +115,8 @@ pub(crate) fn format(at: &DateTime<Utc>) -> String {
     }
 }
 
-/// Parses the naive form (taken as UTC, any fraction length) and forms with an offset.
+/// Parses the naive form (in the current [`NaiveTimes`] scope, UTC outside one; any fraction
+/// length) and forms with an offset.
 pub(crate) fn parse(text: &str) -> Option<DateTime<Utc>> {
     const WITH_OFFSET: [&str; 4] = [
         "%Y-%m-%dT%H:%M:%S%.f%#z",
@@ -47,18 +137,19 @@ pub(crate) fn parse(text: &str) -> Option<DateTime<Utc>> {
         .iter()
         .find_map(|format| DateTime::parse_from_str(text, format).ok())
         .map(|at| at.with_timezone(&Utc));
+    let zone = NaiveTimes::current();
     with_offset
         .or_else(|| {
             NAIVE
                 .iter()
                 .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-                .map(|naive| naive.and_utc())
+                .map(|naive| zone.instant(naive))
         })
         .or_else(|| {
             chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
                 .ok()
                 .and_then(|date| date.and_hms_opt(0, 0, 0))
-                .map(|naive| naive.and_utc())
+                .map(|naive| zone.instant(naive))
         })
 }
 
@@ -131,5 +222,56 @@ mod tests {
         );
         assert_eq!(parse("yesterday"), None);
         assert_eq!(parse("2024-13-02T03:04:05"), None);
+    }
+
+    #[test]
+    fn a_scope_reads_and_writes_naive_times_at_its_offset_and_ends_with_it() {
+        let base = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).single().unwrap();
+        let ist = NaiveTimes::Offset(FixedOffset::east_opt(5 * 3600 + 30 * 60).unwrap());
+        with_naive_times(ist, || {
+            assert_eq!(format(&base), "2024-01-02T08:34:05");
+            assert_eq!(parse("2024-01-02T08:34:05"), Some(base));
+            assert_eq!(
+                parse("2024-01-02"),
+                Some(
+                    base.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc()
+                        - chrono::Duration::minutes(330)
+                )
+            );
+            // An offset written on the wire wins over the scope.
+            assert_eq!(parse("2024-01-02T03:04:05Z"), Some(base));
+            // Scopes nest, and the inner one ends with its work.
+            with_naive_times(NaiveTimes::Utc, || {
+                assert_eq!(format(&base), "2024-01-02T03:04:05")
+            });
+            assert_eq!(format(&base), "2024-01-02T08:34:05");
+        });
+        assert_eq!(format(&base), "2024-01-02T03:04:05");
+        assert_eq!(parse("2024-01-02T03:04:05"), Some(base));
+    }
+
+    #[test]
+    fn a_scope_ends_when_its_work_panics() {
+        let base = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).single().unwrap();
+        let west = NaiveTimes::Offset(FixedOffset::west_opt(3600).unwrap());
+        let outcome = std::panic::catch_unwind(|| with_naive_times(west, || panic!("in scope")));
+        assert!(outcome.is_err());
+        assert_eq!(format(&base), "2024-01-02T03:04:05");
+    }
+
+    #[test]
+    fn local_time_round_trips_through_the_process_zone() {
+        let at = Utc.with_ymd_and_hms(2024, 7, 1, 12, 0, 0).single().unwrap();
+        with_naive_times(NaiveTimes::Local, || {
+            let written = format(&at);
+            assert_eq!(
+                written,
+                at.with_timezone(&Local)
+                    .naive_local()
+                    .format("%Y-%m-%dT%H:%M:%S")
+                    .to_string()
+            );
+            assert_eq!(parse(&written), Some(at));
+        });
     }
 }
