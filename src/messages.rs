@@ -76,6 +76,47 @@ impl Message for Get {
     type Result = Result<Option<TaskResult>, BackendError>;
 }
 
+/// Reads several records in one message: one entry per id, in the order given. Replies like
+/// [`ResultBackend::get_many`](crate::ResultBackend::get_many).
+#[derive(Debug)]
+pub struct GetMany {
+    /// The ids to read; at least one.
+    pub task_ids: Vec<String>,
+}
+
+impl GetMany {
+    /// Reads the records of `task_ids`.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(task_ids: I) -> Self {
+        GetMany {
+            task_ids: task_ids.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl Message for GetMany {
+    type Result = Result<Vec<Option<TaskResult>>, BackendError>;
+}
+
+/// Stores several records in one message, each under its own `task_id`, in order: one outcome
+/// per record, and a bad record fails alone. Replies like
+/// [`ResultBackend::store_many`](crate::ResultBackend::store_many).
+#[derive(Debug)]
+pub struct StoreMany {
+    /// The records, stored in this order.
+    pub records: Vec<TaskResult>,
+}
+
+impl StoreMany {
+    /// Stores `records` in order.
+    pub fn new(records: Vec<TaskResult>) -> Self {
+        StoreMany { records }
+    }
+}
+
+impl Message for StoreMany {
+    type Result = Vec<Result<(), BackendError>>;
+}
+
 /// Registers interest in the next terminal record of a task, or answers at once if it is
 /// terminal already. The hub never waits: the caller awaits the returned [`PendingWait`].
 #[derive(Debug)]

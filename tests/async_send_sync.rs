@@ -50,6 +50,8 @@ fn public_types_are_send_sync_and_unpin() {
     assert_send_sync::<Clear>();
     assert_send_sync::<ListByStatus>();
     assert_send_sync::<resulthub::messages::ListPage>();
+    assert_send_sync::<resulthub::messages::GetMany>();
+    assert_send_sync::<resulthub::messages::StoreMany>();
     assert_send_sync::<Stats>();
     assert_send_sync::<Shutdown>();
     assert_send_sync::<actix::Addr<ResultHub>>();

@@ -989,6 +989,55 @@ async fn the_list_page_message_walks_a_status_by_cursor() {
     guard("shutdown", hub.shutdown()).await;
 }
 
+/// Actix code stores and reads batches through `StoreMany` and `GetMany`, as `store_many` and
+/// `get_many` do: one outcome per record, one entry per id, in order.
+#[actix_rt::test]
+async fn the_batch_messages_store_and_read_in_order() {
+    use resulthub::messages::{GetMany, StoreMany};
+    let hub = HubHandle::start(HubConfig::default().with_max_task_id_len(8));
+    let outcomes = guard(
+        "StoreMany",
+        hub.addr().send(StoreMany::new(vec![
+            TaskResult::new("b1", TaskStatus::Running),
+            TaskResult::new("far-too-long", TaskStatus::Success),
+            TaskResult::new("b1", TaskStatus::Success).with_result(1),
+            TaskResult::new("b2", TaskStatus::Failed),
+        ])),
+    )
+    .await
+    .expect("delivered");
+    assert_eq!(outcomes.len(), 4);
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok() && outcomes[3].is_ok());
+    assert!(
+        matches!(outcomes[1], Err(BackendError::InvalidInput { .. })),
+        "{outcomes:?}"
+    );
+    let read = guard(
+        "GetMany",
+        hub.addr().send(GetMany::new(["b2", "none", "b1"])),
+    )
+    .await
+    .expect("delivered")
+    .expect("read");
+    let statuses: Vec<_> = read.iter().map(|r| r.as_ref().map(|r| r.status)).collect();
+    assert_eq!(
+        statuses,
+        [Some(TaskStatus::Failed), None, Some(TaskStatus::Success)]
+    );
+    assert_eq!(read[2].as_ref().map(|r| r.result.clone()), Some(1.into()));
+    let none: [&str; 0] = [];
+    for refused in [GetMany::new(none), GetMany::new(["far-too-long"])] {
+        let refused = guard("GetMany", hub.addr().send(refused))
+            .await
+            .expect("delivered");
+        assert!(
+            matches!(refused, Err(BackendError::InvalidInput { .. })),
+            "{refused:?}"
+        );
+    }
+    guard("shutdown", hub.shutdown()).await;
+}
+
 /// A pipelined store is queued when `store` is called, as actix's `Addr::send` queues a
 /// message: a future dropped before its first poll has stored all the same, and so has one
 /// dropped while it waited for room.

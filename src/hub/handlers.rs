@@ -13,8 +13,8 @@ use super::pending::PendingWait;
 use crate::compact::CompactRecord;
 use crate::events::EventStream;
 use crate::messages::{
-    Clear, Delete, Get, ListByStatus, ListPage, Restore, Shutdown, Snapshot, Stats, Store,
-    Subscribe, WaitFor, WaitOutcome,
+    Clear, Delete, Get, GetMany, ListByStatus, ListPage, Restore, Shutdown, Snapshot, Stats, Store,
+    StoreMany, Subscribe, WaitFor, WaitOutcome,
 };
 use crate::{BackendError, Cursor, HubConfig, HubStats, Page, TaskResult, validate};
 
@@ -34,19 +34,54 @@ impl ResultHub {
     }
 }
 
-impl Handler<Store> for ResultHub {
-    type Result = Result<(), BackendError>;
-
-    fn handle(&mut self, msg: Store, ctx: &mut Context<Self>) -> Self::Result {
-        validate::store(&msg.task_id, &msg.result, &self.shared.config)?;
-        let record = Arc::new(CompactRecord::pack(msg.result));
+impl ResultHub {
+    fn store_now(
+        &mut self,
+        task_id: String,
+        result: TaskResult,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), BackendError> {
+        validate::store(&task_id, &result, &self.shared.config)?;
+        let record = Arc::new(CompactRecord::pack(result));
         let at = self.shared.store_time();
         self.answer_now(ctx, |reply| Op::Store {
-            task_id: Arc::from(msg.task_id),
+            task_id: Arc::from(task_id),
             record,
             at,
             answer: StoreAnswer::Done(reply),
         })
+    }
+
+    fn get_now(
+        &mut self,
+        task_id: String,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<TaskResult>, BackendError> {
+        let task_id: Arc<str> = Arc::from(task_id);
+        let record = self.answer_now(ctx, |reply| Op::Get {
+            task_id: Arc::clone(&task_id),
+            reply,
+        })?;
+        Ok(record.map(|record| record.unpack(&task_id)))
+    }
+}
+
+impl Handler<Store> for ResultHub {
+    type Result = Result<(), BackendError>;
+
+    fn handle(&mut self, msg: Store, ctx: &mut Context<Self>) -> Self::Result {
+        self.store_now(msg.task_id, msg.result, ctx)
+    }
+}
+
+impl Handler<StoreMany> for ResultHub {
+    type Result = Vec<Result<(), BackendError>>;
+
+    fn handle(&mut self, msg: StoreMany, ctx: &mut Context<Self>) -> Self::Result {
+        msg.records
+            .into_iter()
+            .map(|record| self.store_now(record.task_id.clone(), record, ctx))
+            .collect()
     }
 }
 
@@ -54,12 +89,23 @@ impl Handler<Get> for ResultHub {
     type Result = Result<Option<TaskResult>, BackendError>;
 
     fn handle(&mut self, msg: Get, ctx: &mut Context<Self>) -> Self::Result {
-        let task_id: Arc<str> = Arc::from(msg.task_id);
-        let record = self.answer_now(ctx, |reply| Op::Get {
-            task_id: Arc::clone(&task_id),
-            reply,
-        })?;
-        Ok(record.map(|record| record.unpack(&task_id)))
+        self.get_now(msg.task_id, ctx)
+    }
+}
+
+impl Handler<GetMany> for ResultHub {
+    type Result = Result<Vec<Option<TaskResult>>, BackendError>;
+
+    fn handle(&mut self, msg: GetMany, ctx: &mut Context<Self>) -> Self::Result {
+        let ids: Vec<&str> = msg.task_ids.iter().map(String::as_str).collect();
+        crate::many::non_empty(&ids, "get_many")?;
+        for task_id in &ids {
+            validate::id_length(task_id, &self.shared.config)?;
+        }
+        msg.task_ids
+            .into_iter()
+            .map(|task_id| self.get_now(task_id, ctx))
+            .collect()
     }
 }
 
