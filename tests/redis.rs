@@ -179,7 +179,11 @@ async fn terminal_stores_publish_done_once_on_the_completion_channel() {
         return;
     };
     let backend = connect(&server).await;
-    let mut subscriber = raw_subscriber(&server, "flowrra:complete:pub-1");
+    let mut connection = server.connection();
+    let mut subscriber = connection.as_pubsub();
+    subscriber
+        .subscribe("flowrra:complete:pub-1")
+        .expect("subscribe");
     for status in [
         TaskStatus::Pending,
         TaskStatus::Running,
@@ -193,14 +197,9 @@ async fn terminal_stores_publish_done_once_on_the_completion_channel() {
             .await
             .expect("store");
     }
-    // A PING on a subscribed connection is answered after every message before it.
-    let replies = subscriber.ping_and_collect();
     assert_eq!(
-        replies,
-        [
-            "message flowrra:complete:pub-1 done",
-            "message flowrra:complete:pub-1 done"
-        ],
+        redis_server::received(&mut subscriber),
+        ["flowrra:complete:pub-1 done", "flowrra:complete:pub-1 done"],
         "one `done` per terminal store, none for the others"
     );
 }
@@ -326,13 +325,20 @@ async fn sticky_merge_never_overwrites_a_concurrent_write() {
     let fresh = TaskResult::new("cas", TaskStatus::Pending).with_task_name("fresh");
     let fresh_json = serde_json::to_string(&fresh).expect("encode");
     let old_json = serde_json::to_string(&old).expect("encode");
-    let port = server.port();
     for round in 0..200 {
         server.command_text(&["SET", "flowrra:task:cas", &old_json]);
         // Another writer replaces the record while our store reads and merges.
         let other = {
             let fresh_json = fresh_json.clone();
-            tokio::task::spawn_blocking(move || raw_set(port, "flowrra:task:cas", &fresh_json))
+            let writer = server.connection();
+            tokio::task::spawn_blocking(move || {
+                let mut writer = writer;
+                redis::cmd("SET")
+                    .arg("flowrra:task:cas")
+                    .arg(&fresh_json)
+                    .exec(&mut writer)
+                    .expect("the other writer's SET");
+            })
         };
         backend
             .store("cas", TaskResult::new("cas", TaskStatus::Running))
@@ -632,94 +638,6 @@ async fn a_frozen_server_fails_calls_in_time_and_the_backend_recovers() {
         .await
         .expect("task");
     assert_eq!(woken.expect("wait_for"), success("frozen"));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Raw clients
-// ---------------------------------------------------------------------------------------------
-
-fn raw_set(port: u16, key: &str, value: &str) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let request = format!(
-        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
-        key.len(),
-        value.len()
-    );
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut reply = [0u8; 5];
-    stream.read_exact(&mut reply).expect("reply");
-    assert_eq!(&reply, b"+OK\r\n");
-}
-
-/// A plain subscriber, the way a flowrra process listens.
-struct RawSubscriber {
-    stream: std::io::BufReader<std::net::TcpStream>,
-}
-
-fn raw_subscriber(server: &RedisServer, channel: &str) -> RawSubscriber {
-    use std::io::Write;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let request = format!(
-        "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{channel}\r\n",
-        channel.len()
-    );
-    stream.write_all(request.as_bytes()).expect("subscribe");
-    let mut subscriber = RawSubscriber {
-        stream: std::io::BufReader::new(stream),
-    };
-    let confirmation = subscriber.read_push();
-    assert!(confirmation.starts_with("subscribe "), "{confirmation}");
-    subscriber
-}
-
-impl RawSubscriber {
-    /// Sends PING and returns every message that arrived before its answer.
-    fn ping_and_collect(&mut self) -> Vec<String> {
-        use std::io::Write;
-        self.stream
-            .get_mut()
-            .write_all(b"*1\r\n$4\r\nPING\r\n")
-            .expect("ping");
-        let mut messages = Vec::new();
-        loop {
-            let push = self.read_push();
-            if push.starts_with("pong") {
-                return messages;
-            }
-            messages.push(push);
-        }
-    }
-
-    /// One array of bulk strings, joined by spaces.
-    fn read_push(&mut self) -> String {
-        let header = self.line();
-        assert!(header.starts_with('*'), "not an array: {header}");
-        let n: usize = header[1..].parse().expect("count");
-        let mut parts = Vec::new();
-        for _ in 0..n {
-            let line = self.line();
-            if let Some(len) = line.strip_prefix('$') {
-                let len: usize = len.parse().expect("len");
-                let mut body = vec![0u8; len + 2];
-                std::io::Read::read_exact(&mut self.stream, &mut body).expect("body");
-                body.truncate(len);
-                parts.push(String::from_utf8(body).expect("utf-8"));
-            } else {
-                parts.push(line[1..].to_owned());
-            }
-        }
-        parts.join(" ")
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut self.stream, &mut line).expect("line");
-        line.trim_end().to_owned()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -110,6 +110,13 @@ impl RedisServer {
         flatten(reply)
     }
 
+    /// A connection of its own, e.g. to subscribe with (`as_pubsub`) the way a flowrra
+    /// process listens.
+    pub fn connection(&self) -> redis::Connection {
+        connect(&self.url(), Duration::from_secs(10))
+            .unwrap_or_else(|error| panic!("connect to the test's redis-server: {error}"))
+    }
+
     /// `command` for arguments that are text.
     pub fn command_text(&self, args: &[&str]) -> String {
         let args: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
@@ -212,4 +219,22 @@ fn flatten(reply: redis::Value) -> Vec<u8> {
             .collect(),
         other => panic!("a reply `command` does not read: {other:?}"),
     }
+}
+
+/// Every message a subscriber has received so far, as `"{channel} {payload}"`, in order. A
+/// `PING` on a subscribed connection is answered after every message published before it, so
+/// nothing published before this call is missed.
+pub fn received(subscriber: &mut redis::PubSub<'_>) -> Vec<String> {
+    subscriber.ping::<()>().expect("ping the subscriber");
+    subscriber
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("read timeout");
+    let mut messages = Vec::new();
+    // The ping's answer came after every earlier message, so they are all read; the timeout
+    // only ends the loop.
+    while let Ok(message) = subscriber.get_message() {
+        let payload: String = message.get_payload().expect("a text payload");
+        messages.push(format!("{} {payload}", message.get_channel_name()));
+    }
+    messages
 }
