@@ -55,7 +55,6 @@ mod hub;
 pub mod jsonl;
 mod many;
 mod memory;
-pub mod messages;
 mod order;
 mod page;
 mod record;
@@ -84,6 +83,9 @@ pub use error::{BackendError, BoxError, Exceeded, Limit};
 pub use events::{EventFilter, EventKind, EventStream, HubEvent, TaskEvent};
 pub use handle::HubHandle;
 pub use hub::ResultHub;
+// The hub's actix-facing vocabulary lives with the hub; users reach it here.
+#[doc(inline)]
+pub use hub::messages;
 pub use hub::shared::{MAX_UNAPPLIED, MAX_UNAPPLIED_WHILE_WAITING};
 pub use memory::InMemoryBackend;
 pub use page::{Cursor, Page};

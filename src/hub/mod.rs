@@ -12,6 +12,7 @@
 //! ```
 
 pub(crate) mod handlers;
+pub mod messages;
 pub(crate) mod ops;
 pub(crate) mod pending;
 pub(crate) mod records;

@@ -74,6 +74,18 @@ fn same(given: &[u8], expected: &[u8]) -> bool {
     (compared.ct_eq(expected) & same_length).into()
 }
 
+/// The token first, then the query: a caller without the token hears 401 whatever else is
+/// wrong with the request.
+pub(super) fn authorized_query(
+    request: &HttpRequest,
+    options: &WebOptions,
+    accepted: TokenIn,
+) -> Result<Query, ApiError> {
+    let query = Query::parse(request.query_string());
+    authorize(request, query.as_ref().ok(), options, accepted)?;
+    query
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
-use super::auth::{TokenIn, authorize};
+use super::auth::{TokenIn, authorize, authorized_query};
 use super::error::ApiError;
 use super::query::{Query, check_id};
 use super::{MAX_BODY_BYTES, WebState, sse};
@@ -66,18 +66,6 @@ pub(super) fn register(config: &mut web::ServiceConfig, state: State) {
         .default_service(web::to(not_found));
 }
 
-/// The token first, then the query: a caller without the token hears 401 whatever else is
-/// wrong with the request.
-pub(super) fn authorized_query(
-    request: &HttpRequest,
-    state: &WebState,
-    accepted: TokenIn,
-) -> Result<Query, ApiError> {
-    let query = Query::parse(request.query_string());
-    authorize(request, query.as_ref().ok(), &state.options, accepted)?;
-    query
-}
-
 /// The `{id}` of the path, percent-decoded and within the id limit.
 async fn task_id(request: &HttpRequest, state: &WebState) -> Result<String, ApiError> {
     let id = web::Path::<String>::extract(request)
@@ -112,7 +100,7 @@ fn writes_allowed(state: &WebState) -> Result<(), ApiError> {
 }
 
 async fn dashboard(request: HttpRequest, state: State) -> Answer {
-    authorized_query(&request, &state, TokenIn::HeaderOrQuery)?;
+    authorized_query(&request, &state.options, TokenIn::HeaderOrQuery)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((
@@ -128,7 +116,7 @@ async fn dashboard(request: HttpRequest, state: State) -> Answer {
 }
 
 async fn get_task(request: HttpRequest, state: State) -> Answer {
-    authorized_query(&request, &state, TokenIn::Header)?;
+    authorized_query(&request, &state.options, TokenIn::Header)?;
     let id = task_id(&request, &state).await?;
     match state.hub.get(&id).await? {
         Some(record) => Ok(HttpResponse::Ok().json(record)),
@@ -137,7 +125,7 @@ async fn get_task(request: HttpRequest, state: State) -> Answer {
 }
 
 async fn wait_task(request: HttpRequest, state: State) -> Answer {
-    let query = authorized_query(&request, &state, TokenIn::Header)?;
+    let query = authorized_query(&request, &state.options, TokenIn::Header)?;
     let id = task_id(&request, &state).await?;
     let timeout = query.timeout(&state.options)?;
     // Dropping this future cancels the waiter: actix does so when the client hangs up, if
@@ -147,7 +135,7 @@ async fn wait_task(request: HttpRequest, state: State) -> Answer {
 }
 
 async fn list(request: HttpRequest, state: State) -> Answer {
-    let query = authorized_query(&request, &state, TokenIn::Header)?;
+    let query = authorized_query(&request, &state.options, TokenIn::Header)?;
     let status = query.status()?;
     let limit = query.limit(&state.options)?;
     let cursor = query.cursor()?;
@@ -182,7 +170,7 @@ async fn list(request: HttpRequest, state: State) -> Answer {
 }
 
 async fn stats(request: HttpRequest, state: State) -> Answer {
-    authorized_query(&request, &state, TokenIn::Header)?;
+    authorized_query(&request, &state.options, TokenIn::Header)?;
     let stats = state.hub.stats().await?;
     let mut body = serde_json::to_value(stats)
         .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
@@ -199,7 +187,7 @@ async fn stats(request: HttpRequest, state: State) -> Answer {
 }
 
 async fn delete_task(request: HttpRequest, state: State) -> Answer {
-    authorized_query(&request, &state, TokenIn::Header)?;
+    authorized_query(&request, &state.options, TokenIn::Header)?;
     writes_allowed(&state)?;
     let id = task_id(&request, &state).await?;
     if state.hub.delete(&id).await? {
@@ -210,7 +198,7 @@ async fn delete_task(request: HttpRequest, state: State) -> Answer {
 }
 
 async fn store_task(request: HttpRequest, state: State, body: web::Payload) -> Answer {
-    authorized_query(&request, &state, TokenIn::Header)?;
+    authorized_query(&request, &state.options, TokenIn::Header)?;
     writes_allowed(&state)?;
     let id = task_id(&request, &state).await?;
     json_content_type(&request)?;

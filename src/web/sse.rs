@@ -19,10 +19,9 @@ use futures_util::{Stream, StreamExt};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::WebState;
-use super::auth::TokenIn;
+use super::auth::{TokenIn, authorized_query};
 use super::error::ApiError;
 use super::query::check_id;
-use super::routes::authorized_query;
 use crate::{EventFilter, EventStream, HubEvent};
 
 /// The shortest heartbeat period used, whatever the options say.
@@ -32,7 +31,7 @@ pub(super) async fn events(
     request: HttpRequest,
     state: web::Data<WebState>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = authorized_query(&request, &state, TokenIn::HeaderOrQuery)?;
+    let query = authorized_query(&request, &state.options, TokenIn::HeaderOrQuery)?;
     let filter = EventFilter {
         status: query.optional_status()?,
         task_id: query.get("task_id").map(str::to_owned),

@@ -30,7 +30,7 @@ use actix::Message;
 use crate::events::{EventFilter, EventStream};
 use crate::{BackendError, Cursor, HubStats, Page, TaskResult, TaskStatus};
 
-pub use crate::hub::pending::PendingWait;
+pub use super::pending::PendingWait;
 
 /// Stores a record under its own `task_id`. Replies like
 /// [`ResultBackend::store`](crate::ResultBackend::store).
