@@ -70,9 +70,14 @@ async fn main() -> std::io::Result<()> {
     // The one hub of this actix System, shared by every worker of the server.
     let hub = HubHandle::from_addr(ResultHub::from_registry());
 
+    // Loopback names, and the address served when it is another one (clients reach the server
+    // by it); a name the server is reached by would go here too.
+    let mut hosts = WebOptions::default().allowed_hosts;
+    hosts.push(args.addr.ip().to_string());
     let options = WebOptions::default()
         .with_allow_writes(true)
-        .with_token(args.token.clone());
+        .with_token(args.token.clone())
+        .with_allowed_hosts(hosts);
     // Built once, cloned into each of the server's workers: they all serve this one hub.
     let routes = configure(hub.clone(), options);
     let server = HttpServer::new(move || {

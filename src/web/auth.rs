@@ -25,6 +25,7 @@ pub(crate) fn authorize(
     options: &WebOptions,
     accepted: TokenIn,
 ) -> Result<(), ApiError> {
+    allowed_host(request, options)?;
     let Some(expected) = options.token.as_deref() else {
         return Ok(());
     };
@@ -51,6 +52,39 @@ pub(crate) fn authorize(
             },
         )),
     }
+}
+
+/// Refuses (421) a request whose `Host` is not in
+/// [`allowed_hosts`](super::WebOptions::allowed_hosts): a page on another site that rebinds its
+/// own name to this server's address reaches it with its own name as `Host`. A request with
+/// no `Host` at all (HTTP/1.0, or a client that sets none) comes from no browser, and passes.
+fn allowed_host(request: &HttpRequest, options: &WebOptions) -> Result<(), ApiError> {
+    let host = match request.headers().get(header::HOST) {
+        Some(value) => value.to_str().ok().map(str::to_owned),
+        None => request
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str().to_owned()),
+    };
+    let Some(host) = host else {
+        if request.headers().contains_key(header::HOST) {
+            return Err(ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "the Host header is not text",
+            ));
+        }
+        return Ok(());
+    };
+    if options.host_allowed(&host) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        format!(
+            "host {host:?} is not served here; the server's allowed_hosts must name it \
+             (this guards against DNS rebinding)"
+        ),
+    ))
 }
 
 /// The credentials of a `Bearer` authorization; the scheme's case does not matter (RFC 9110).

@@ -13,6 +13,8 @@ use crate::BackendError;
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
+    /// The methods a 405's resource serves.
+    allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -20,7 +22,14 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            allow: None,
         }
+    }
+
+    /// Names, in an `Allow` header, the methods the resource serves.
+    pub(crate) fn allowing(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
+        self
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
@@ -48,7 +57,10 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
-        response.json(serde_json::json!({ "error": self.message }))
+        if let Some(methods) = self.allow {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(methods)));
+        }
+        error_body(&mut response, self.status, &self.message)
     }
 }
 
@@ -56,6 +68,24 @@ impl From<BackendError> for ApiError {
     fn from(error: BackendError) -> Self {
         ApiError::new(status_of(&error), error.to_string())
     }
+}
+
+/// The JSON body `{"error": message}`; a 503 also says when to try again (`Retry-After`), and
+/// every error that its body is JSON only (`nosniff`).
+fn error_body(
+    response: &mut actix_web::HttpResponseBuilder,
+    status: StatusCode,
+    message: &str,
+) -> HttpResponse {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+    }
+    response
+        .insert_header((
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .json(serde_json::json!({ "error": message }))
 }
 
 /// The status each error answers with, on the crate's routes and in users' own handlers.
@@ -93,7 +123,8 @@ impl ResponseError for BackendError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(status_of(self)).json(serde_json::json!({ "error": self.to_string() }))
+        let status = status_of(self);
+        error_body(&mut HttpResponse::build(status), status, &self.to_string())
     }
 }
 

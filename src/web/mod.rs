@@ -15,9 +15,13 @@
 //! | `GET /events` | Server-Sent Events, one `task` event per change |
 //! | `POST /tasks/{id}` | 201 with the stored record (only with `allow_writes`) |
 //! | `DELETE /tasks/{id}` | 204, or 404 when missing (only with `allow_writes`) |
+//! | `GET /healthz`, `GET /readyz` | 200 while the process serves, and while the backend answers |
 //!
 //! Every 4xx answer has a JSON body `{"error": "..."}` naming the problem; bad input is refused
-//! before it reaches the hub. The full reference is `docs/http-api.md`.
+//! before it reaches the hub. Every `GET` route serves `HEAD`; a 405 names the methods served
+//! in `Allow`, a 503 says `Retry-After`. A request whose `Host` is not in
+//! [`WebOptions::allowed_hosts`] (loopback names by default) is refused with 421, against DNS
+//! rebinding: list the names your clients use. The full reference is `docs/http-api.md`.
 //!
 //! # Examples
 //!
@@ -182,6 +186,16 @@ pub struct WebOptions {
     ///
     /// Default: 256.
     pub max_event_clients: usize,
+    /// The names (and addresses) this server answers to, as the `Host` of a request, without
+    /// the port; any other is answered with 421. A browser sends the name of the site it
+    /// thinks it talks to, so a hostile page whose own name is rebound to this server's
+    /// address (DNS rebinding) is refused. Add every name clients use (`"results.internal"`,
+    /// the server's address when it is reached by IP); `"*"` allows any, and then writes need
+    /// a [`token`](Self::token). A request without `Host` (no browser sends one) passes.
+    /// `/healthz` and `/readyz` answer any host.
+    ///
+    /// Default: `["localhost", "127.0.0.1", "::1"]`.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for WebOptions {
@@ -194,6 +208,9 @@ impl Default for WebOptions {
             token: None,
             heartbeat: Duration::from_secs(15),
             max_event_clients: 256,
+            allowed_hosts: ["localhost", "127.0.0.1", "::1"]
+                .map(str::to_owned)
+                .to_vec(),
         }
     }
 }
@@ -302,6 +319,49 @@ impl WebOptions {
         self.max_event_clients = max_event_clients;
         self
     }
+
+    /// Sets [`allowed_hosts`](Self::allowed_hosts): the names this server answers to.
+    ///
+    /// ```
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_allowed_hosts(["results.internal", "10.0.0.7"]);
+    /// assert_eq!(options.allowed_hosts, ["results.internal", "10.0.0.7"]);
+    /// ```
+    #[must_use]
+    pub fn with_allowed_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_hosts = hosts.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether `"*"` lets any host in.
+    pub(crate) fn any_host(&self) -> bool {
+        self.allowed_hosts.iter().any(|host| host == "*")
+    }
+
+    /// Whether a request's `Host` (`name`, `name:port`, `[v6]:port`) names an allowed host.
+    pub(crate) fn host_allowed(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(rest),
+            None => match host.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+                _ => host,
+            },
+        };
+        let name = name.trim_end_matches('.');
+        self.allowed_hosts.iter().any(|allowed| {
+            allowed == "*"
+                || allowed
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .trim_end_matches('.')
+                    .eq_ignore_ascii_case(name)
+        })
+    }
 }
 
 impl std::fmt::Debug for WebOptions {
@@ -315,6 +375,7 @@ impl std::fmt::Debug for WebOptions {
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("heartbeat", &self.heartbeat)
             .field("max_event_clients", &self.max_event_clients)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }

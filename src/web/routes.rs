@@ -2,12 +2,17 @@
 //! writes are allowed (403), its input (400, 413, 415), and only then calls the hub. A path the
 //! scope does not serve is 404, and a method a route does not serve 405, both after the token.
 
+use std::sync::LazyLock;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, middleware, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::StreamExt;
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::auth::{TokenIn, authorize, authorized_query};
 use super::error::ApiError;
@@ -21,49 +26,96 @@ type Answer = Result<HttpResponse, ApiError>;
 /// The page: one file, no build step, nothing loaded from elsewhere.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
-/// Everything the page may do: its own inline script and style, and calls to its own origin.
-const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
-    style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; \
-    form-action 'none'; frame-ancestors 'none'";
+/// Everything the page may do: run its own script and style (named by their SHA-256, so an
+/// injected one cannot run) and call its own origin.
+static DASHBOARD_CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
+    let policy = format!(
+        "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'self'; \
+         img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        inline_hash(DASHBOARD, "script"),
+        inline_hash(DASHBOARD, "style"),
+    );
+    HeaderValue::from_str(&policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+});
+
+/// `sha256-<base64>` of the text of the page's one `<tag>` element, as a CSP source.
+fn inline_hash(page: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let text = page
+        .split_once(&open)
+        .and_then(|(_, rest)| rest.split_once(&close))
+        .map_or("", |(text, _)| text);
+    format!("sha256-{}", BASE64.encode(Sha256::digest(text.as_bytes())))
+}
+
+/// Methods each resource serves, for the `Allow` of a 405.
+const READ_ONLY: &str = "GET, HEAD";
+const READ_WRITE: &str = "GET, HEAD, POST, DELETE";
 
 pub(super) fn register(config: &mut web::ServiceConfig, state: State) {
-    config
+    // One scope of the mount point's own path, so that every answer, the stream's included,
+    // says its type is not to be sniffed.
+    let scope = web::scope("")
         .app_data(state)
+        .wrap(middleware::DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")));
+    let scope = scope
+        // Liveness and readiness answer probes, which bring neither a token nor a known host.
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(healthz))
+                .route(web::head().to(healthz))
+                .default_service(not_allowed(READ_ONLY)),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(readyz))
+                .route(web::head().to(readyz))
+                .default_service(not_allowed(READ_ONLY)),
+        )
         .service(
             // "" is the scope's own path (`/hub`), "/" the same with a slash (`/hub/`).
             web::resource(["", "/"])
                 .route(web::get().to(dashboard))
-                .default_service(web::to(method_not_allowed)),
+                .route(web::head().to(dashboard))
+                .default_service(not_allowed(READ_ONLY)),
         )
         .service(
             web::resource("/tasks")
                 .route(web::get().to(list))
-                .default_service(web::to(method_not_allowed)),
+                .route(web::head().to(list))
+                .default_service(not_allowed(READ_ONLY)),
         )
         .service(
             web::resource("/tasks/{id}")
                 .route(web::get().to(get_task))
+                .route(web::head().to(get_task))
                 .route(web::post().to(store_task))
                 .route(web::delete().to(delete_task))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed(READ_WRITE)),
         )
         .service(
             web::resource("/tasks/{id}/wait")
                 .route(web::get().to(wait_task))
-                .default_service(web::to(method_not_allowed)),
+                .route(web::head().to(wait_task))
+                .default_service(not_allowed(READ_ONLY)),
         )
         .service(
             web::resource("/stats")
                 .route(web::get().to(stats))
-                .default_service(web::to(method_not_allowed)),
+                .route(web::head().to(stats))
+                .default_service(not_allowed(READ_ONLY)),
         )
         .service(
             web::resource("/events")
                 .route(web::get().to(sse::events))
-                .default_service(web::to(method_not_allowed)),
+                .route(web::head().to(sse::events_head))
+                .default_service(not_allowed(READ_ONLY)),
         )
         // Any other path under the scope: a JSON 404, after the token.
         .default_service(web::to(not_found));
+    config.service(scope);
 }
 
 /// The `{id}` of the path, percent-decoded and within the id limit.
@@ -89,13 +141,41 @@ async fn task_id(request: &HttpRequest, state: &WebState) -> Result<String, ApiE
 }
 
 fn writes_allowed(state: &WebState) -> Result<(), ApiError> {
-    if state.options.allow_writes {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+    let options = &state.options;
+    if !options.allow_writes {
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "writes are disabled: this hub's web options do not set allow_writes",
-        ))
+        ));
+    }
+    // With neither a token nor a host list, any page a browser opens could write here.
+    if options.token.is_none() && options.any_host() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "writes without a token need allowed_hosts to name this server's hosts (it is \"*\")",
+        ));
+    }
+    Ok(())
+}
+
+/// The process answers: nothing else is checked (that is `/readyz`'s job).
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The backend answers within a few seconds: 200, else 503 with `Retry-After`.
+async fn readyz(state: State) -> Answer {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+    match tokio::time::timeout(WITHIN, state.hub.stats()).await {
+        Ok(Ok(_)) => Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))),
+        Ok(Err(error)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the backend is not ready: {error}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the backend did not answer within {WITHIN:?}"),
+        )),
     }
 }
 
@@ -103,10 +183,7 @@ async fn dashboard(request: HttpRequest, state: State) -> Answer {
     authorized_query(&request, &state.options, TokenIn::HeaderOrQuery)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(DASHBOARD_CSP),
-        ))
+        .insert_header((header::CONTENT_SECURITY_POLICY, DASHBOARD_CSP.clone()))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((
             header::REFERRER_POLICY,
@@ -293,12 +370,18 @@ fn authorized_only(request: &HttpRequest, state: &WebState) -> Result<(), ApiErr
     authorize(request, query.as_ref(), &state.options, TokenIn::Header)
 }
 
-async fn method_not_allowed(request: HttpRequest, state: State) -> Answer {
-    authorized_only(&request, &state)?;
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} is not served here", request.method()),
-    ))
+/// 405 with `Allow: allow`, after the token.
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move |request: HttpRequest, state: State| async move {
+        authorized_only(&request, &state)?;
+        Err::<HttpResponse, _>(
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not served here; try {allow}", request.method()),
+            )
+            .allowing(allow),
+        )
+    })
 }
 
 async fn not_found(request: HttpRequest, state: State) -> Answer {

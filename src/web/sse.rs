@@ -55,6 +55,22 @@ pub(super) async fn events(
         .streaming(SseBody::new(events, state.options.heartbeat, slot)))
 }
 
+/// `HEAD /events`: the headers a `GET` would answer with, without subscribing.
+pub(super) async fn events_head(
+    request: HttpRequest,
+    state: web::Data<WebState>,
+) -> Result<HttpResponse, ApiError> {
+    let query = authorized_query(&request, &state.options, TokenIn::HeaderOrQuery)?;
+    query.optional_status()?;
+    if let Some(task_id) = query.get("task_id") {
+        check_id(&state.hub, task_id).await?;
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .finish())
+}
+
 /// The response body: a greeting, then one frame per event, and a comment line whenever a
 /// heartbeat period passes without one. Ends when the hub stops.
 struct SseBody {
