@@ -11,9 +11,16 @@
 //! so a subscription starts at a point in the hub's order: it sees every change applied after
 //! that point, and none before. The filter ([`EventFilter`]) runs on the subscriber's side, as
 //! does turning the hub's packed record back into a [`TaskResult`].
+//!
+//! Every event has an [`EventId`]. A subscriber that resumes
+//! ([`HubHandle::subscribe_after`](crate::HubHandle::subscribe_after), and `/events` with
+//! `Last-Event-ID`) first gets the events after its last one that the hub still holds: from its
+//! first resumable subscription on, the hub keeps the latest `event_buffer` events.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -104,6 +111,57 @@ pub struct TaskEvent {
     /// When the hub applied the change, by the hub's [`Clock`] (a `ManualClock` moves it too).
     #[serde(serialize_with = "serialize_at", deserialize_with = "deserialize_at")]
     pub at: DateTime<Utc>,
+    /// Where the event stands in the hub's order: resume after it with
+    /// [`HubHandle::subscribe_after`](crate::HubHandle::subscribe_after). Not serialized: on
+    /// `/events` it is the frame's `id:`.
+    #[serde(skip)]
+    pub id: EventId,
+}
+
+/// The place of an event in one hub's order, written `{hub}-{n}` (e.g. `9f2c41d07a3e55b1-42`):
+/// the hub's random name, so that an id of another hub (or of this one before a restart) is
+/// told apart, and the event's number.
+///
+/// # Examples
+///
+/// ```
+/// use resulthub::EventId;
+///
+/// let id: EventId = "9f2c41d07a3e55b1-42".parse().unwrap();
+/// assert_eq!(id.to_string(), "9f2c41d07a3e55b1-42");
+/// assert!("42".parse::<EventId>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EventId {
+    hub: u64,
+    number: u64,
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}-{}", self.hub, self.number)
+    }
+}
+
+/// Why a text is not an [`EventId`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not an event id (`{{hub}}-{{n}}`, as an event's `id` gives it): {0:?}")]
+pub struct ParseEventIdError(String);
+
+impl FromStr for EventId {
+    type Err = ParseEventIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || ParseEventIdError(text.chars().take(64).collect());
+        let (hub, number) = text.split_once('-').ok_or_else(invalid)?;
+        if hub.len() != 16 || number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        Ok(EventId {
+            hub: u64::from_str_radix(hub, 16).map_err(|_| invalid())?,
+            number: number.parse().map_err(|_| invalid())?,
+        })
+    }
 }
 
 fn serialize_at<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -124,7 +182,8 @@ pub enum HubEvent {
     Task(TaskEvent),
     /// This subscriber fell more than `event_buffer` events behind and lost the `missed`
     /// oldest ones (counted before the filter); the stream goes on with the oldest it still
-    /// holds.
+    /// holds. A resumed subscription starts with one when the hub no longer holds every event
+    /// after the one it resumed after.
     Lagged {
         /// How many events were lost.
         missed: u64,
@@ -192,7 +251,26 @@ pub struct EventStream {
 
 impl EventStream {
     pub(crate) fn new(receiver: broadcast::Receiver<RawEvent>, filter: EventFilter) -> Self {
-        let stream =
+        Self::resumed(Backlog::default(), receiver, filter)
+    }
+
+    /// The backlog first (how many were lost, then what the hub held), then the live events.
+    pub(crate) fn resumed(
+        backlog: Backlog,
+        receiver: broadcast::Receiver<RawEvent>,
+        filter: EventFilter,
+    ) -> Self {
+        let lagged = (backlog.missed > 0).then_some(HubEvent::Lagged {
+            missed: backlog.missed,
+        });
+        let held: Vec<HubEvent> = backlog
+            .events
+            .into_iter()
+            .filter(|event| filter.matches(event))
+            .map(|event| HubEvent::Task(event.unpack()))
+            .collect();
+        let first = futures_util::stream::iter(lagged.into_iter().chain(held));
+        let live =
             futures_util::stream::unfold((receiver, filter), |(mut receiver, filter)| async move {
                 loop {
                     match receiver.recv().await {
@@ -208,7 +286,7 @@ impl EventStream {
                 }
             });
         EventStream {
-            inner: Mutex::new(Box::pin(stream)),
+            inner: Mutex::new(Box::pin(futures_util::StreamExt::chain(first, live))),
         }
     }
 }
@@ -235,6 +313,8 @@ impl fmt::Debug for EventStream {
 /// work on the hub's thread; each subscriber unpacks the record itself.
 #[derive(Clone, Debug)]
 pub(crate) struct RawEvent {
+    number: u64,
+    hub: u64,
     kind: EventKind,
     task_id: Arc<str>,
     status: TaskStatus,
@@ -251,11 +331,24 @@ impl RawEvent {
             status: self.status,
             record,
             at: self.at,
+            id: EventId {
+                hub: self.hub,
+                number: self.number,
+            },
         }
     }
 }
 
-/// The hub's side of the events: the channel, made at the first subscription.
+/// What a resumed subscription gets before the live events: how many events after its last
+/// one the hub no longer holds, and the ones it does, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    missed: u64,
+    events: Vec<RawEvent>,
+}
+
+/// The hub's side of the events: the channel, made at the first subscription, and the
+/// latest events for subscribers that resume, kept from the first that may.
 #[derive(Debug)]
 pub(crate) struct EventBus {
     sender: Option<broadcast::Sender<RawEvent>>,
@@ -263,15 +356,26 @@ pub(crate) struct EventBus {
     /// With a manual clock, the wall time that corresponds to one of its instants, so that
     /// event times move with it; `None` with the system clock, which reads the wall clock.
     epoch: Option<(DateTime<Utc>, Instant)>,
+    /// This bus's random name, the first part of its event ids.
+    hub: u64,
+    /// The number of the next event.
+    next: u64,
+    /// The latest `capacity` events, once a resumable subscription came (`None` before): then
+    /// events are built even while nobody listens, for a client that reconnects.
+    held: Option<VecDeque<RawEvent>>,
 }
 
 impl EventBus {
     pub(crate) fn new(config: &HubConfig) -> Self {
+        use std::hash::{BuildHasher, RandomState};
         let epoch = (config.clock != Clock::system()).then(|| (Utc::now(), config.clock.now()));
         EventBus {
             sender: None,
             capacity: config.event_buffer.clamp(1, MAX_EVENT_BUFFER),
             epoch,
+            hub: RandomState::new().hash_one(std::process::id()),
+            next: 0,
+            held: None,
         }
     }
 
@@ -286,6 +390,41 @@ impl EventBus {
         }
     }
 
+    /// A subscription that may resume: the events after `after` that are held (all that are,
+    /// for an id of another hub, or none given), and from now on the bus holds the latest
+    /// events for later ones.
+    pub(crate) fn subscribe_after(
+        &mut self,
+        after: Option<EventId>,
+    ) -> (Backlog, broadcast::Receiver<RawEvent>) {
+        let capacity = self.capacity;
+        let held = self
+            .held
+            .get_or_insert_with(|| VecDeque::with_capacity(capacity.min(1024)));
+        let oldest = held.front().map_or(self.next, |event| event.number);
+        let backlog = match after {
+            // Up to date: nothing before the live events.
+            Some(after) if after.hub == self.hub && after.number + 1 >= self.next => {
+                Backlog::default()
+            }
+            Some(after) if after.hub == self.hub => Backlog {
+                missed: oldest.saturating_sub(after.number + 1),
+                events: held
+                    .iter()
+                    .filter(|event| event.number > after.number)
+                    .cloned()
+                    .collect(),
+            },
+            // No id, or one this bus did not give: the client has seen none of its events.
+            Some(_) => Backlog {
+                missed: oldest,
+                events: held.iter().cloned().collect(),
+            },
+            None => Backlog::default(),
+        };
+        (backlog, self.subscribe())
+    }
+
     /// Live subscriptions; dropped ones are no longer counted.
     pub(crate) fn subscribers(&self) -> usize {
         self.sender
@@ -293,25 +432,24 @@ impl EventBus {
             .map_or(0, broadcast::Sender::receiver_count)
     }
 
-    /// Whether anyone listens: callers check it before building anything for an event.
+    /// Whether anyone listens, or may come back for what it missed: callers check it before
+    /// building anything for an event.
     #[inline]
     pub(crate) fn active(&self) -> bool {
-        self.subscribers() > 0
+        self.held.is_some() || self.subscribers() > 0
     }
 
-    /// Sends one event; a no-op without subscribers. Never waits: a full buffer overwrites its
-    /// oldest event, which lagging subscribers then report as missed.
+    /// Sends one event (and holds it, once resumable subscriptions came); a no-op without
+    /// either. Never waits: a full buffer overwrites its oldest event, which lagging
+    /// subscribers then report as missed.
     pub(crate) fn emit(
-        &self,
+        &mut self,
         kind: EventKind,
         task_id: &Arc<str>,
         record: &Arc<CompactRecord>,
         clock: &Clock,
     ) {
-        let Some(sender) = &self.sender else {
-            return;
-        };
-        if sender.receiver_count() == 0 {
+        if !self.active() {
             return;
         }
         let at = match self.epoch {
@@ -325,13 +463,24 @@ impl EventBus {
             }
         };
         let event = RawEvent {
+            number: self.next,
+            hub: self.hub,
             kind,
             task_id: Arc::clone(task_id),
             status: record.status,
             record: (kind == EventKind::Stored).then(|| Arc::clone(record)),
             at,
         };
-        // An error only means every subscriber left since the check: nobody to tell.
-        let _ = sender.send(event);
+        self.next += 1;
+        if let Some(held) = &mut self.held {
+            if held.len() == self.capacity {
+                held.pop_front();
+            }
+            held.push_back(event.clone());
+        }
+        if let Some(sender) = &self.sender {
+            // An error only means nobody listens now: a resuming client reads what is held.
+            let _ = sender.send(event);
+        }
     }
 }

@@ -215,8 +215,68 @@ impl HubHandle {
     ///
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn subscribe_with(&self, filter: EventFilter) -> Result<EventStream, BackendError> {
-        let receiver = self.submit(|reply| Op::Subscribe { reply }).await?;
+        let (_, receiver) = self
+            .submit(|reply| Op::Subscribe {
+                resumable: false,
+                after: None,
+                reply,
+            })
+            .await?;
         Ok(EventStream::new(receiver, filter))
+    }
+
+    /// [`subscribe_with`](Self::subscribe_with) for a subscriber that resumes: the stream
+    /// starts with the events after `after` (the [`TaskEvent::id`](crate::TaskEvent::id) of the
+    /// last one it saw) that the hub still holds, and a [`HubEvent::Lagged`](crate::HubEvent)
+    /// first if it no longer holds them all; then the live events, with no gap and no repeat.
+    /// `None`, or an id of another hub (or of this one before a restart), starts with every
+    /// event held.
+    ///
+    /// From the first such subscription on, the hub holds its latest
+    /// [`event_buffer`](crate::HubConfig::event_buffer) events, and builds events even while
+    /// nobody listens, so that a subscriber that reconnects misses nothing: a cost per change
+    /// that a hub without resumable subscribers does not pay. `/events` of the web front
+    /// subscribes this way, with the `Last-Event-ID` a reconnecting browser sends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use resulthub::{EventFilter, HubConfig, HubEvent, HubHandle, ResultBackend, TaskResult, TaskStatus};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), resulthub::BackendError> {
+    /// let hub = HubHandle::spawn(HubConfig::default());
+    /// let mut events = hub.subscribe_after(EventFilter::default(), None).await?;
+    /// hub.store("a", TaskResult::new("a", TaskStatus::Success)).await?;
+    /// let Some(HubEvent::Task(seen)) = events.next().await else { unreachable!() };
+    /// drop(events); // the connection drops...
+    /// hub.store("b", TaskResult::new("b", TaskStatus::Success)).await?;
+    /// // ...and the subscriber comes back for what it missed.
+    /// let mut events = hub.subscribe_after(EventFilter::default(), Some(seen.id)).await?;
+    /// let Some(HubEvent::Task(missed)) = events.next().await else { unreachable!() };
+    /// assert_eq!(missed.task_id, "b");
+    /// # hub.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Unavailable`] if the hub has stopped.
+    pub async fn subscribe_after(
+        &self,
+        filter: EventFilter,
+        after: Option<crate::EventId>,
+    ) -> Result<EventStream, BackendError> {
+        let (backlog, receiver) = self
+            .submit(|reply| Op::Subscribe {
+                resumable: true,
+                after,
+                reply,
+            })
+            .await?;
+        Ok(EventStream::resumed(backlog, receiver, filter))
     }
 
     /// Every record the hub holds, in the order their ids were first stored: what

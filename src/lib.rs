@@ -80,7 +80,9 @@ pub use backend::ResultBackend;
 pub use clock::{Clock, ManualClock};
 pub use config::{HubConfig, TerminalPolicy};
 pub use error::{BackendError, BoxError, Exceeded, Limit};
-pub use events::{EventFilter, EventKind, EventStream, HubEvent, TaskEvent};
+pub use events::{
+    EventFilter, EventId, EventKind, EventStream, HubEvent, ParseEventIdError, TaskEvent,
+};
 pub use handle::HubHandle;
 pub use hub::ResultHub;
 // The hub's actix-facing vocabulary lives with the hub; users reach it here.

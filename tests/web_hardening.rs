@@ -385,3 +385,204 @@ async fn the_dashboard_policy_names_its_script_and_style_by_hash() {
     assert!(!page.contains(" onclick=\""), "an inline event handler");
     hub.shutdown().await;
 }
+
+/// Reads an `/events` body until it holds `frames` event frames (or ends), and returns the
+/// frames as `(id, event, data)`; comments are skipped.
+async fn read_frames(
+    body: &mut actix_web::body::BoxBody,
+    frames: usize,
+) -> Vec<(Option<String>, String, String)> {
+    use actix_web::body::MessageBody;
+    let mut text = String::new();
+    let parse = |text: &str| -> Vec<(Option<String>, String, String)> {
+        text.split("\n\n")
+            .filter_map(|frame| {
+                let field = |name: &str| {
+                    frame
+                        .lines()
+                        .find_map(|line| line.strip_prefix(name).map(str::to_owned))
+                };
+                Some((field("id: "), field("event: ")?, field("data: ")?))
+            })
+            .collect()
+    };
+    while parse(&text).len() < frames {
+        let chunk = within(
+            "the next chunk of /events",
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_next(cx)),
+        )
+        .await;
+        match chunk {
+            Some(chunk) => text.push_str(std::str::from_utf8(&chunk.expect("a chunk")).unwrap()),
+            None => break,
+        }
+    }
+    parse(&text)
+}
+
+async fn open_events<S>(app: &S, request: test::TestRequest) -> actix_web::body::BoxBody
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let response = call(app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body()
+}
+
+/// Every event frame has an `id:`; a client that comes back with `Last-Event-ID` gets what it
+/// missed, once, then the live events.
+#[actix_rt::test]
+async fn events_resume_after_the_last_event_id() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, WebOptions::default()).await;
+    let mut first = open_events(&app, test::TestRequest::get().uri("/hub/events")).await;
+    hub.store("a", TaskResult::new("a", TaskStatus::Running))
+        .await
+        .expect("store");
+    let seen = read_frames(&mut first, 1).await;
+    let last = seen[0].0.clone().expect("an id on the task frame");
+    drop(first);
+    // Changes while the client is away.
+    hub.store("a", TaskResult::new("a", TaskStatus::Success))
+        .await
+        .expect("store");
+    hub.delete("a").await.expect("delete");
+    let mut again = open_events(
+        &app,
+        test::TestRequest::get()
+            .uri("/hub/events")
+            .insert_header(("Last-Event-ID", last.as_str())),
+    )
+    .await;
+    hub.store("b", TaskResult::new("b", TaskStatus::Pending))
+        .await
+        .expect("store");
+    let resumed = read_frames(&mut again, 3).await;
+    let kinds: Vec<(String, String)> = resumed
+        .iter()
+        .map(|(_, _, data)| {
+            let event: serde_json::Value = serde_json::from_str(data).unwrap();
+            (
+                event["task_id"].as_str().unwrap().to_owned(),
+                event["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("a".to_owned(), "stored".to_owned()),
+            ("a".to_owned(), "deleted".to_owned()),
+            ("b".to_owned(), "stored".to_owned()),
+        ]
+    );
+    let ids: Vec<String> = resumed
+        .iter()
+        .map(|(id, _, _)| id.clone().unwrap())
+        .collect();
+    assert!(ids.iter().all(|id| *id != last), "{ids:?} repeats {last}");
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 3, "{ids:?}");
+
+    // An id this hub did not give: everything it holds, then live.
+    let mut foreign = open_events(
+        &app,
+        test::TestRequest::get()
+            .uri("/hub/events")
+            .insert_header(("Last-Event-ID", "0000000000000001-7")),
+    )
+    .await;
+    assert_eq!(read_frames(&mut foreign, 4).await.len(), 4);
+
+    let malformed = call(
+        &app,
+        test::TestRequest::get()
+            .uri("/hub/events")
+            .insert_header(("Last-Event-ID", "yesterday")),
+    )
+    .await;
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    hub.shutdown().await;
+}
+
+/// A client further behind than the hub holds hears how many it lost, then what is held.
+#[actix_rt::test]
+async fn a_resume_past_what_is_held_starts_with_lagged() {
+    let hub = HubHandle::start(HubConfig::default().with_event_buffer(2));
+    let app = app(&hub, WebOptions::default()).await;
+    let mut first = open_events(&app, test::TestRequest::get().uri("/hub/events")).await;
+    hub.store("x0", TaskResult::new("x0", TaskStatus::Success))
+        .await
+        .expect("store");
+    let last = read_frames(&mut first, 1).await[0].0.clone().unwrap();
+    drop(first);
+    for n in 1..=5 {
+        let id = format!("x{n}");
+        hub.store(&id, TaskResult::new(&id, TaskStatus::Success))
+            .await
+            .expect("store");
+    }
+    let mut again = open_events(
+        &app,
+        test::TestRequest::get()
+            .uri("/hub/events")
+            .insert_header(("Last-Event-ID", last.as_str())),
+    )
+    .await;
+    let frames = read_frames(&mut again, 3).await;
+    assert_eq!(frames[0].1, "lagged");
+    assert_eq!(frames[0].0, None, "a lagged frame has no id");
+    let missed: serde_json::Value = serde_json::from_str(&frames[0].2).unwrap();
+    assert_eq!(missed["missed"], 3, "x1..x3 are no longer held");
+    let held: Vec<String> = frames[1..]
+        .iter()
+        .map(|(_, _, data)| {
+            let event: serde_json::Value = serde_json::from_str(data).unwrap();
+            event["task_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(held, ["x4", "x5"]);
+    hub.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn one_address_cannot_take_every_events_place() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, WebOptions::default().with_max_event_clients_per_ip(2)).await;
+    let from = |ip: &str| {
+        test::TestRequest::get()
+            .uri("/hub/events")
+            .peer_addr(format!("{ip}:5000").parse().unwrap())
+    };
+    let one = open_events(&app, from("10.0.0.1")).await;
+    let two = open_events(&app, from("10.0.0.1")).await;
+    let refused = call(&app, from("10.0.0.1")).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        header_of(&refused, header::RETRY_AFTER).as_deref(),
+        Some("1")
+    );
+    let other = open_events(&app, from("10.0.0.2")).await;
+    drop(one);
+    // A place given back is taken again.
+    let three = open_events(&app, from("10.0.0.1")).await;
+    drop((two, other, three));
+    hub.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_connection_ends_at_its_lifetime() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(
+        &hub,
+        WebOptions::default().with_max_event_lifetime(std::time::Duration::from_millis(50)),
+    )
+    .await;
+    let mut body = open_events(&app, test::TestRequest::get().uri("/hub/events")).await;
+    // No event comes: the body ends by itself, within the test's bound.
+    assert!(read_frames(&mut body, 1).await.is_empty());
+    let before = hub.stats().await.expect("stats").subscribers;
+    drop(body);
+    assert_eq!(before, 1, "the subscription lasts as long as the body");
+    hub.shutdown().await;
+}

@@ -228,7 +228,11 @@ impl Handler<Subscribe> for ResultHub {
     type Result = Result<EventStream, BackendError>;
 
     fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
-        let receiver = self.answer_now(ctx, |reply| Op::Subscribe { reply })?;
+        let (_, receiver) = self.answer_now(ctx, |reply| Op::Subscribe {
+            resumable: false,
+            after: None,
+            reply,
+        })?;
         Ok(EventStream::new(receiver, msg.filter))
     }
 }

@@ -298,9 +298,15 @@ impl ResultHub {
                 tracing::debug!(name: "hub.restore", ok = outcome.is_ok());
                 let _ = reply.send(outcome);
             }
-            Op::Subscribe { reply } => {
-                tracing::debug!(name: "hub.subscribe", "subscribe");
-                let _ = reply.send(self.with_state("subscribe", |state| Ok(state.subscribe())));
+            Op::Subscribe {
+                resumable,
+                after,
+                reply,
+            } => {
+                tracing::debug!(name: "hub.subscribe", resumable, "subscribe");
+                let _ = reply.send(
+                    self.with_state("subscribe", |state| Ok(state.subscribe(resumable, after))),
+                );
             }
             Op::Shutdown { snapshot, reply } => {
                 let outcome = if snapshot {

@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::records::{Fold, SharedRecord};
 use crate::compact::CompactRecord;
-use crate::events::RawEvent;
+use crate::events::{Backlog, EventId, RawEvent};
 use crate::order::ListKey;
 use crate::{BackendError, HubStats, TaskStatus};
 
@@ -74,8 +74,12 @@ pub(crate) enum Op {
         records: Vec<(Arc<str>, CompactRecord)>,
         reply: Reply<usize>,
     },
+    /// With `resumable`, the events after `after` still held come first, and the hub holds
+    /// its latest events from now on.
     Subscribe {
-        reply: Reply<broadcast::Receiver<RawEvent>>,
+        resumable: bool,
+        after: Option<EventId>,
+        reply: Reply<(Backlog, broadcast::Receiver<RawEvent>)>,
     },
     /// Stops the hub for good; with `snapshot`, answers with every record, taken in the same
     /// step.

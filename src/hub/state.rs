@@ -18,7 +18,7 @@ use dashmap::mapref::one::RefMut;
 use super::records::{Fold, IdHasher, SharedRecord, Slot};
 use super::shared::Shared;
 use crate::compact::CompactRecord;
-use crate::events::{EventBus, EventKind, RawEvent};
+use crate::events::{Backlog, EventBus, EventId, EventKind, RawEvent};
 use crate::order::{ListKey, page};
 use crate::{BackendError, HubConfig, HubStats, Limit, TaskStatus, validate};
 
@@ -556,9 +556,18 @@ impl HubState {
         stats
     }
 
-    /// A new subscription to the events of every change from now on.
-    pub(crate) fn subscribe(&mut self) -> broadcast::Receiver<RawEvent> {
-        self.events.subscribe()
+    /// A new subscription to the events of every change from now on; a resumable one first
+    /// gets what is held after `after`.
+    pub(crate) fn subscribe(
+        &mut self,
+        resumable: bool,
+        after: Option<EventId>,
+    ) -> (Backlog, broadcast::Receiver<RawEvent>) {
+        if resumable {
+            self.events.subscribe_after(after)
+        } else {
+            (Backlog::default(), self.events.subscribe())
+        }
     }
 
     /// Every record, in the order their ids were first stored.

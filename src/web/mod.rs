@@ -76,7 +76,6 @@ mod routes;
 mod sse;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use actix_web::web;
@@ -186,6 +185,19 @@ pub struct WebOptions {
     ///
     /// Default: 256.
     pub max_event_clients: usize,
+    /// How many of those may come from one IP address (the connection's peer: behind a
+    /// reverse proxy every client has the proxy's, so raise it there); one more is answered
+    /// with 503. One client cannot take every place.
+    ///
+    /// Default: 16.
+    pub max_event_clients_per_ip: usize,
+    /// How long one `/events` connection lasts at most; then the stream ends, and the browser
+    /// reconnects (after 2 s) with `Last-Event-ID`, missing nothing the hub still holds. Bounds
+    /// what a forgotten tab or a stuck proxy holds on to.
+    ///
+    /// Default: 1 hour.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub max_event_lifetime: Duration,
     /// The names (and addresses) this server answers to, as the `Host` of a request, without
     /// the port; any other is answered with 421. A browser sends the name of the site it
     /// thinks it talks to, so a hostile page whose own name is rebound to this server's
@@ -208,6 +220,8 @@ impl Default for WebOptions {
             token: None,
             heartbeat: Duration::from_secs(15),
             max_event_clients: 256,
+            max_event_clients_per_ip: 16,
+            max_event_lifetime: Duration::from_secs(3600),
             allowed_hosts: ["localhost", "127.0.0.1", "::1"]
                 .map(str::to_owned)
                 .to_vec(),
@@ -320,6 +334,37 @@ impl WebOptions {
         self
     }
 
+    /// Sets [`max_event_clients_per_ip`](Self::max_event_clients_per_ip): how many `/events`
+    /// clients one IP address may have connected at once.
+    ///
+    /// ```
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_max_event_clients_per_ip(64);
+    /// assert_eq!(options.max_event_clients_per_ip, 64);
+    /// ```
+    #[must_use]
+    pub fn with_max_event_clients_per_ip(mut self, max_event_clients_per_ip: usize) -> Self {
+        self.max_event_clients_per_ip = max_event_clients_per_ip;
+        self
+    }
+
+    /// Sets [`max_event_lifetime`](Self::max_event_lifetime): how long one `/events`
+    /// connection lasts at most.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_max_event_lifetime(Duration::from_secs(600));
+    /// assert_eq!(options.max_event_lifetime, Duration::from_secs(600));
+    /// ```
+    #[must_use]
+    pub fn with_max_event_lifetime(mut self, max_event_lifetime: Duration) -> Self {
+        self.max_event_lifetime = max_event_lifetime;
+        self
+    }
+
     /// Sets [`allowed_hosts`](Self::allowed_hosts): the names this server answers to.
     ///
     /// ```
@@ -375,6 +420,8 @@ impl std::fmt::Debug for WebOptions {
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("heartbeat", &self.heartbeat)
             .field("max_event_clients", &self.max_event_clients)
+            .field("max_event_clients_per_ip", &self.max_event_clients_per_ip)
+            .field("max_event_lifetime", &self.max_event_lifetime)
             .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
@@ -386,7 +433,7 @@ pub(crate) struct WebState {
     pub(crate) hub: HubHandle,
     pub(crate) options: WebOptions,
     /// `/events` clients connected now, shared by every worker's copy of the routes.
-    pub(crate) event_clients: Arc<AtomicUsize>,
+    pub(crate) event_clients: Arc<sse::EventClients>,
 }
 
 /// The routes over `hub`, as a function for `App::configure` or `ServiceConfig::configure`.
@@ -398,7 +445,7 @@ pub fn configure(
     hub: HubHandle,
     options: WebOptions,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + Sync + 'static {
-    let event_clients = Arc::new(AtomicUsize::new(0));
+    let event_clients = Arc::new(sse::EventClients::default());
     move |config: &mut web::ServiceConfig| {
         let state = web::Data::new(WebState {
             hub: hub.clone(),

@@ -3,11 +3,16 @@
 //! The subscription is made before the handler returns the response head, so a client that
 //! saw the head misses no change after it. A client that leaves is noticed at the next write
 //! (an event or a heartbeat), which drops its subscription.
+//!
+//! Every event frame has an `id:`; a browser that reconnects sends the last one as
+//! `Last-Event-ID`, and the subscription resumes after it (`HubHandle::subscribe_after`), with
+//! a `lagged` frame first if the hub no longer holds every event since.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,7 +27,7 @@ use super::WebState;
 use super::auth::{TokenIn, authorized_query};
 use super::error::ApiError;
 use super::query::check_id;
-use crate::{EventFilter, EventStream, HubEvent};
+use crate::{EventFilter, EventId, EventStream, HubEvent};
 
 /// The shortest heartbeat period used, whatever the options say.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
@@ -39,8 +44,10 @@ pub(super) async fn events(
     if let Some(task_id) = &filter.task_id {
         check_id(&state.hub, task_id).await?;
     }
-    let slot = EventClient::admit(&state)?;
-    let events = state.hub.subscribe_with(filter).await?;
+    let after = last_event_id(&request)?;
+    let peer = request.peer_addr().map(|addr| addr.ip());
+    let slot = EventClient::admit(&state, peer)?;
+    let events = state.hub.subscribe_after(filter, after).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
@@ -52,7 +59,29 @@ pub(super) async fn events(
             header::CONTENT_ENCODING,
             HeaderValue::from_static("identity"),
         ))
-        .streaming(SseBody::new(events, state.options.heartbeat, slot)))
+        .streaming(SseBody::new(
+            events,
+            state.options.heartbeat,
+            state.options.max_event_lifetime,
+            slot,
+        )))
+}
+
+/// The `Last-Event-ID` a reconnecting browser sends; a malformed one is 400.
+fn last_event_id(request: &HttpRequest) -> Result<Option<EventId>, ApiError> {
+    let Some(value) = request.headers().get("last-event-id") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Last-Event-ID is not text"))?;
+    // An empty id is how a server resets the browser's: no resumption.
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|error| ApiError::bad_request(format!("Last-Event-ID: {error}")))
 }
 
 /// `HEAD /events`: the headers a `GET` would answer with, without subscribing.
@@ -77,46 +106,104 @@ struct SseBody {
     events: EventStream,
     heartbeat: Interval,
     greeted: bool,
+    /// When the connection has lasted `max_event_lifetime`.
+    ends: Pin<Box<tokio::time::Sleep>>,
+    ended: bool,
     _client: EventClient,
 }
 
-/// A connected `/events` client's place under `max_event_clients`, given back when its
-/// response (or a refused request) is dropped.
-struct EventClient(Arc<AtomicUsize>);
+/// The `/events` clients connected now, in all and by IP address, shared by every worker's
+/// copy of the routes.
+#[derive(Debug, Default)]
+pub(crate) struct EventClients(Mutex<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    all: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+/// A connected `/events` client's place under `max_event_clients` (and its address's under
+/// `max_event_clients_per_ip`), given back when its response (or a refused request) is
+/// dropped.
+struct EventClient {
+    clients: Arc<EventClients>,
+    ip: Option<IpAddr>,
+}
 
 impl EventClient {
-    fn admit(state: &WebState) -> Result<EventClient, ApiError> {
-        let max = state.options.max_event_clients;
-        state
-            .event_clients
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map(|_| EventClient(Arc::clone(&state.event_clients)))
-            .map_err(|_| {
-                ApiError::new(
+    fn admit(state: &WebState, ip: Option<IpAddr>) -> Result<EventClient, ApiError> {
+        let options = &state.options;
+        let mut counts = state.event_clients.lock();
+        if counts.all >= options.max_event_clients {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "too many /events clients (max_event_clients is {})",
+                    options.max_event_clients
+                ),
+            ));
+        }
+        if let Some(ip) = ip {
+            let of_ip = counts.by_ip.entry(ip).or_default();
+            if *of_ip >= options.max_event_clients_per_ip {
+                // Refused with none connected (a cap of 0): leave no entry behind.
+                if *of_ip == 0 {
+                    counts.by_ip.remove(&ip);
+                }
+                return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    format!("too many /events clients (max_event_clients is {max})"),
-                )
-            })
+                    format!(
+                        "too many /events clients from {ip} (max_event_clients_per_ip is {})",
+                        options.max_event_clients_per_ip
+                    ),
+                ));
+            }
+            *of_ip += 1;
+        }
+        counts.all += 1;
+        Ok(EventClient {
+            clients: Arc::clone(&state.event_clients),
+            ip,
+        })
+    }
+}
+
+impl EventClients {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Drop for EventClient {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut counts = self.clients.lock();
+        counts.all -= 1;
+        if let Some(ip) = self.ip {
+            if let Some(of_ip) = counts.by_ip.get_mut(&ip) {
+                *of_ip -= 1;
+                if *of_ip == 0 {
+                    counts.by_ip.remove(&ip);
+                }
+            }
+        }
     }
 }
 
 impl SseBody {
-    fn new(events: EventStream, period: Duration, client: EventClient) -> Self {
+    fn new(events: EventStream, period: Duration, lifetime: Duration, client: EventClient) -> Self {
         let period = period.max(MIN_HEARTBEAT);
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let ends = Instant::now()
+            .checked_add(lifetime)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
         SseBody {
             events,
             heartbeat,
             greeted: false,
+            ends: Box::pin(tokio::time::sleep_until(ends)),
+            ended: false,
             _client: client,
         }
     }
@@ -133,6 +220,16 @@ impl Stream for SseBody {
             // sets its reconnection delay.
             return Poll::Ready(Some(Ok(Bytes::from_static(
                 b"retry: 2000\n: subscribed\n\n",
+            ))));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.ends.as_mut().poll(cx).is_ready() {
+            // A last word, then the end: the browser reconnects with its Last-Event-ID.
+            this.ended = true;
+            return Poll::Ready(Some(Ok(Bytes::from_static(
+                b": max_event_lifetime reached; reconnect\n\n",
             ))));
         }
         match this.events.poll_next_unpin(cx) {
@@ -153,7 +250,12 @@ impl Stream for SseBody {
 /// One event as an SSE frame. JSON escapes newlines, so the data is always one line.
 fn frame(event: &HubEvent) -> Bytes {
     let (name, data) = match event {
-        HubEvent::Task(event) => ("task", serde_json::to_string(event)),
+        HubEvent::Task(event) => match serde_json::to_string(event) {
+            Ok(data) => {
+                return Bytes::from(format!("id: {}\nevent: task\ndata: {data}\n\n", event.id));
+            }
+            Err(error) => ("task", Err(error)),
+        },
         HubEvent::Lagged { missed } => (
             "lagged",
             serde_json::to_string(&serde_json::json!({ "missed": missed })),
