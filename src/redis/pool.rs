@@ -6,8 +6,8 @@
 //! kernel gives up on the socket, minutes later. So a timeout rebuilds that slot in the
 //! background. And its first command after an outage fails even once the server is back (it
 //! awaits the failed reconnection), so a command that failed on the connection itself, not on
-//! time, is sent once more: every command here is safe to repeat (reads, deletes, and the
-//! compare-and-store script, whose compare makes a repeat a no-op but for one more `done`).
+//! time, is sent once more: every command here is safe to repeat (reads, and the store and
+//! delete scripts, which recognise their own earlier run: see store.rs and delete.rs).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -107,6 +107,11 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// The bound on each command, from the builder.
+    pub(crate) fn response_timeout(&self) -> Duration {
+        self.response_timeout
     }
 
     /// Runs one prepared command.
