@@ -1,5 +1,6 @@
 //! `RedisBackend` under retries and failures: a store or a delete whose reply is lost is sent
-//! again and counts once.
+//! again and counts once; a server that is loading its dataset or has turned replica is waited
+//! out within the response timeout.
 //!
 //! Lost replies are made deterministic by a TCP proxy between the backend and `redis-server`
 //! that forwards every request but, for the next script call (or `DEL`), drops the connection
@@ -17,7 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis_server::RedisServer;
-use resulthub::{RedisBackend, ResultBackend, TaskResult, TaskStatus, TerminalPolicy};
+use resulthub::{
+    BackendError, RedisBackend, ResultBackend, TaskResult, TaskStatus, TerminalPolicy,
+};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,6 +64,16 @@ fn success(id: &str) -> TaskResult {
     TaskResult::new(id, TaskStatus::Success)
         .with_task_name("add")
         .with_result(json!({"n": 1}))
+}
+
+/// How many commands the server refused with `code`, from `INFO errorstats`.
+fn refusals(server: &RedisServer, code: &str) -> u64 {
+    let prefix = format!("errorstat_{code}:count=");
+    server
+        .command_text(&["INFO", "errorstats"])
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()).map(str::to_owned))
+        .map_or(0, |count| count.trim().parse().expect("a count"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,4 +419,148 @@ async fn delete_markers_share_the_record_slot_on_a_cluster_node() {
             "0"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A server that turns replica, or loads its dataset
+// ---------------------------------------------------------------------------------------------
+
+/// A port nothing listens on: a replica of it never syncs (and so keeps its data).
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_rides_out_a_server_turned_replica_and_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = backend(&server.url(), TerminalPolicy::Overwrite).await;
+    within(
+        "store",
+        backend.store("ro", TaskResult::new("ro", TaskStatus::Running)),
+    )
+    .await
+    .expect("store");
+
+    server.command_text(&["REPLICAOF", "127.0.0.1", &closed_port()]);
+    let store = {
+        let backend = backend.clone();
+        tokio::spawn(async move { backend.store("ro", success("ro")).await })
+    };
+    // Refused, and sent again: the store is waiting for a master.
+    eventually("two READONLY refusals", || {
+        refusals(&server, "READONLY") >= 2
+    })
+    .await;
+    assert!(!store.is_finished());
+    server.command_text(&["REPLICAOF", "NO", "ONE"]);
+
+    let stored = within("the store", store).await.expect("task");
+    assert!(stored.is_ok(), "{stored:?}");
+    assert_eq!(
+        within("get", backend.get("ro")).await.expect("get"),
+        Some(success("ro"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_past_the_response_timeout_is_unavailable_and_nothing_changes() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = within(
+        "connect",
+        RedisBackend::builder(&server.url())
+            .response_timeout(Duration::from_millis(500))
+            .build(),
+    )
+    .await
+    .expect("connect");
+    let running = TaskResult::new("ro", TaskStatus::Running);
+    within("store", backend.store("ro", running.clone()))
+        .await
+        .expect("store");
+    server.command_text(&["REPLICAOF", "127.0.0.1", &closed_port()]);
+
+    let stored = within("a store on a replica", backend.store("ro", success("ro"))).await;
+    assert!(
+        matches!(stored, Err(BackendError::Unavailable { .. })),
+        "{stored:?}"
+    );
+    assert!(
+        refusals(&server, "READONLY") >= 2,
+        "sent again before giving up"
+    );
+    assert_eq!(
+        within("get", backend.get("ro")).await.expect("get"),
+        Some(running)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_rides_out_a_server_loading_its_dataset() {
+    let Some(server) = RedisServer::start_with(&["--enable-debug-command", "yes"]) else {
+        return;
+    };
+    let backend = backend(&server.url(), TerminalPolicy::Overwrite).await;
+    within(
+        "store",
+        backend.store("ld", TaskResult::new("ld", TaskStatus::Running)),
+    )
+    .await
+    .expect("store");
+    // A dataset that loads slowly, answering other clients (with LOADING) after every key,
+    // until the test lets it finish.
+    server.command_text(&["DEBUG", "POPULATE", "2000", "filler", "1000"]);
+    server.command_text(&[
+        "CONFIG",
+        "SET",
+        "loading-process-events-interval-bytes",
+        "1024",
+    ]);
+    server.command_text(&["CONFIG", "SET", "key-load-delay", "5000"]);
+    let url = server.url();
+    let reload = std::thread::spawn(move || {
+        let mut connection = redis::Client::open(url)
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(10)))
+            .expect("connect");
+        connection.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        redis::cmd("DEBUG")
+            .arg("RELOAD")
+            .query::<String>(&mut connection)
+    });
+    eventually("the server is loading", || {
+        server
+            .command_text(&["INFO", "persistence"])
+            .contains("loading:1")
+    })
+    .await;
+
+    let before = refusals(&server, "LOADING");
+    let store = {
+        let backend = backend.clone();
+        tokio::spawn(async move { backend.store("ld", success("ld")).await })
+    };
+    eventually("two LOADING refusals", || {
+        refusals(&server, "LOADING") >= before + 2
+    })
+    .await;
+    assert!(!store.is_finished());
+    server.command_text(&["CONFIG", "SET", "key-load-delay", "0"]);
+
+    let stored = within("the store", store).await.expect("task");
+    assert!(stored.is_ok(), "{stored:?}");
+    let reloaded = tokio::task::spawn_blocking(move || reload.join())
+        .await
+        .expect("join");
+    assert_eq!(
+        reloaded.expect("reload thread").expect("DEBUG RELOAD"),
+        "OK"
+    );
+    assert_eq!(
+        within("get", backend.get("ld")).await.expect("get"),
+        Some(success("ld"))
+    );
 }
