@@ -1,6 +1,7 @@
 //! [`RedisBackend`]: results shared across processes through Redis, in flowrra's layout.
 
 mod builder;
+mod delete;
 mod errors;
 mod inflight;
 mod keys;
@@ -260,17 +261,26 @@ impl Inner {
                 ttl_secs: self.ttl_secs,
                 announce,
             };
-            let written = self
+            let sent = self
                 .pool
                 .call(|mut connection| {
                     let attempt = &attempt;
                     async move { attempt.run(&mut connection).await }
                 })
-                .await?;
-            if written {
-                return Ok(());
+                .await;
+            match sent {
+                Ok(store::Outcome::Written) => return Ok(()),
+                Ok(store::Outcome::AlreadyStored) => {
+                    tracing::debug!(task_id, "resulthub.redis.store_already_applied");
+                    return Ok(());
+                }
+                // Another writer got in between: merge the caller's record with the new one.
+                Ok(store::Outcome::Changed) => {}
+                Err(error @ BackendError::Unavailable { .. }) => {
+                    return self.lost_reply(task_id, &json, error).await;
+                }
+                Err(error) => return Err(error),
             }
-            // Another writer got in between: merge the caller's record with the new one.
         }
         Err(BackendError::overloaded(
             Limit::MaxStoreAttempts,
@@ -283,11 +293,22 @@ impl Inner {
         ))
     }
 
-    async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
-        let mut command = redis::cmd("DEL");
-        command.arg(self.keys.task(task_id));
-        let removed: usize = self.pool.query(&command).await?;
-        Ok(removed > 0)
+    /// A store whose script may have run (its replies were lost, even to the repeat) is done
+    /// if the record stored is the one it sent; it is read once to know. Any other answer,
+    /// or a failed read, leaves `error` as the outcome.
+    async fn lost_reply(
+        &self,
+        task_id: &str,
+        sent: &[u8],
+        error: BackendError,
+    ) -> Result<(), BackendError> {
+        match self.read(task_id).await {
+            Ok(Some(stored)) if stored == sent => {
+                tracing::debug!(task_id, "resulthub.redis.store_already_applied");
+                Ok(())
+            }
+            _ => Err(error),
+        }
     }
 
     /// Subscribes (through the shared dispatcher), then reads, then waits for a wake-up; a

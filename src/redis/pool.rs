@@ -6,8 +6,14 @@
 //! kernel gives up on the socket, minutes later. So a timeout rebuilds that slot in the
 //! background. And its first command after an outage fails even once the server is back (it
 //! awaits the failed reconnection), so a command that failed on the connection itself, not on
-//! time, is sent once more: every command here is safe to repeat (reads, deletes, and the
-//! compare-and-store script, whose compare makes a repeat a no-op but for one more `done`).
+//! time, is sent once more: every command here is safe to repeat (reads, and the store and
+//! delete scripts, which recognise their own earlier run: see store.rs and delete.rs).
+//!
+//! `LOADING` and `READONLY` answers pass (a server restarting, a failover), so a command
+//! refused with one is sent again, on a rebuilt connection and after a growing pause, until
+//! the response timeout since the call began runs out. Neither changed anything: the server
+//! refuses a command while loading before running it, and a script here fails with
+//! `READONLY` at its first write.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,9 +23,16 @@ use std::time::Duration;
 use redis::RedisError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::runtime::Handle;
+use tokio::time::Instant;
 
-use super::errors::{from_redis, is_connection_error};
+use super::errors::{from_redis, is_connection_error, is_passing};
 use crate::BackendError;
+
+/// The first pause before a command refused with `LOADING` or `READONLY` is sent again; each
+/// next pause doubles, up to [`PASSING_PAUSE_MAX`].
+const PASSING_PAUSE_MIN: Duration = Duration::from_millis(25);
+/// The longest pause between two sends of a command refused with `LOADING` or `READONLY`.
+const PASSING_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 struct Slot {
@@ -75,7 +88,9 @@ impl Pool {
         })
     }
 
-    /// Runs one command (made by `command` on a connection) under the response timeout.
+    /// Runs one command (made by `command` on a connection) under the response timeout; one
+    /// refused with `LOADING` or `READONLY` is sent again until that timeout, counted from now,
+    /// runs out.
     pub(crate) async fn call<T, F, Fut>(&self, command: F) -> Result<T, BackendError>
     where
         F: Fn(ConnectionManager) -> Fut,
@@ -83,6 +98,8 @@ impl Pool {
     {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let slot = &self.slots[index];
+        let deadline = Instant::now() + self.response_timeout;
+        let mut pause = PASSING_PAUSE_MIN;
         let mut repeated = false;
         loop {
             let manager = slot
@@ -98,6 +115,17 @@ impl Pool {
                     return Err(from_redis(error));
                 }
                 Ok(Err(error)) if !repeated && is_connection_error(&error) => repeated = true,
+                Ok(Err(error)) if is_passing(&error) => {
+                    // A name or a proxy may lead elsewhere by now (to the promoted master): a
+                    // new connection finds out, the old one serves until it is made.
+                    self.replace(slot);
+                    if Instant::now() + pause >= deadline {
+                        return Err(from_redis(error));
+                    }
+                    tracing::debug!(error = %error, "resulthub.redis.command_retried");
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2).min(PASSING_PAUSE_MAX);
+                }
                 Ok(Err(error)) => return Err(from_redis(error)),
                 Err(_) => {
                     self.replace(slot);
@@ -107,6 +135,11 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// The bound on each command, from the builder.
+    pub(crate) fn response_timeout(&self) -> Duration {
+        self.response_timeout
     }
 
     /// Runs one prepared command.

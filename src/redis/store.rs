@@ -6,6 +6,10 @@
 //! read (by SHA-1), and writes and publishes only if they match; otherwise the store reads
 //! and merges again. The JSON itself is never touched by Lua: cjson would reorder its keys
 //! and turn `[]` into `{}`.
+//!
+//! A script whose reply was lost (the connection dropped after it ran) is sent again, and must
+//! not read its own write as another writer's: so the script first checks whether the stored
+//! bytes already are the new record, and then writes nothing and publishes nothing.
 
 use std::sync::LazyLock;
 
@@ -14,11 +18,20 @@ use redis::Script;
 /// KEYS: the record key, the completion channel.
 /// ARGV: SHA-1 of the record merged with (`''`: there was none), the new record, the TTL in
 /// seconds (`''`: none), `'1'` to publish `done`.
-/// Returns 1 when written, 0 when the record changed since it was read.
+/// Returns 1 when written, 0 when the record changed since it was read, 2 when the record
+/// stored already is the new one (its TTL is set again, as a write would).
 static COMPARE_AND_STORE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local current = redis.call('GET', KEYS[1])
+if current == ARGV[2] then
+  if ARGV[3] == '' then
+    redis.call('PERSIST', KEYS[1])
+  else
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+  end
+  return 2
+end
 if current then
   if redis.sha1hex(current) ~= ARGV[1] then return 0 end
 elseif ARGV[1] ~= '' then
@@ -37,6 +50,19 @@ return 1
     )
 });
 
+/// What one attempt did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The record was written (and announced, if terminal).
+    Written,
+    /// The stored record is no longer the one read: merge again.
+    Changed,
+    /// The stored record already is this one: an earlier send of this attempt ran but its
+    /// reply was lost, or the caller stored the same record twice. Nothing was written or
+    /// announced again.
+    AlreadyStored,
+}
+
 /// One attempt to write `record` over `previous` (the bytes read, `None` if there was no key).
 pub(crate) struct Attempt<'a> {
     pub(crate) key: &'a str,
@@ -48,11 +74,11 @@ pub(crate) struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    /// Whether the write happened (`false`: the record changed since it was read).
+    /// Runs the compare-and-store script once.
     pub(crate) async fn run(
         &self,
         connection: &mut redis::aio::ConnectionManager,
-    ) -> Result<bool, redis::RedisError> {
+    ) -> Result<Outcome, redis::RedisError> {
         let expected = self
             .previous
             .map(|bytes| sha1_smol::Sha1::from(bytes).digest().to_string())
@@ -61,7 +87,7 @@ impl Attempt<'_> {
             .ttl_secs
             .map(|secs| secs.to_string())
             .unwrap_or_default();
-        let written: i64 = COMPARE_AND_STORE
+        let outcome: i64 = COMPARE_AND_STORE
             .key(self.key)
             .key(self.channel)
             .arg(expected)
@@ -70,6 +96,15 @@ impl Attempt<'_> {
             .arg(if self.announce { "1" } else { "0" })
             .invoke_async(connection)
             .await?;
-        Ok(written == 1)
+        match outcome {
+            1 => Ok(Outcome::Written),
+            0 => Ok(Outcome::Changed),
+            2 => Ok(Outcome::AlreadyStored),
+            other => Err(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "the store script answered an unknown outcome",
+                other.to_string(),
+            ))),
+        }
     }
 }

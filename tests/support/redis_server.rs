@@ -20,11 +20,18 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    extra_args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a server, or `None` (after saying so) when this machine has no `redis-server`.
     pub fn start() -> Option<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    /// `start` with more command-line options (`["--enable-debug-command", "yes"]`), given
+    /// again at every restart.
+    pub fn start_with(extra_args: &[&str]) -> Option<RedisServer> {
         if !available() {
             let why = "redis-server is not on the PATH (Debian: apt-get install redis-server)";
             if std::env::var("RESULTHUB_REQUIRE_REDIS").as_deref() == Ok("1") {
@@ -47,6 +54,7 @@ impl RedisServer {
                 child: None,
                 port,
                 dir: dir.clone(),
+                extra_args: extra_args.iter().map(|&arg| arg.to_owned()).collect(),
             };
             if server.spawn() {
                 return Some(server);
@@ -140,6 +148,7 @@ impl RedisServer {
             .args(["--loglevel", "warning"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
