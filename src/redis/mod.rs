@@ -10,9 +10,11 @@ mod store;
 mod waiters;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use serde::de::Error as _;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
@@ -438,8 +440,12 @@ async fn joined<T>(task: AbortOnDropHandle<Result<T, BackendError>>) -> Result<T
 #[async_trait::async_trait]
 impl ResultBackend for RedisBackend {
     /// Writes the record merged with the stored one, and announces a terminal one, in one
-    /// atomic step. The write goes on when the caller stops waiting for it: a store either
-    /// happens whole or fails.
+    /// atomic step: each attempt is one script, so a store either happens whole or fails.
+    ///
+    /// The store runs in the caller's future (on the backend's runtime for a caller outside
+    /// Tokio), without a task of its own. A caller that stops waiting does not stop the store,
+    /// as with the hub: the rest of it is handed to a task on the backend's runtime then, and
+    /// only then.
     async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
         validate::store(task_id, &result, &self.inner.limits)?;
         let inner = Arc::clone(&self.inner);
@@ -454,16 +460,17 @@ impl ResultBackend for RedisBackend {
             drop(ticket);
             outcome
         };
-        let runtime = Handle::try_current().unwrap_or_else(|_| self.inner.runtime.clone());
-        match runtime.spawn(work).await {
-            Ok(outcome) => outcome,
-            Err(error) if error.is_panic() => Err(BackendError::Internal {
-                reason: format!("a Redis store panicked: {error}"),
-            }),
-            Err(_) => Err(BackendError::Unavailable {
-                reason: "the Tokio runtime the store ran on has shut down".to_owned(),
-            }),
-        }
+        let runtime = self.inner.runtime.clone();
+        let store = AssertUnwindSafe(inflight::FinishOnDrop::new(work, runtime)).catch_unwind();
+        // A panic is a bug of ours: the caller gets an error, as from a spawned store.
+        self.on_runtime(async move {
+            store.await.unwrap_or_else(|_| {
+                Err(BackendError::Internal {
+                    reason: "a Redis store panicked".to_owned(),
+                })
+            })
+        })
+        .await
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
