@@ -38,8 +38,8 @@ use waiters::{Link, LinkSettings, Waiters};
 /// no first-store order.
 ///
 /// `wait_for` subscribes before it reads, so it cannot miss a completion; all waiters of a
-/// backend share one pub/sub connection, which reconnects with backoff and makes every waiter
-/// re-read its key after an outage.
+/// backend share one pub/sub connection, open only while there are waiters, which reconnects
+/// with backoff and makes every waiter re-read its key after an outage.
 ///
 /// The connections and the pub/sub dispatcher live on the Tokio runtime the backend was built
 /// on, which must keep running (a multi-threaded runtime, or one whose thread keeps driving it)
@@ -75,6 +75,7 @@ struct Inner {
     limits: HubConfig,
     max_store_attempts: usize,
     read_retry_delay: Duration,
+    list_timeout: Duration,
     pool: Arc<Pool>,
     waiters: Arc<Waiters>,
     in_flight: Arc<InFlight>,
@@ -141,12 +142,14 @@ impl RedisBackend {
             health_check_interval: options.health_check_interval,
             backoff_min: options.backoff_min,
             backoff_max: options.backoff_max,
+            linger: options.subscription_linger,
         };
         let keys = Keys::new(&options.prefix);
         let limits = HubConfig {
             max_task_id_len: options.max_task_id_len,
             max_record_bytes: options.max_record_bytes,
             terminal_policy: options.terminal_policy,
+            max_waiters: options.max_waiters,
             ..HubConfig::default()
         };
         let backend = RedisBackend {
@@ -155,6 +158,7 @@ impl RedisBackend {
                     client,
                     keys.clone(),
                     settings,
+                    options.max_waiters,
                     Arc::clone(&pool),
                     runtime.clone(),
                 ),
@@ -164,6 +168,7 @@ impl RedisBackend {
                 limits,
                 max_store_attempts: options.max_store_attempts,
                 read_retry_delay: options.backoff_max,
+                list_timeout: options.list_timeout,
                 pool,
                 in_flight: Arc::default(),
                 runtime,
@@ -301,7 +306,17 @@ impl Inner {
         timeout: Option<Duration>,
     ) -> Result<TaskResult, BackendError> {
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
-        let registration = self.waiters.register(task_id);
+        let registration = match self.waiters.register(task_id) {
+            Ok(registration) => registration,
+            // Full: only a task that is finished is answered, as by the hub.
+            Err(full) => {
+                let _ = until(deadline, self.in_flight.settled(Some(task_id))).await;
+                return match self.get(task_id).await? {
+                    Some(record) if record.is_terminal() => Ok(record),
+                    _ => Err(full),
+                };
+            }
+        };
         let expired = |task_id: &str| match registration.link() {
             Link::Down(failure) => BackendError::Unavailable {
                 reason: format!(
