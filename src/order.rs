@@ -15,13 +15,18 @@ pub(crate) struct ListKey {
 
 impl Ord for ListKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        let by_time = match (self.submitted_at, other.submitted_at) {
-            (Some(a), Some(b)) => b.cmp(&a),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        };
-        by_time.then(self.seq.cmp(&other.seq))
+        newest_first(self.submitted_at, other.submitted_at).then(self.seq.cmp(&other.seq))
+    }
+}
+
+/// The first part of every listing order: `submitted_at` newest first, records without it
+/// last. Each backend breaks the ties its own way (first store here, task id on Redis).
+pub(crate) fn newest_first(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => b.cmp(&a),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
     }
 }
 

@@ -43,6 +43,9 @@ pub struct RedisBackendBuilder {
     pub(super) max_record_bytes: Option<usize>,
     pub(super) terminal_policy: TerminalPolicy,
     pub(super) max_store_attempts: usize,
+    pub(super) max_waiters: Option<usize>,
+    pub(super) list_timeout: Duration,
+    pub(super) subscription_linger: Duration,
 }
 
 impl RedisBackendBuilder {
@@ -61,6 +64,9 @@ impl RedisBackendBuilder {
             max_record_bytes: None,
             terminal_policy: TerminalPolicy::Overwrite,
             max_store_attempts: 64,
+            max_waiters: crate::HubConfig::default().max_waiters,
+            list_timeout: Duration::from_secs(30),
+            subscription_linger: Duration::from_secs(5),
         }
     }
 
@@ -169,6 +175,43 @@ impl RedisBackendBuilder {
         self
     }
 
+    /// How many `wait_for` calls on this backend (and its clones) may wait at once, as
+    /// [`HubConfig::max_waiters`](crate::HubConfig::max_waiters) (`None`: no limit). Past it,
+    /// `wait_for` of a task that is not finished fails with [`BackendError::Overloaded`]
+    /// naming [`Limit::MaxWaiters`](crate::Limit::MaxWaiters), and registers nothing; a finished
+    /// task is still answered, as by the hub.
+    ///
+    /// Default: `Some(1_000_000)`, the hub's.
+    pub fn max_waiters(mut self, waiters: Option<usize>) -> Self {
+        self.max_waiters = waiters;
+        self
+    }
+
+    /// How long one `list_by_status` (or `list_page`) may walk the records of the prefix,
+    /// `SCAN` and `MGET` included, before it fails with [`BackendError::Unavailable`]. A walk
+    /// costs time in proportion to every record of the prefix, not to the page: this bounds
+    /// what a listing of a huge prefix, or of a server that stopped answering, can hold a
+    /// caller (each command is bounded by `response_timeout` besides).
+    ///
+    /// Default: 30 s. Zero is refused by `build`.
+    pub fn list_timeout(mut self, timeout: Duration) -> Self {
+        self.list_timeout = timeout;
+        self
+    }
+
+    /// How long the pub/sub connection outlives the last waiter. The pattern subscription to
+    /// the prefix's completions exists only while the backend has waiters: when the last one
+    /// leaves and none comes for this long, the connection is closed, and the backend receives
+    /// no completion traffic until the next `wait_for` subscribes again (one connection and
+    /// one `PSUBSCRIBE`, before that wait's first read). The linger spares back-to-back waits
+    /// a reconnection each.
+    ///
+    /// Default: 5 s. Zero closes the connection as soon as the last waiter leaves.
+    pub fn subscription_linger(mut self, linger: Duration) -> Self {
+        self.subscription_linger = linger;
+        self
+    }
+
     /// Checks the options, connects and answers once the server has answered a `PING`.
     ///
     /// # Errors
@@ -215,6 +258,7 @@ impl RedisBackendBuilder {
             ("response_timeout", self.response_timeout),
             ("health_check_interval", self.health_check_interval),
             ("reconnect_backoff min", self.backoff_min),
+            ("list_timeout", self.list_timeout),
         ] {
             if value.is_zero() {
                 return Err(BackendError::invalid(format!("{name} is zero")));

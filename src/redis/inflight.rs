@@ -3,16 +3,22 @@
 //! Stores of one id also wait for each other, in call order: a dropped store must not land
 //! after a later store of its id.
 //!
-//! A store runs to its end even when its caller stops waiting for it (it is spawned), so a
-//! caller that dropped a store and then reads, deletes or lists must not overtake it: a
-//! `get` would miss it, a `delete` would be undone by it. Each call waits for the stores of
-//! this process that started before it (on its id, or on any id for `clear` and listings);
-//! later stores never hold it up, so a busy id cannot starve a reader.
+//! A store runs in its caller's future, without a task of its own, but runs to its end even
+//! when its caller stops waiting for it: a dropped store is finished on the runtime
+//! ([`FinishOnDrop`]), keeping its ticket. So a caller that dropped a store and then reads,
+//! deletes or lists must not overtake it: a `get` would miss it, a `delete` would be undone by
+//! it. Each call waits for the stores of this process that started before it (on its id, or on
+//! any id for `clear` and listings); later stores never hold it up, so a busy id cannot starve
+//! a reader. A ticket ends with its store, however it ends (done, failed, panicked, or its
+//! runtime shut down), so nothing waits on a store that can no longer run.
 
 use std::collections::{BTreeSet, HashMap};
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 #[derive(Debug, Default)]
@@ -83,7 +89,7 @@ impl InFlight {
     }
 }
 
-/// A running store; finished when dropped, also when its task panics or is cancelled.
+/// A running store; finished when dropped, also when its store fails, panics or is cancelled.
 #[derive(Debug)]
 pub(crate) struct Ticket {
     in_flight: Arc<InFlight>,
@@ -111,6 +117,51 @@ impl Drop for Ticket {
             }
         }
         self.in_flight.finished.notify_waiters();
+    }
+}
+
+/// A future that, dropped before it finished, is finished on `runtime` instead (its outcome
+/// unread): a store goes on when its caller stops waiting, as the hub's do. Only a dropped
+/// store costs a task; one awaited to its end costs none.
+pub(crate) struct FinishOnDrop<T: Send + 'static> {
+    work: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
+    runtime: Handle,
+}
+
+impl<T: Send + 'static> FinishOnDrop<T> {
+    pub(crate) fn new(work: impl Future<Output = T> + Send + 'static, runtime: Handle) -> Self {
+        FinishOnDrop {
+            work: Some(Box::pin(work)),
+            runtime,
+        }
+    }
+}
+
+impl<T: Send + 'static> Future for FinishOnDrop<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        // Polled again after its end (a caller's bug): nothing more will come.
+        let Some(mut work) = self.work.take() else {
+            return Poll::Pending;
+        };
+        // Out of `self` while it is polled: a poll that panics leaves nothing to finish.
+        let outcome = work.as_mut().poll(cx);
+        if outcome.is_pending() {
+            self.work = Some(work);
+        }
+        outcome
+    }
+}
+
+impl<T: Send + 'static> Drop for FinishOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(work) = self.work.take() {
+            // A runtime that has shut down drops the work at once, ending its ticket.
+            self.runtime.spawn(async move {
+                let _ = work.await;
+            });
+        }
     }
 }
 

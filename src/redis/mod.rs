@@ -11,9 +11,11 @@ mod store;
 mod waiters;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use serde::de::Error as _;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
@@ -37,8 +39,8 @@ use waiters::{Link, LinkSettings, Waiters};
 /// no first-store order.
 ///
 /// `wait_for` subscribes before it reads, so it cannot miss a completion; all waiters of a
-/// backend share one pub/sub connection, which reconnects with backoff and makes every waiter
-/// re-read its key after an outage.
+/// backend share one pub/sub connection, open only while there are waiters, which reconnects
+/// with backoff and makes every waiter re-read its key after an outage.
 ///
 /// The connections and the pub/sub dispatcher live on the Tokio runtime the backend was built
 /// on, which must keep running (a multi-threaded runtime, or one whose thread keeps driving it)
@@ -74,6 +76,7 @@ struct Inner {
     limits: HubConfig,
     max_store_attempts: usize,
     read_retry_delay: Duration,
+    list_timeout: Duration,
     pool: Arc<Pool>,
     waiters: Arc<Waiters>,
     in_flight: Arc<InFlight>,
@@ -140,12 +143,14 @@ impl RedisBackend {
             health_check_interval: options.health_check_interval,
             backoff_min: options.backoff_min,
             backoff_max: options.backoff_max,
+            linger: options.subscription_linger,
         };
         let keys = Keys::new(&options.prefix);
         let limits = HubConfig {
             max_task_id_len: options.max_task_id_len,
             max_record_bytes: options.max_record_bytes,
             terminal_policy: options.terminal_policy,
+            max_waiters: options.max_waiters,
             ..HubConfig::default()
         };
         let backend = RedisBackend {
@@ -154,6 +159,7 @@ impl RedisBackend {
                     client,
                     keys.clone(),
                     settings,
+                    options.max_waiters,
                     Arc::clone(&pool),
                     runtime.clone(),
                 ),
@@ -163,6 +169,7 @@ impl RedisBackend {
                 limits,
                 max_store_attempts: options.max_store_attempts,
                 read_retry_delay: options.backoff_max,
+                list_timeout: options.list_timeout,
                 pool,
                 in_flight: Arc::default(),
                 runtime,
@@ -320,7 +327,17 @@ impl Inner {
         timeout: Option<Duration>,
     ) -> Result<TaskResult, BackendError> {
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
-        let registration = self.waiters.register(task_id);
+        let registration = match self.waiters.register(task_id) {
+            Ok(registration) => registration,
+            // Full: only a task that is finished is answered, as by the hub.
+            Err(full) => {
+                let _ = until(deadline, self.in_flight.settled(Some(task_id))).await;
+                return match self.get(task_id).await? {
+                    Some(record) if record.is_terminal() => Ok(record),
+                    _ => Err(full),
+                };
+            }
+        };
         let expired = |task_id: &str| match registration.link() {
             Link::Down(failure) => BackendError::Unavailable {
                 reason: format!(
@@ -459,8 +476,12 @@ async fn joined<T>(task: AbortOnDropHandle<Result<T, BackendError>>) -> Result<T
 #[async_trait::async_trait]
 impl ResultBackend for RedisBackend {
     /// Writes the record merged with the stored one, and announces a terminal one, in one
-    /// atomic step. The write goes on when the caller stops waiting for it: a store either
-    /// happens whole or fails.
+    /// atomic step: each attempt is one script, so a store either happens whole or fails.
+    ///
+    /// The store runs in the caller's future (on the backend's runtime for a caller outside
+    /// Tokio), without a task of its own. A caller that stops waiting does not stop the store,
+    /// as with the hub: the rest of it is handed to a task on the backend's runtime then, and
+    /// only then.
     async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
         validate::store(task_id, &result, &self.inner.limits)?;
         let inner = Arc::clone(&self.inner);
@@ -475,16 +496,17 @@ impl ResultBackend for RedisBackend {
             drop(ticket);
             outcome
         };
-        let runtime = Handle::try_current().unwrap_or_else(|_| self.inner.runtime.clone());
-        match runtime.spawn(work).await {
-            Ok(outcome) => outcome,
-            Err(error) if error.is_panic() => Err(BackendError::Internal {
-                reason: format!("a Redis store panicked: {error}"),
-            }),
-            Err(_) => Err(BackendError::Unavailable {
-                reason: "the Tokio runtime the store ran on has shut down".to_owned(),
-            }),
-        }
+        let runtime = self.inner.runtime.clone();
+        let store = AssertUnwindSafe(inflight::FinishOnDrop::new(work, runtime)).catch_unwind();
+        // A panic is a bug of ours: the caller gets an error, as from a spawned store.
+        self.on_runtime(async move {
+            store.await.unwrap_or_else(|_| {
+                Err(BackendError::Internal {
+                    reason: "a Redis store panicked".to_owned(),
+                })
+            })
+        })
+        .await
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {

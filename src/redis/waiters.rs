@@ -1,13 +1,21 @@
-//! One pub/sub connection per backend: a dispatcher task holds a single pattern subscription
-//! to every completion channel of the prefix and wakes the local waiters of the id announced.
+//! One pub/sub connection per backend, while it has waiters: a dispatcher task holds a single
+//! pattern subscription to every completion channel of the prefix and wakes the local waiters
+//! of the id announced.
 //!
 //! A wake-up only says "read the key again": the waiter reads the record itself, and never
 //! trusts a message over the stored record. A completion announced while the link was down is
 //! caught on reconnection, when the dispatcher reads every waited key (batched) and wakes the
 //! waiters of the tasks that finished.
+//!
+//! The dispatcher lives only while there are waiters: once the table has been empty for the
+//! linger, it retires and its connection closes, so an idle backend receives no completion
+//! traffic. Retiring and registering decide under the table's lock: a waiter registered while
+//! the table says a dispatcher runs is served by it (it cannot retire while the table holds a
+//! waiter), and a waiter that finds none starts one and waits for its subscription before its
+//! first read.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -18,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::pool::Pool;
+use crate::{BackendError, Limit};
 
 /// The state of the pub/sub link, as waiters see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +72,8 @@ pub(crate) struct LinkSettings {
     pub(crate) health_check_interval: Duration,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
+    /// How long the dispatcher outlives the last waiter.
+    pub(crate) linger: Duration,
 }
 
 /// One waiting `wait_for` call.
@@ -71,13 +82,28 @@ struct Slot {
     wake: Notify,
 }
 
+/// The local waiters, by task id, and whether a dispatcher serves them; one lock, so that
+/// registering and retiring cannot cross.
+#[derive(Debug, Default)]
+struct Table {
+    by_id: HashMap<String, Vec<Arc<Slot>>>,
+    /// Waiters in `by_id`, for the bound and for `count` without a walk.
+    count: usize,
+    /// Registrations ever made: a linger that saw it move has seen a waiter come (and go).
+    arrivals: u64,
+    /// A dispatcher runs and has not decided to retire.
+    running: bool,
+    dispatcher: Option<JoinHandle<()>>,
+}
+
 /// The local waiters, by task id, and the dispatcher that wakes them.
 #[derive(Debug)]
 pub(crate) struct Waiters {
-    by_id: Mutex<HashMap<String, Vec<Arc<Slot>>>>,
+    table: Mutex<Table>,
     link: watch::Sender<Link>,
-    dispatcher: Mutex<Option<JoinHandle<()>>>,
-    was_up: AtomicBool,
+    max_waiters: Option<usize>,
+    /// Told when the last waiter leaves.
+    emptied: Notify,
     stop: Notify,
     reconnect_now: Notify,
     pool: Arc<Pool>,
@@ -92,14 +118,15 @@ impl Waiters {
         client: redis::Client,
         keys: Keys,
         settings: LinkSettings,
+        max_waiters: Option<usize>,
         pool: Arc<Pool>,
         runtime: Handle,
     ) -> Arc<Self> {
         Arc::new(Waiters {
-            by_id: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
             link: watch::Sender::new(Link::Connecting),
-            dispatcher: Mutex::new(None),
-            was_up: AtomicBool::new(false),
+            max_waiters,
+            emptied: Notify::new(),
             stop: Notify::new(),
             reconnect_now: Notify::new(),
             pool,
@@ -112,23 +139,40 @@ impl Waiters {
 
     /// Registers a waiter on `task_id` and makes sure a dispatcher runs. The waiter is
     /// registered before it reads the key, so no completion can fall between the two.
-    pub(crate) fn register(self: &Arc<Self>, task_id: &str) -> Registration {
+    ///
+    /// At `max_waiters` nothing is registered: `Overloaded`, naming the limit.
+    pub(crate) fn register(self: &Arc<Self>, task_id: &str) -> Result<Registration, BackendError> {
         let slot = Arc::new(Slot::default());
-        lock(&self.by_id)
+        let mut table = lock(&self.table);
+        if let Some(max) = self.max_waiters {
+            if table.count >= max {
+                let count = table.count;
+                return Err(BackendError::overloaded(
+                    Limit::MaxWaiters,
+                    max,
+                    count,
+                    format!("{count} waiters, at max_waiters ({max})"),
+                ));
+            }
+        }
+        table
+            .by_id
             .entry(task_id.to_owned())
             .or_default()
             .push(Arc::clone(&slot));
-        self.ensure_dispatcher();
-        Registration {
+        table.count += 1;
+        table.arrivals += 1;
+        self.ensure_dispatcher(&mut table);
+        Ok(Registration {
             waiters: Arc::clone(self),
             task_id: task_id.to_owned(),
             slot,
-        }
+        })
     }
 
     /// How many waiters are registered.
     pub(crate) fn count(&self) -> usize {
-        lock(&self.by_id).values().map(Vec::len).sum()
+        lock(&self.table).count
     }
 
     /// The link as it is now.
@@ -148,20 +192,53 @@ impl Waiters {
     }
 
     /// Starts the dispatcher, on the runtime the backend was built on (where its connections
-    /// live), unless one runs.
-    fn ensure_dispatcher(self: &Arc<Self>) {
-        let mut dispatcher = lock(&self.dispatcher);
-        if dispatcher.as_ref().is_some_and(|task| !task.is_finished()) {
+    /// live), unless one runs. Under the table's lock: a dispatcher that decided to retire has
+    /// cleared `running` under it, so it is never counted on.
+    fn ensure_dispatcher(self: &Arc<Self>, table: &mut Table) {
+        let alive = table
+            .dispatcher
+            .as_ref()
+            .is_some_and(|task| !task.is_finished());
+        if table.running && alive {
             return;
         }
+        table.running = true;
+        // A waiter must see the new dispatcher's subscription, not an old link's state.
         self.link.send_replace(Link::Connecting);
         // The task holds the registry weakly: dropping the last backend ends it.
         let weak = Arc::downgrade(self);
-        *dispatcher = Some(self.runtime.spawn(async move { dispatch(weak).await }));
+        table.dispatcher = Some(self.runtime.spawn(async move { dispatch(weak).await }));
+    }
+
+    /// Resolves once the table has stayed empty for the linger, having marked the dispatcher
+    /// retired (under the lock, so a waiter arriving after it starts a new one). A waiter that
+    /// came during the linger starts it over once the table is empty again.
+    async fn retired(&self) {
+        loop {
+            let arrivals = loop {
+                let mut emptied = pin!(self.emptied.notified());
+                // Registered before the check: a waiter leaving after it is seen.
+                emptied.as_mut().enable();
+                {
+                    let table = lock(&self.table);
+                    if table.count == 0 {
+                        break table.arrivals;
+                    }
+                }
+                emptied.await;
+            };
+            tokio::time::sleep(self.settings.linger).await;
+            let mut table = lock(&self.table);
+            if table.count == 0 && table.arrivals == arrivals {
+                table.running = false;
+                self.link.send_replace(Link::Connecting);
+                return;
+            }
+        }
     }
 
     fn wake(&self, task_id: &str) {
-        if let Some(slots) = lock(&self.by_id).get(task_id) {
+        if let Some(slots) = lock(&self.table).by_id.get(task_id) {
             for slot in slots {
                 slot.wake.notify_one();
             }
@@ -173,7 +250,7 @@ impl Waiters {
     /// just back is not hit by every waiter at once. A batch that cannot be read wakes all its
     /// waiters, whose own reads then decide.
     async fn recheck(&self) {
-        let ids: Vec<String> = lock(&self.by_id).keys().cloned().collect();
+        let ids: Vec<String> = lock(&self.table).by_id.keys().cloned().collect();
         for batch in ids.chunks(RECHECK_BATCH) {
             let mut command = redis::cmd("MGET");
             for id in batch {
@@ -197,12 +274,19 @@ impl Waiters {
     }
 
     fn unregister(&self, task_id: &str, slot: &Arc<Slot>) {
-        let mut by_id = lock(&self.by_id);
-        if let Some(slots) = by_id.get_mut(task_id) {
-            slots.retain(|other| !Arc::ptr_eq(other, slot));
-            if slots.is_empty() {
-                by_id.remove(task_id);
-            }
+        let mut table = lock(&self.table);
+        let Some(slots) = table.by_id.get_mut(task_id) else {
+            return;
+        };
+        let before = slots.len();
+        slots.retain(|other| !Arc::ptr_eq(other, slot));
+        let removed = before - slots.len();
+        if slots.is_empty() {
+            table.by_id.remove(task_id);
+        }
+        table.count -= removed;
+        if table.count == 0 {
+            self.emptied.notify_waiters();
         }
     }
 }
@@ -261,37 +345,40 @@ impl Drop for Registration {
 }
 
 /// The dispatcher: connect, subscribe, wake everyone to re-read, fan completions out; on a lost
-/// or silent link, back off and do it again. Ends when the backend is dropped.
+/// or silent link, back off and do it again. Ends when the backend is dropped, or retires when
+/// the table has been empty for the linger (its connection closes with it).
 async fn dispatch(weak: std::sync::Weak<Waiters>) {
+    // Held for this life only: the backend's drop stops it, an empty table retires it.
     let Some(waiters) = weak.upgrade() else {
         return;
     };
-    let settings = waiters.settings.clone();
+    tokio::select! {
+        () = links(&waiters) => {}
+        () = waiters.retired() => tracing::debug!("resulthub.redis.pubsub_idle"),
+        () = waiters.stop.notified() => {}
+    }
+}
+
+/// Lives of the link, one after another, with a backoff in between; never ends by itself.
+async fn links(waiters: &Arc<Waiters>) {
+    let settings = &waiters.settings;
     let mut backoff = settings.backoff_min;
-    drop(waiters);
+    let mut was_up = false;
     loop {
-        let Some(waiters) = weak.upgrade() else {
-            return;
-        };
-        let failure = tokio::select! {
-            failure = serve(&waiters, &mut backoff) => failure,
-            () = waiters.stop.notified() => return,
-        };
+        let failure = serve(waiters, &mut backoff, &mut was_up).await;
         tracing::warn!(reason = %failure.reason, retry_in = ?backoff, "resulthub.redis.pubsub_down");
         waiters.link.send_replace(Link::Down(failure));
         let pause = tokio::time::sleep(backoff);
         tokio::select! {
             () = pause => {}
             () = waiters.reconnect_now.notified() => {}
-            () = waiters.stop.notified() => return,
         }
-        drop(waiters);
         backoff = backoff.saturating_mul(2).min(settings.backoff_max);
     }
 }
 
 /// One life of the link. Returns why it ended.
-async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration) -> LinkFailure {
+async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration, was_up: &mut bool) -> LinkFailure {
     let settings = &waiters.settings;
     let connect = async {
         let mut pubsub = waiters.client.get_async_pubsub().await?;
@@ -312,8 +399,8 @@ async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration) -> LinkFailure {
     *backoff = settings.backoff_min;
     waiters.link.send_replace(Link::Up);
     // Completions published while there was no subscription are only in the keys. Waiters
-    // that came before the first subscription read once it is live anyway.
-    if waiters.was_up.swap(true, AtomicOrdering::Relaxed) {
+    // that came before this dispatcher's first subscription read once it is live anyway.
+    if std::mem::replace(was_up, true) {
         // Apart from the message loop, which must not wait on it.
         let registry = Arc::downgrade(waiters);
         waiters.runtime.spawn(async move {
