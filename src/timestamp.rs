@@ -20,8 +20,8 @@ use serde::{Deserialize, Deserializer, Serializer};
 /// that expect it.
 ///
 /// Records keep every time in UTC ([`DateTime<Utc>`]); this only says what a naive time on the
-/// wire means. Set it where records cross to flowrra: the [`jsonl`](crate::jsonl) functions
-/// ending in `_with`. Times written with an offset (`Z`,
+/// wire means. Set it where records cross to flowrra: `RedisBackendBuilder::naive_times`
+/// (feature `redis`) and the [`jsonl`](crate::jsonl) functions ending in `_with`. Times written with an offset (`Z`,
 /// `+02:00`) are read as such whatever this says.
 ///
 /// # Examples

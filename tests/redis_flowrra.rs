@@ -75,19 +75,7 @@ fn make_venv() -> Result<PathBuf, String> {
 }
 
 fn peer(python: &Path, args: &[&str]) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/flowrra_peer.py");
-    let output: Output = Command::new(python)
-        .arg(&script)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the flowrra peer");
-    assert!(
-        output.status.success(),
-        "flowrra peer {args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the peer prints JSON")
+    peer_in_zone(python, "UTC", args)
 }
 
 /// A record as Python's `to_dict` printed it, read the way resulthub reads Redis.
@@ -261,4 +249,88 @@ async fn python_waits_and_rust_completes() {
         .expect("python's wait_for returned")
         .expect("peer");
     assert_eq!(from_python(&seen), done);
+}
+
+/// flowrra writes `datetime.now()`: its host's local wall time. With the hosts' zone set by
+/// `naive_times`, a flowrra worker under a non-UTC `TZ` and this backend agree on every
+/// instant, both ways; read as UTC, the same record is off by the zone's offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naive_local_times_of_a_flowrra_host_off_utc_are_read_and_written_in_its_zone() {
+    let (Some(server), Some(python)) = (RedisServer::start(), python()) else {
+        return;
+    };
+    // India Standard Time, written the POSIX way so that no time zone database is needed.
+    const TZ: &str = "IST-5:30";
+    let ist = chrono::FixedOffset::east_opt(5 * 3600 + 30 * 60).unwrap();
+    let url = server.url();
+    let in_zone = RedisBackend::builder(&url)
+        .naive_times(resulthub::NaiveTimes::Offset(ist))
+        .build()
+        .await
+        .expect("connect");
+    let as_utc = RedisBackend::connect(&url).await.expect("connect");
+
+    let stored = {
+        let (python, url) = (python.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            peer_in_zone(&python, TZ, &["store-now", &url, "tz-py"])
+        })
+        .await
+        .expect("peer")
+    };
+    let unix = |value: &Value| {
+        let seconds = value.as_f64().expect("Unix seconds");
+        Utc.timestamp_micros((seconds * 1e6) as i64).unwrap()
+    };
+    let (before, after) = (unix(&stored["before"]), unix(&stored["after"]));
+    let read = in_zone.get("tz-py").await.expect("get").expect("stored");
+    let submitted = read.submitted_at.expect("a submitted_at");
+    assert!(
+        before - chrono::Duration::seconds(1) <= submitted
+            && submitted <= after + chrono::Duration::seconds(1),
+        "{submitted} is not between {before} and {after}"
+    );
+    let misread = as_utc.get("tz-py").await.expect("get").expect("stored");
+    assert_eq!(
+        misread.submitted_at.expect("a submitted_at") - submitted,
+        chrono::Duration::minutes(330),
+        "read as UTC, IST wall time is 5 h 30 late"
+    );
+
+    // Written in the zone, flowrra on such a host reads the same instant.
+    let now = Utc::now();
+    in_zone
+        .store(
+            "tz-rs",
+            TaskResult::new("tz-rs", TaskStatus::Success).with_submitted_at(now),
+        )
+        .await
+        .expect("store");
+    let times =
+        tokio::task::spawn_blocking(move || peer_in_zone(&python, TZ, &["times", &url, "tz-rs"]))
+            .await
+            .expect("peer");
+    let seen = unix(&times["submitted_at"]);
+    assert!(
+        (seen - now).num_milliseconds().abs() < 2,
+        "flowrra read {seen}, stored {now}"
+    );
+}
+
+/// `peer`, with the process's time zone set to `tz`.
+fn peer_in_zone(python: &Path, tz: &str, args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/flowrra_peer.py");
+    let output: Output = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .env("TZ", tz)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the flowrra peer");
+    assert!(
+        output.status.success(),
+        "flowrra peer {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the peer prints JSON")
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::RedisBackend;
-use crate::{BackendError, TerminalPolicy};
+use crate::{BackendError, NaiveTimes, TerminalPolicy};
 
 /// Builds a [`RedisBackend`]; made by [`RedisBackend::builder`].
 ///
@@ -46,6 +46,7 @@ pub struct RedisBackendBuilder {
     pub(super) max_waiters: Option<usize>,
     pub(super) list_timeout: Duration,
     pub(super) subscription_linger: Duration,
+    pub(super) naive_times: NaiveTimes,
 }
 
 impl RedisBackendBuilder {
@@ -67,6 +68,7 @@ impl RedisBackendBuilder {
             max_waiters: crate::HubConfig::default().max_waiters,
             list_timeout: Duration::from_secs(30),
             subscription_linger: Duration::from_secs(5),
+            naive_times: NaiveTimes::Utc,
         }
     }
 
@@ -209,6 +211,18 @@ impl RedisBackendBuilder {
     /// Default: 5 s. Zero closes the connection as soon as the last waiter leaves.
     pub fn subscription_linger(mut self, linger: Duration) -> Self {
         self.subscription_linger = linger;
+        self
+    }
+
+    /// How timestamps without an offset are read from Redis and written to it. flowrra writes
+    /// `datetime.now()`, the local wall time of its workers' hosts: on hosts not set to UTC,
+    /// say their zone here ([`NaiveTimes::Offset`], or [`NaiveTimes::Local`] when this process
+    /// runs in the same zone), or times and the listing order are off by the hosts' offset.
+    /// Records this backend writes use the same zone, so flowrra reads them as its own.
+    ///
+    /// Default: [`NaiveTimes::Utc`].
+    pub fn naive_times(mut self, naive_times: NaiveTimes) -> Self {
+        self.naive_times = naive_times;
         self
     }
 

@@ -6,6 +6,7 @@
 //! status and `submitted_at` are read first (serde skips over the rest), and only a record that
 //! would be kept is decoded whole. The whole walk runs under `list_timeout`.
 
+use crate::timestamp::with_naive_times;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
 
@@ -76,7 +77,7 @@ impl Inner {
                     for (key, value) in batch.iter().zip(values) {
                         // Deleted or expired since the scan.
                         if let Some(bytes) = value {
-                            walk.consider(key, &bytes);
+                            with_naive_times(self.naive_times, || walk.consider(key, &bytes));
                         }
                     }
                 }

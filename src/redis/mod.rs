@@ -23,7 +23,10 @@ use tokio_util::task::AbortOnDropHandle;
 
 pub use builder::RedisBackendBuilder;
 
-use crate::{BackendError, HubConfig, Limit, ResultBackend, TaskResult, TaskStatus, validate};
+use crate::timestamp::with_naive_times;
+use crate::{
+    BackendError, HubConfig, Limit, NaiveTimes, ResultBackend, TaskResult, TaskStatus, validate,
+};
 use inflight::InFlight;
 use keys::Keys;
 use pool::Pool;
@@ -77,6 +80,7 @@ struct Inner {
     max_store_attempts: usize,
     read_retry_delay: Duration,
     list_timeout: Duration,
+    naive_times: NaiveTimes,
     pool: Arc<Pool>,
     waiters: Arc<Waiters>,
     in_flight: Arc<InFlight>,
@@ -170,6 +174,7 @@ impl RedisBackend {
                 max_store_attempts: options.max_store_attempts,
                 read_retry_delay: options.backoff_max,
                 list_timeout: options.list_timeout,
+                naive_times: options.naive_times,
                 pool,
                 in_flight: Arc::default(),
                 runtime,
@@ -198,6 +203,11 @@ impl RedisBackend {
 }
 
 impl Inner {
+    /// A stored record, its naive times read in the backend's zone.
+    fn decode(&self, task_id: &str, bytes: &[u8]) -> Result<TaskResult, BackendError> {
+        with_naive_times(self.naive_times, || decode(task_id, bytes))
+    }
+
     async fn read(&self, task_id: &str) -> Result<Option<Vec<u8>>, BackendError> {
         let mut command = redis::cmd("GET");
         command.arg(self.keys.task(task_id));
@@ -206,7 +216,7 @@ impl Inner {
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
         match self.read(task_id).await? {
-            Some(bytes) => decode(task_id, &bytes).map(Some),
+            Some(bytes) => self.decode(task_id, &bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -232,7 +242,7 @@ impl Inner {
             .iter()
             .zip(values)
             .map(|(task_id, bytes)| match bytes {
-                Some(bytes) if !task_id.is_empty() => decode(task_id, &bytes).map(Some),
+                Some(bytes) if !task_id.is_empty() => self.decode(task_id, &bytes).map(Some),
                 _ => Ok(None),
             })
             .collect()
@@ -247,7 +257,7 @@ impl Inner {
         for _ in 0..self.max_store_attempts {
             let previous = self.read(task_id).await?;
             let mut merged = record.clone();
-            match previous.as_deref().map(|bytes| decode(task_id, bytes)) {
+            match previous.as_deref().map(|bytes| self.decode(task_id, bytes)) {
                 Some(Ok(previous)) => {
                     validate::terminal_policy(task_id, Some(previous.status), &self.limits)?;
                     merged.inherit_task_fields(&previous);
@@ -258,7 +268,8 @@ impl Inner {
                 }
                 None => {}
             }
-            let json = serde_json::to_vec(&merged).map_err(BackendError::Codec)?;
+            let json = with_naive_times(self.naive_times, || serde_json::to_vec(&merged))
+                .map_err(BackendError::Codec)?;
             validate::record_bytes(json.len(), &self.limits)?;
             let attempt = store::Attempt {
                 key: &key,

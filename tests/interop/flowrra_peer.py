@@ -6,11 +6,17 @@ Commands (each prints one JSON document on stdout):
   read URL ID [ID ...]  get() each ID, list_by_status() every status, wait_for() the ids
                         that are complete; prints {"get": .., "lists": .., "waited": ..}
   wait URL ID TIMEOUT   wait_for(ID, TIMEOUT); prints the record's to_dict
+  store-now URL ID      store ID as SUCCESS with flowrra's own default times (datetime.now(),
+                        the host's local wall time); prints {"record": to_dict, "before": ..,
+                        "after": ..} with the Unix times around the store
+  times URL ID          get(ID); prints its submitted_at as Python takes a naive time (local),
+                        in Unix seconds: {"submitted_at": ..}
 """
 
 import asyncio
 import json
 import sys
+import time
 from datetime import datetime, timedelta
 
 from flowrra.backends.redis import RedisBackend
@@ -82,12 +88,34 @@ async def wait(url: str, task_id: str, timeout: float) -> dict:
     return result.to_dict
 
 
+async def store_now(url: str, task_id: str) -> dict:
+    backend = RedisBackend(url)
+    before = time.time()
+    record = TaskResult(task_id=task_id, status=TaskStatus.SUCCESS, submitted_at=datetime.now())
+    await backend.store(task_id, record)
+    after = time.time()
+    await backend.close()
+    return {"record": record.to_dict, "before": before, "after": after}
+
+
+async def times(url: str, task_id: str) -> dict:
+    backend = RedisBackend(url)
+    record = await backend.get(task_id)
+    await backend.close()
+    # A naive datetime's timestamp() reads it as local time, as flowrra's own code would.
+    return {"submitted_at": record.submitted_at.timestamp()}
+
+
 def main() -> None:
     command, url, *rest = sys.argv[1:]
     if command == "store":
         out = asyncio.run(store(url, rest[0]))
     elif command == "read":
         out = asyncio.run(read(url, rest))
+    elif command == "store-now":
+        out = asyncio.run(store_now(url, rest[0]))
+    elif command == "times":
+        out = asyncio.run(times(url, rest[0]))
     elif command == "wait":
         out = asyncio.run(wait(url, rest[0], float(rest[1])))
     else:
