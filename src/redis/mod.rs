@@ -202,7 +202,63 @@ impl RedisBackend {
     }
 }
 
+/// A store that has its place in this process's order of stores of its id, and runs when
+/// awaited.
+struct StartedStore {
+    inner: Arc<Inner>,
+    ticket: inflight::Ticket,
+    task_id: String,
+    record: TaskResult,
+}
+
+impl StartedStore {
+    async fn run(self, backend: &RedisBackend) -> Result<(), BackendError> {
+        let StartedStore {
+            inner,
+            ticket,
+            task_id,
+            record,
+        } = self;
+        let runtime = inner.runtime.clone();
+        let work = async move {
+            inner
+                .in_flight
+                .settled_before(Some(&task_id), ticket.number())
+                .await;
+            let outcome = inner.store(&task_id, record).await;
+            drop(ticket);
+            outcome
+        };
+        let store = AssertUnwindSafe(inflight::FinishOnDrop::new(work, runtime)).catch_unwind();
+        // A panic is a bug of ours: the caller gets an error, as from a spawned store.
+        backend
+            .on_runtime(async move {
+                store.await.unwrap_or_else(|_| {
+                    Err(BackendError::Internal {
+                        reason: "a Redis store panicked".to_owned(),
+                    })
+                })
+            })
+            .await
+    }
+}
+
 impl Inner {
+    /// Checks a store and takes its place in the order of stores of its id, now.
+    fn started_store(
+        self: &Arc<Self>,
+        task_id: &str,
+        record: TaskResult,
+    ) -> Result<StartedStore, BackendError> {
+        validate::store(task_id, &record, &self.limits)?;
+        Ok(StartedStore {
+            inner: Arc::clone(self),
+            ticket: self.in_flight.begin(task_id),
+            task_id: task_id.to_owned(),
+            record,
+        })
+    }
+
     /// A stored record, its naive times read in the backend's zone.
     fn decode(&self, task_id: &str, bytes: &[u8]) -> Result<TaskResult, BackendError> {
         with_naive_times(self.naive_times, || decode(task_id, bytes))
@@ -494,29 +550,26 @@ impl ResultBackend for RedisBackend {
     /// as with the hub: the rest of it is handed to a task on the backend's runtime then, and
     /// only then.
     async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
-        validate::store(task_id, &result, &self.inner.limits)?;
-        let inner = Arc::clone(&self.inner);
-        let ticket = inner.in_flight.begin(task_id);
-        let task_id = task_id.to_owned();
-        let work = async move {
-            inner
-                .in_flight
-                .settled_before(Some(&task_id), ticket.number())
-                .await;
-            let outcome = inner.store(&task_id, result).await;
-            drop(ticket);
-            outcome
-        };
-        let runtime = self.inner.runtime.clone();
-        let store = AssertUnwindSafe(inflight::FinishOnDrop::new(work, runtime)).catch_unwind();
-        // A panic is a bug of ours: the caller gets an error, as from a spawned store.
-        self.on_runtime(async move {
-            store.await.unwrap_or_else(|_| {
-                Err(BackendError::Internal {
-                    reason: "a Redis store panicked".to_owned(),
-                })
+        self.inner.started_store(task_id, result)?.run(self).await
+    }
+
+    /// Every store starts at once, in the order given (so stores of one id apply in that
+    /// order), and their reads and scripts share round trips on the multiplexed connections
+    /// instead of waiting for each other. A record refused by a check fails alone.
+    async fn store_many(&self, records: Vec<TaskResult>) -> Vec<Result<(), BackendError>> {
+        let started: Vec<_> = records
+            .into_iter()
+            .map(|record| {
+                let task_id = record.task_id.clone();
+                self.inner.started_store(&task_id, record)
             })
-        })
+            .collect();
+        futures_util::future::join_all(started.into_iter().map(|store| async move {
+            match store {
+                Ok(store) => store.run(self).await,
+                Err(error) => Err(error),
+            }
+        }))
         .await
     }
 
