@@ -390,7 +390,7 @@ async fn shutdown_applies_every_store_sent_before_it() {
     const N: usize = 1000;
     let hub = HubHandle::spawn(HubConfig::default());
     let s = Subject::hub(hub.clone());
-    let waiters: Vec<_> = (0..N).map(|n| s.spawn_wait(&task(n), None)).collect();
+    let waiters: Vec<_> = (0..N).map(|n| s.spawn_wait(task(n), None)).collect();
     s.await_waiters(N).await;
 
     // Send every store (one poll puts it in the hub's mailbox) without awaiting any reply.
@@ -436,7 +436,7 @@ async fn a_store_acknowledged_before_a_racing_shutdown_has_woken_its_waiter() {
     const N: usize = 1000;
     let hub = HubHandle::spawn(HubConfig::default());
     let s = Subject::hub(hub.clone());
-    let waiters: Vec<_> = (0..N).map(|n| s.spawn_wait(&task(n), None)).collect();
+    let waiters: Vec<_> = (0..N).map(|n| s.spawn_wait(task(n), None)).collect();
     s.await_waiters(N).await;
 
     let stores: Vec<_> = (0..N)

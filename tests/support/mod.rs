@@ -679,7 +679,7 @@ macro_rules! backend_tests {
             $(
                 #[$attr]
                 async fn $case() {
-                    $run(crate::$in::$case).await;
+                    $run($crate::$in::$case).await;
                 }
             )*
         }
@@ -691,7 +691,7 @@ macro_rules! backend_tests {
             $(
                 #[$attr]
                 async fn $case() {
-                    $run(crate::$case).await;
+                    $run($crate::$case).await;
                 }
             )*
         }
