@@ -41,7 +41,7 @@ async fn writes_are_403_when_not_allowed_and_change_nothing() {
 }
 
 #[actix_rt::test]
-async fn post_stores_and_answers_201_with_the_stored_rec() {
+async fn post_stores_and_answers_201_with_the_stored_record() {
     let hub = HubHandle::start(HubConfig::default());
     let app = app(&hub, writable()).await;
     // task_id left out: the path's is taken.
