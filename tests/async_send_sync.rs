@@ -1,6 +1,8 @@
 //! Compile-time guarantees: every public type crosses threads, every backend fits behind
 //! `Arc<dyn ResultBackend>`, and every future the API returns is `Send`.
 
+mod support;
+
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use resulthub::{
     BackendError, BoxError, HubConfig, HubHandle, HubStats, InMemoryBackend, ParseStatusError,
     ResultBackend, ResultHub, StatusCounts, TaskResult, TaskStatus,
 };
+use support::within;
 
 fn assert_send_sync<T: Send + Sync + 'static>() {}
 fn assert_unpin<T: Unpin>() {}
@@ -106,7 +109,7 @@ async fn hub_handle_fits_behind_arc_dyn() {
     // A summary, not a dump of every record.
     let debug = format!("{hub:?}");
     assert!(debug.starts_with("HubHandle"), "{debug}");
-    within(hub.shutdown()).await;
+    within("shutdown()", hub.shutdown()).await;
 }
 
 /// Every trait method's future, on a trait object.
@@ -137,14 +140,7 @@ async fn hub_handle_futures_are_send() {
     require_send(hub.get("x"));
     require_send(hub.stats());
     require_send(hub.shutdown());
-    within(hub.shutdown()).await;
-}
-
-/// Bounds an await that could hang.
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(10), future)
-        .await
-        .expect("hung for 10 s")
+    within("shutdown()", hub.shutdown()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,43 +3,25 @@
 
 mod conformance;
 
-use conformance::{Subject, guard};
+use conformance::Subject;
 use resulthub::{HubConfig, HubHandle};
 
-macro_rules! spawn_tests {
-    ($($case:ident),* $(,)?) => {
-        mod multi_thread {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let hub = HubHandle::spawn(HubConfig::default());
-                    conformance::$case(&Subject::hub(hub.clone())).await;
-                    guard("shutdown()", hub.shutdown()).await;
-                }
-            )*
-        }
-
-        mod current_thread {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "current_thread")]
-                async fn $case() {
-                    let hub = HubHandle::spawn(HubConfig::default());
-                    conformance::$case(&Subject::hub(hub.clone())).await;
-                    guard("shutdown()", hub.shutdown()).await;
-                }
-            )*
-        }
-    };
+/// Runs a case on a fresh spawned hub and shuts the hub down.
+async fn on_spawned_hub(case: impl AsyncFnOnce(&Subject)) {
+    let subject = Subject::hub(HubHandle::spawn(HubConfig::default()));
+    case(&subject).await;
+    subject.finish().await;
 }
 
-conformance_cases!(spawn_tests);
+conformance_cases!(backend_tests {
+    multi_thread: #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    on_spawned_hub,
+    current_thread: #[tokio::test(flavor = "current_thread")]
+    on_spawned_hub,
+});
 
 // One hub through every case: each case must clean up after the previous one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_all_on_one_spawned_hub() {
-    let hub = HubHandle::spawn(HubConfig::default());
-    conformance::run_all(&Subject::hub(hub.clone())).await;
-    guard("shutdown()", hub.shutdown()).await;
+    on_spawned_hub(conformance::run_all).await;
 }

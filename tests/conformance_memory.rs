@@ -5,19 +5,14 @@ mod conformance;
 use conformance::Subject;
 use resulthub::{HubConfig, InMemoryBackend};
 
-macro_rules! memory_tests {
-    ($($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let subject = Subject::memory(InMemoryBackend::new());
-                conformance::$case(&subject).await;
-            }
-        )*
-    };
+async fn on_memory_backend(case: impl AsyncFnOnce(&Subject)) {
+    case(&Subject::memory(InMemoryBackend::new())).await;
 }
 
-conformance_cases!(memory_tests);
+conformance_cases!(backend_tests {
+    memory: #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    on_memory_backend,
+});
 
 // One backend through every case: each case must clean up after the previous one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

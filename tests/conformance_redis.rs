@@ -21,20 +21,18 @@ async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
         .expect("connect to the test's redis-server")
 }
 
-macro_rules! redis_tests {
-    ($($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(server) = RedisServer::start() else { return };
-                let subject = Subject::redis(backend(&server, "flowrra").await);
-                conformance::$case(&subject).await;
-            }
-        )*
+/// Runs a case on a backend of its own `redis-server` (skipped when there is none).
+async fn on_redis(case: impl AsyncFnOnce(&Subject)) {
+    let Some(server) = RedisServer::start() else {
+        return;
     };
+    case(&Subject::redis(backend(&server, "flowrra").await)).await;
 }
 
-conformance_cases!(redis_tests);
+conformance_cases!(backend_tests {
+    redis: #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    on_redis,
+});
 
 // One backend through every case, under a prefix of its own beside another app's records:
 // `clear` and listings must not see them.

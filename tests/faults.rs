@@ -1,36 +1,22 @@
-//! The hub under faults: a handler that panics midway (feature `fault-injection`), a hub that
-//! dies or is shut down, a supervised hub that restarts, and shutdown racing stores.
+//! The hub under faults (feature `fault-injection`): a handler that panics midway answers its
+//! caller `Internal`, leaves the hub consistent and serving, and readers never miss a record
+//! while it repairs; a busy hub does not hold up a timed wait.
 #![cfg(feature = "fault-injection")]
 
 mod support;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::Duration;
 
-use actix::Supervisor;
-use chrono::{DateTime, TimeZone, Utc};
-use resulthub::testing::{InjectFault, Stall, StopHub};
-use resulthub::{
-    BackendError, HubConfig, HubHandle, ResultBackend, ResultHub, TaskResult, TaskStatus,
-};
+use resulthub::testing::InjectFault;
+use resulthub::{BackendError, HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
 use serde_json::json;
-use support::{Subject, TIMEOUT, join, within};
+use support::{Subject, TIMEOUT, assert_consistent, at, join, rec, snapshot, within};
 
 use TaskStatus::{Failed, Pending, Retrying, Running, Success};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn rec(id: &str, status: TaskStatus) -> TaskResult {
-    TaskResult::new(id, status)
-}
-
-fn at(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000 + secs, 0).single().unwrap()
-}
 
 async fn inject(hub: &HubHandle, operation: &'static str) {
     within("InjectFault", hub.addr().send(InjectFault { operation }))
@@ -46,10 +32,6 @@ async fn get_through_the_hub(
     within("Get", hub.addr().send(resulthub::messages::Get::new(id)))
         .await
         .expect("the hub takes the Get message")
-}
-
-async fn snapshot(hub: &HubHandle) -> Vec<TaskResult> {
-    within("snapshot", hub.snapshot()).await.expect("snapshot")
 }
 
 /// Records in every status, with ties and missing submission times, plus a waiter on `p`.
@@ -71,53 +53,6 @@ async fn populate(s: &Subject) -> tokio::task::JoinHandle<Result<TaskResult, Bac
     waiter
 }
 
-/// The listing of `status` as the contract defines it over `records` (given in first-store
-/// order, as a snapshot returns them): newest `submitted_at` first, none last, ties in order.
-fn expected_listing(records: &[TaskResult], status: TaskStatus) -> Vec<TaskResult> {
-    let mut matching: Vec<(usize, &TaskResult)> = records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.status == status)
-        .collect();
-    matching.sort_by(|(ia, a), (ib, b)| {
-        let by_time = match (a.submitted_at, b.submitted_at) {
-            (Some(x), Some(y)) => y.cmp(&x),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        };
-        by_time.then(ia.cmp(ib))
-    });
-    matching.into_iter().map(|(_, r)| r.clone()).collect()
-}
-
-/// The hub's derived structures agree with its records: every listing is exactly what the
-/// records imply, `get` returns each record, and stats count them.
-async fn assert_consistent(s: &Subject, why: &str) {
-    let hub = s.hub_handle().expect("a hub");
-    let records = snapshot(hub).await;
-    for status in TaskStatus::ALL {
-        assert_eq!(
-            s.list(status).await,
-            expected_listing(&records, status),
-            "{why}: listing of {status} disagrees with the records"
-        );
-    }
-    for record in &records {
-        assert_eq!(
-            s.get(&record.task_id).await.as_ref(),
-            Some(record),
-            "{why}: get"
-        );
-    }
-    let stats = s.stats().await;
-    assert_eq!(stats.results, records.len(), "{why}: {stats:?}");
-    for status in TaskStatus::ALL {
-        let held = records.iter().filter(|r| r.status == status).count();
-        assert_eq!(stats.by_status.get(status), held, "{why}: {status} count");
-    }
-}
-
 #[track_caller]
 fn assert_internal<T: std::fmt::Debug>(operation: &str, out: Result<T, BackendError>) {
     match out {
@@ -129,44 +64,8 @@ fn assert_internal<T: std::fmt::Debug>(operation: &str, out: Result<T, BackendEr
     }
 }
 
-#[track_caller]
-fn assert_unavailable<T: std::fmt::Debug>(what: &str, out: Result<T, BackendError>) {
-    assert!(
-        matches!(out, Err(BackendError::Unavailable { .. })),
-        "{what}: expected Unavailable, got {out:?}"
-    );
-}
-
-/// Every operation answers `Unavailable`, each within the timeout.
-async fn assert_every_call_unavailable(hub: &HubHandle) {
-    let b: &dyn ResultBackend = hub;
-    assert_unavailable(
-        "store",
-        within("store", b.store("z", rec("z", Success))).await,
-    );
-    assert_unavailable("get", within("get", b.get("p")).await);
-    for timeout in [None, Some(Duration::ZERO), Some(Duration::from_secs(30))] {
-        assert_unavailable(
-            "wait_for",
-            within("wait_for", b.wait_for("z", timeout)).await,
-        );
-    }
-    assert_unavailable("delete", within("delete", b.delete("p")).await);
-    assert_unavailable("clear", within("clear", b.clear()).await);
-    assert_unavailable(
-        "list_by_status",
-        within("list", b.list_by_status(Pending, None, 0)).await,
-    );
-    assert_unavailable("stats", within("stats", hub.stats()).await);
-    assert_unavailable("snapshot", within("snapshot", hub.snapshot()).await);
-    assert_unavailable(
-        "restore",
-        within("restore", hub.restore(vec![rec("z", Success)])).await,
-    );
-}
-
 // ---------------------------------------------------------------------------------------------
-// Injected faults
+// A handler that panics
 // ---------------------------------------------------------------------------------------------
 
 /// A hub whose stores wait to be applied, so that a store that trips a fault can be answered
@@ -288,7 +187,7 @@ async fn assert_survives_fault(operation: &'static str) {
             within("stats", hub.stats()).await.expect("stats");
         }
         "snapshot" => {
-            within("snapshot", hub.snapshot()).await.expect("snapshot");
+            snapshot(&hub).await;
         }
         "restore" => {
             let n = within("restore", hub.restore(vec![rec("n3", Running)]))
@@ -476,247 +375,6 @@ async fn the_hub_survives_a_fault_in_every_operation_in_turn() {
     s.finish().await;
 }
 
-// ---------------------------------------------------------------------------------------------
-// A hub that dies or is shut down
-// ---------------------------------------------------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_spawned_hub_answers_pending_and_later_calls_with_unavailable_at_once() {
-    let hub = HubHandle::spawn(HubConfig::default());
-    let s = Subject::hub(hub.clone());
-    s.put(rec("p", Pending)).await;
-    let forever = s.spawn_wait("p", None);
-    let bounded = s.spawn_wait("q", Some(Duration::from_secs(3600)));
-    s.await_waiters(2).await;
-    within("StopHub", hub.addr().send(StopHub))
-        .await
-        .expect("StopHub delivered");
-    assert_unavailable("waiter without timeout", join("waiter", forever).await);
-    assert_unavailable("waiter with a long timeout", join("waiter", bounded).await);
-    assert_every_call_unavailable(&hub).await;
-    within("shutdown of a dead hub", hub.shutdown()).await;
-    assert_every_call_unavailable(&hub).await;
-}
-
-#[actix_rt::test]
-async fn a_dead_started_hub_answers_pending_and_later_calls_with_unavailable_at_once() {
-    let hub = HubHandle::start(HubConfig::default());
-    let s = Subject::hub(hub.clone());
-    s.put(rec("p", Pending)).await;
-    let waiter = s.spawn_wait("p", None);
-    s.await_waiters(1).await;
-    within("StopHub", hub.addr().send(StopHub))
-        .await
-        .expect("StopHub delivered");
-    assert_unavailable("waiter", join("waiter", waiter).await);
-    assert_every_call_unavailable(&hub).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_queued_behind_a_hub_death_are_answered_unavailable() {
-    // Acknowledged stores: a pipelined store queued before the death has already returned Ok,
-    // which is what `HubConfig::pipeline_stores` trades (its wait_for is still Unavailable).
-    let hub = HubHandle::spawn(acked());
-    let s = Subject::hub(hub.clone());
-    s.put(rec("p", Pending)).await;
-    // A round trip through the mailbox: the hub answers a public message only once its queue
-    // is empty and it is idle, so no drain still under way can pick up the calls below.
-    within("Get", hub.addr().send(resulthub::messages::Get::new("p")))
-        .await
-        .expect("delivered")
-        .expect("answered");
-    // Queue calls behind the stop without waiting for it to be handled: the stall keeps the
-    // hub from getting to them (or to the stop) until every call is queued.
-    hub.addr().do_send(Stall(Duration::from_millis(200)));
-    hub.addr().do_send(StopHub);
-    let queued: Vec<_> = (0..50)
-        .map(|n| {
-            let hub = hub.clone();
-            tokio::spawn(async move {
-                let id = format!("q{n}");
-                let stored = hub.store(&id, rec(&id, Success)).await;
-                let waited = hub.wait_for(&id, None).await;
-                (stored, waited)
-            })
-        })
-        .collect();
-    for handle in queued {
-        let (stored, waited) = join("queued call", handle).await;
-        assert_unavailable("queued store", stored);
-        assert_unavailable("queued wait_for", waited);
-    }
-    within("shutdown", hub.shutdown()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_answers_pending_waiters_and_every_later_call_with_unavailable() {
-    let hub = HubHandle::spawn(HubConfig::default());
-    let s = Subject::hub(hub.clone());
-    s.put(rec("p", Running)).await;
-    let waiter = s.spawn_wait("p", None);
-    s.await_waiters(1).await;
-    within("shutdown", hub.shutdown()).await;
-    assert_unavailable("waiter", join("waiter", waiter).await);
-    assert_every_call_unavailable(&hub).await;
-    within("second shutdown", hub.shutdown()).await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// A supervised hub restarts with its state
-// ---------------------------------------------------------------------------------------------
-
-#[actix_rt::test]
-async fn a_supervised_hub_keeps_records_waiters_and_counters_across_restarts() {
-    let config = HubConfig::default().with_max_results(Some(4));
-    let addr = Supervisor::start(move |_| ResultHub::new(config));
-    let hub = HubHandle::from_addr(addr);
-    let s = Subject::hub(hub.clone());
-    s.put(rec("old", Success)).await;
-    s.put(rec("a", Success).with_result(1)).await;
-    s.put(rec("b", Pending).with_task_name("kept")).await;
-    s.put(rec("c", Running)).await;
-    s.put(rec("d", Running)).await; // evicts `old`
-    let waiter_b = s.spawn_wait("b", Some(TIMEOUT));
-    let waiter_new = s.spawn_wait("new", None);
-    let dropped = s.spawn_wait("c", None);
-    s.await_waiters(3).await;
-    let before = snapshot(&hub).await;
-    let stats_before = s.stats().await;
-    assert_eq!(stats_before.evicted, 1);
-
-    for round in 0..2 {
-        within("StopHub", hub.addr().send(StopHub))
-            .await
-            .expect("StopHub delivered");
-        // Calls sent right after the stop are handled by the restarted hub.
-        assert_eq!(snapshot(&hub).await, before, "round {round}: records kept");
-        assert_eq!(s.stats().await, stats_before, "round {round}: counts kept");
-        assert_consistent(&s, &format!("after restart {round}")).await;
-        assert!(!waiter_b.is_finished() && !waiter_new.is_finished());
-    }
-
-    // A waiter dropped after the restart is forgotten by the restarted hub.
-    dropped.abort();
-    s.await_waiters(2).await;
-
-    s.put(rec("b", Success).with_result("b done")).await;
-    let woken = join("waiter on b", waiter_b)
-        .await
-        .expect("woken after restart");
-    assert_eq!(woken.result, json!("b done"));
-    assert_eq!(woken.task_name.as_deref(), Some("kept"));
-    // Full, with terminal records to evict: `a` is the oldest.
-    s.put(rec("new", Failed)).await;
-    assert_eq!(
-        join("waiter on new", waiter_new).await.unwrap().status,
-        Failed
-    );
-    assert_eq!(s.get("a").await, None);
-    let stats = s.stats().await;
-    assert_eq!((stats.evicted, stats.waiters), (2, 0), "{stats:?}");
-
-    // Shut down, it stays down through the supervisor's restart.
-    within("shutdown", hub.shutdown()).await;
-    assert_every_call_unavailable(&hub).await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Shutdown applies what was sent before it
-// ---------------------------------------------------------------------------------------------
-
-fn task(n: usize) -> String {
-    format!("job-{n}")
-}
-
-fn done(n: usize) -> TaskResult {
-    rec(&task(n), Success).with_result(n)
-}
-
-type StoreFuture = Pin<Box<dyn Future<Output = Result<(), BackendError>> + Send>>;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_applies_every_store_sent_before_it() {
-    const N: usize = 1000;
-    let hub = HubHandle::spawn(HubConfig::default());
-    let s = Subject::hub(hub.clone());
-    let waiters: Vec<_> = (0..N).map(|n| s.spawn_wait(&task(n), None)).collect();
-    s.await_waiters(N).await;
-
-    // Send every store (one poll puts it in the hub's mailbox) without awaiting any reply.
-    let mut stores: Vec<Option<StoreFuture>> = (0..N)
-        .map(|n| {
-            let hub = hub.clone();
-            Some(Box::pin(async move { hub.store(&task(n), done(n)).await }) as StoreFuture)
-        })
-        .collect();
-    let mut outcomes: Vec<Option<Result<(), BackendError>>> = (0..N).map(|_| None).collect();
-    for (n, slot) in stores.iter_mut().enumerate() {
-        let store = slot.as_mut().expect("not polled yet");
-        if let Poll::Ready(out) = futures::poll!(store.as_mut()) {
-            // The hub may answer before this poll returns; the future is done then.
-            outcomes[n] = Some(out);
-            *slot = None;
-        }
-    }
-    within("shutdown", hub.shutdown()).await;
-
-    for (n, (slot, early)) in stores.into_iter().zip(outcomes).enumerate() {
-        let out = match (slot, early) {
-            (Some(store), None) => within("store sent before shutdown", store).await,
-            (None, Some(out)) => out,
-            _ => unreachable!(),
-        };
-        assert!(out.is_ok(), "store {n} was sent before shutdown: {out:?}");
-    }
-    for (n, waiter) in waiters.into_iter().enumerate() {
-        match join("waiter", waiter).await {
-            Ok(record) => assert_eq!(record, done(n)),
-            Err(error) => panic!("waiter {n}: its store was sent before shutdown: {error:?}"),
-        }
-    }
-    assert_unavailable(
-        "a store after shutdown",
-        within("store", hub.store(&task(0), done(0))).await,
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_acknowledged_before_a_racing_shutdown_has_woken_its_waiter() {
-    const N: usize = 1000;
-    let hub = HubHandle::spawn(HubConfig::default());
-    let s = Subject::hub(hub.clone());
-    let waiters: Vec<_> = (0..N).map(|n| s.spawn_wait(&task(n), None)).collect();
-    s.await_waiters(N).await;
-
-    let stores: Vec<_> = (0..N)
-        .map(|n| {
-            let hub = hub.clone();
-            tokio::spawn(async move { hub.store(&task(n), done(n)).await })
-        })
-        .collect();
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
-    within("shutdown", hub.shutdown()).await;
-
-    let (mut applied, mut refused) = (0, 0);
-    for (n, (store, waiter)) in stores.into_iter().zip(waiters).enumerate() {
-        let stored = join("store", store).await;
-        let waited = join("waiter", waiter).await;
-        match (&stored, &waited) {
-            (Ok(()), Ok(record)) => {
-                assert_eq!(*record, done(n));
-                applied += 1;
-            }
-            (Err(BackendError::Unavailable { .. }), Err(BackendError::Unavailable { .. })) => {
-                refused += 1;
-            }
-            _ => panic!("task {n}: store answered {stored:?} but its waiter got {waited:?}"),
-        }
-    }
-    println!("stores applied before shutdown: {applied}, refused after it: {refused}");
-}
-
 /// The hub repairs its indexes after a handler panic without ever emptying the record map
 /// that handles read: a reader on another thread sees every record throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -760,6 +418,39 @@ async fn readers_never_miss_a_record_while_the_hub_repairs() {
         0,
         "{missed} of {} reads missed the record",
         reads + missed
+    );
+    within("shutdown", hub.shutdown()).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A busy hub
+// ---------------------------------------------------------------------------------------------
+
+/// The timeout counts from the call, not from when a busy hub gets to the registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_times_out_from_the_call_while_the_hub_is_busy() {
+    let hub = HubHandle::spawn(HubConfig::default());
+    hub.addr()
+        .do_send(resulthub::testing::Stall(Duration::from_secs(2)));
+    let called = std::time::Instant::now();
+    let out = within(
+        "wait_for",
+        hub.wait_for("never", Some(Duration::from_millis(100))),
+    )
+    .await;
+    let took = called.elapsed();
+    assert!(
+        matches!(out, Err(BackendError::Timeout { .. })),
+        "expected Timeout, got {out:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "a 100 ms wait took {took:?}: its timer waited for the stalled hub"
+    );
+    // Once the hub gets to it, the registration of the caller who left leaves nothing.
+    assert_eq!(
+        within("stats", hub.stats()).await.expect("stats").waiters,
+        0
     );
     within("shutdown", hub.shutdown()).await;
 }

@@ -1,59 +1,30 @@
-//! The limits, expiry and terminal policy of `HubConfig`, against both backends: the hub (on its
-//! own thread, `HubHandle::spawn`) and `InMemoryBackend::with_config`, each through
-//! `Arc<dyn ResultBackend>` plus a stats reader. Expiry is driven by a `ManualClock`: nothing
-//! here sleeps to let time pass.
+//! The limits and terminal policy of `HubConfig`, and the counts `stats` reports, against both
+//! backends: the hub (on its own thread, `HubHandle::spawn`) and `InMemoryBackend::with_config`,
+//! each through `Arc<dyn ResultBackend>` plus a stats reader. Expiry is in `expiry.rs`.
 
 mod support;
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
 use resulthub::{
-    BackendError, Clock, HubConfig, Limit, ManualClock, TaskResult, TaskStatus, TerminalPolicy,
+    BackendError, HubConfig, HubStats, Limit, ManualClock, TaskResult, TaskStatus, TerminalPolicy,
 };
 use serde_json::json;
-use support::{Kind, Subject, join, within};
+use support::{
+    Kind, Subject, assert_holds, assert_overloaded, at, clocked, join, on_hub, on_memory, rec,
+    secs, within, within_long,
+};
 
 use TaskStatus::{Failed, Pending, Retrying, Running, Success};
 
-/// One test per backend for each case below.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod hub {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(super::Kind::Hub).await;
-                }
-            )*
-        }
-        mod memory {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(super::Kind::Memory).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+backend_tests!([
     max_results_evicts_the_terminal_record_whose_latest_store_is_oldest,
     re_storing_an_existing_id_at_max_results_never_evicts,
     max_results_with_only_non_terminal_records_refuses_a_new_id_and_changes_nothing,
-    result_ttl_expires_a_terminal_record_exactly_that_long_after_its_latest_store,
-    pending_ttl_expires_a_non_terminal_record_exactly_that_long_after_its_latest_store,
-    a_records_clock_restarts_at_each_store,
-    a_record_takes_the_ttl_of_its_latest_status,
-    expired_records_vanish_from_pages_at_once,
-    an_expired_id_stored_again_is_new_and_inherits_nothing,
-    expiry_does_not_end_a_waiter,
-    an_expired_terminal_record_no_longer_answers_wait_for_at_once,
-    expired_records_hold_no_room_under_max_results,
-    an_expired_terminal_record_is_counted_as_expired_not_evicted,
     max_waiters_refuses_waits_past_the_limit_and_registers_nothing,
     wait_for_a_terminal_record_answers_even_at_max_waiters,
+    max_waiters_of_zero_refuses_every_wait,
+    unlimited_max_waiters_accepts_many,
     an_over_long_task_id_is_refused_by_every_operation_naming_the_limit_and_size,
     task_id_length_is_counted_in_bytes,
     a_record_over_max_record_bytes_is_refused_naming_the_limit_and_size,
@@ -62,71 +33,15 @@ on_both_backends!(
     keep_first_allows_a_new_record_once_the_terminal_one_is_deleted_or_expired,
     a_refused_store_neither_refreshes_the_eviction_order_nor_restarts_the_ttl,
     overwrite_replaces_terminal_records,
+    stats_count_records_per_status,
+]
+    hub: #[tokio::test] on_hub,
+    memory: #[tokio::test] on_memory,
 );
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn rec(id: &str, status: TaskStatus) -> TaskResult {
-    TaskResult::new(id, status)
-}
-
-fn at(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000 + secs, 0).single().unwrap()
-}
-
-fn clocked(clock: &ManualClock, config: HubConfig) -> HubConfig {
-    config.with_clock(Clock::from(clock.clone()))
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-/// Asserts the backend holds exactly `present` (by get, listings and stats) and not `absent`.
-async fn assert_holds(s: &Subject, present: &[&str], absent: &[&str]) {
-    let name = s.name();
-    // Listings first: an expired record must be gone before anything else touched it.
-    let mut listed: Vec<String> = Vec::new();
-    for (_, ids) in s.all_listed_ids().await {
-        listed.extend(ids);
-    }
-    listed.sort();
-    let mut expected: Vec<String> = present.iter().map(|id| (*id).to_owned()).collect();
-    expected.sort();
-    assert_eq!(listed, expected, "{name}: listed ids");
-    let stats = s.stats().await;
-    assert_eq!(
-        stats.results,
-        present.len(),
-        "{name}: stats.results {stats:?}"
-    );
-    for id in present {
-        assert!(s.get(id).await.is_some(), "{name}: {id} should be held");
-    }
-    for id in absent {
-        assert_eq!(s.get(id).await, None, "{name}: {id} should be gone");
-    }
-}
-
-/// Asserts `out` is `Overloaded` by `limit` at `max`, for a program to match on.
-#[track_caller]
-fn assert_overloaded<T: std::fmt::Debug>(
-    what: &str,
-    out: Result<T, BackendError>,
-    limit: Limit,
-    max: usize,
-) {
-    match out {
-        Err(BackendError::Overloaded { exceeded, .. }) => {
-            assert_eq!((exceeded.limit, exceeded.max), (limit, max), "{what}");
-            assert!(exceeded.actual >= max, "{what}: {exceeded:?}");
-        }
-        other => panic!("{what}: expected Overloaded, got {other:?}"),
-    }
-}
-
 /// Asserts `out` is `InvalidInput` whose message contains every needle.
 #[track_caller]
 fn assert_invalid_naming<T: std::fmt::Debug>(
@@ -269,330 +184,6 @@ async fn max_results_with_only_non_terminal_records_refuses_a_new_id_and_changes
 }
 
 // ---------------------------------------------------------------------------------------------
-// TTLs
-// ---------------------------------------------------------------------------------------------
-
-async fn result_ttl_expires_a_terminal_record_exactly_that_long_after_its_latest_store(kind: Kind) {
-    let clock = ManualClock::new();
-    let s = Subject::open(
-        kind,
-        clocked(&clock, HubConfig::default().with_result_ttl(Some(secs(10)))),
-    );
-    s.put(rec("done", Success)).await;
-    s.put(rec("failed", Failed)).await;
-    s.put(rec("open", Pending)).await;
-    clock.advance(secs(10) - Duration::from_nanos(1));
-    assert_holds(&s, &["done", "failed", "open"], &[]).await;
-    assert_eq!(s.stats().await.expired, 0, "{}", s.name());
-
-    clock.advance(Duration::from_nanos(1));
-    // Checked at once, listings first: no sweep has had a chance to run.
-    assert!(s.list(Success).await.is_empty(), "{}", s.name());
-    assert!(s.list(Failed).await.is_empty(), "{}", s.name());
-    let stats = s.stats().await;
-    assert_eq!(stats.results, 1, "{}: {stats:?}", s.name());
-    assert_eq!(stats.by_status.get(Success), 0, "{}", s.name());
-    assert_eq!(stats.by_status.get(Failed), 0, "{}", s.name());
-    assert_eq!(stats.expired, 2, "{}: {stats:?}", s.name());
-    assert_holds(&s, &["open"], &["done", "failed"]).await;
-
-    // Without a pending_ttl, a non-terminal record stays however long.
-    clock.advance(Duration::from_secs(1_000_000));
-    assert_holds(&s, &["open"], &["done", "failed"]).await;
-    assert_eq!(s.stats().await.expired, 2, "{}", s.name());
-    s.finish().await;
-}
-
-async fn pending_ttl_expires_a_non_terminal_record_exactly_that_long_after_its_latest_store(
-    kind: Kind,
-) {
-    let clock = ManualClock::new();
-    let s = Subject::open(
-        kind,
-        clocked(
-            &clock,
-            HubConfig::default().with_pending_ttl(Some(secs(30))),
-        ),
-    );
-    for (id, status) in [
-        ("p", Pending),
-        ("r", Running),
-        ("y", Retrying),
-        ("s", Success),
-    ] {
-        s.put(rec(id, status)).await;
-    }
-    clock.advance(secs(30) - Duration::from_nanos(1));
-    assert_holds(&s, &["p", "r", "y", "s"], &[]).await;
-
-    clock.advance(Duration::from_nanos(1));
-    for status in [Pending, Running, Retrying] {
-        assert!(s.list(status).await.is_empty(), "{}: {status}", s.name());
-    }
-    let stats = s.stats().await;
-    assert_eq!(
-        (stats.results, stats.expired),
-        (1, 3),
-        "{}: {stats:?}",
-        s.name()
-    );
-    assert_holds(&s, &["s"], &["p", "r", "y"]).await;
-    // Without a result_ttl, a terminal record stays however long.
-    clock.advance(Duration::from_secs(1_000_000));
-    assert_holds(&s, &["s"], &["p", "r", "y"]).await;
-    s.finish().await;
-}
-
-async fn a_records_clock_restarts_at_each_store(kind: Kind) {
-    let clock = ManualClock::new();
-    let s = Subject::open(
-        kind,
-        clocked(
-            &clock,
-            HubConfig::default()
-                .with_result_ttl(Some(secs(10)))
-                .with_pending_ttl(Some(secs(10))),
-        ),
-    );
-    s.put(rec("a", Pending)).await;
-    clock.advance(secs(8));
-    s.put(rec("a", Running)).await;
-    clock.advance(secs(8)); // 16 s after the first store, 8 s after the latest
-    assert_holds(&s, &["a"], &[]).await;
-    s.put(rec("a", Success)).await;
-    clock.advance(secs(8));
-    s.put(rec("a", Success).with_result("again")).await;
-    clock.advance(secs(8)); // 32 s after the first store
-    assert_holds(&s, &["a"], &[]).await;
-    clock.advance(secs(2));
-    assert_holds(&s, &[], &["a"]).await;
-    assert_eq!(s.stats().await.expired, 1, "{}", s.name());
-    s.finish().await;
-}
-
-async fn a_record_takes_the_ttl_of_its_latest_status(kind: Kind) {
-    let clock = ManualClock::new();
-    let s = Subject::open(
-        kind,
-        clocked(
-            &clock,
-            HubConfig::default()
-                .with_result_ttl(Some(secs(5)))
-                .with_pending_ttl(Some(secs(100))),
-        ),
-    );
-    // Pending (100 s) turning terminal (5 s).
-    s.put(rec("to-terminal", Pending)).await;
-    // Terminal (5 s) stored back as non-terminal (100 s) under Overwrite.
-    s.put(rec("to-open", Success)).await;
-    clock.advance(secs(4));
-    s.put(rec("to-terminal", Success)).await;
-    s.put(rec("to-open", Retrying)).await;
-    clock.advance(secs(5));
-    assert_holds(&s, &["to-open"], &["to-terminal"]).await;
-    clock.advance(secs(94));
-    assert_holds(&s, &["to-open"], &["to-terminal"]).await;
-    clock.advance(secs(1));
-    assert_holds(&s, &[], &["to-open", "to-terminal"]).await;
-    assert_eq!(s.stats().await.expired, 2, "{}", s.name());
-    s.finish().await;
-}
-
-async fn expired_records_vanish_from_pages_at_once(kind: Kind) {
-    let clock = ManualClock::new();
-    let s = Subject::open(
-        kind,
-        clocked(&clock, HubConfig::default().with_result_ttl(Some(secs(10)))),
-    );
-    // Same submitted_at: the listing order is first-store order a, b, c, d.
-    for id in ["a", "b", "c", "d"] {
-        s.put(rec(id, Success).with_submitted_at(at(0))).await;
-        clock.advance(secs(1));
-    }
-    // a was stored 10 s ago, b 9 s ago.
-    clock.advance(secs(6));
-    let page = within("list", s.backend.list_by_status(Success, Some(1), 0))
-        .await
-        .unwrap();
-    assert_eq!(ids(&page), ["b"], "{}: first page after expiry", s.name());
-    let page = within("list", s.backend.list_by_status(Success, Some(2), 1))
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&page),
-        ["c", "d"],
-        "{}: offset 1 after expiry",
-        s.name()
-    );
-    clock.advance(secs(2));
-    let page = within("list", s.backend.list_by_status(Success, None, 0))
-        .await
-        .unwrap();
-    assert_eq!(ids(&page), ["d"], "{}", s.name());
-    let stats = s.stats().await;
-    assert_eq!(
-        (stats.results, stats.by_status.get(Success), stats.expired),
-        (1, 1, 3),
-        "{}: {stats:?}",
-        s.name()
-    );
-    s.finish().await;
-}
-
-fn ids(records: &[TaskResult]) -> Vec<&str> {
-    records.iter().map(|r| r.task_id.as_str()).collect()
-}
-
-async fn an_expired_id_stored_again_is_new_and_inherits_nothing(kind: Kind) {
-    let clock = ManualClock::new();
-    let s = Subject::open(
-        kind,
-        clocked(
-            &clock,
-            HubConfig::default().with_pending_ttl(Some(secs(10))),
-        ),
-    );
-    s.put(
-        rec("a", Pending)
-            .with_task_name("resize")
-            .with_args(vec![json!(1)])
-            .with_submitted_at(at(0)),
-    )
-    .await;
-    clock.advance(secs(5));
-    s.put(rec("b", Pending)).await;
-    clock.advance(secs(6)); // a expired, b has 4 s left
-    s.put(rec("a", Pending)).await;
-    let a = s.get("a").await.unwrap();
-    assert_eq!(a, rec("a", Pending), "{}: nothing inherited", s.name());
-    // Without submitted_at both tie; a is a new id now, so it lists after b.
-    assert_eq!(ids(&s.list(Pending).await), ["b", "a"], "{}", s.name());
-    assert_eq!(s.stats().await.expired, 1, "{}", s.name());
-    s.finish().await;
-}
-
-async fn expiry_does_not_end_a_waiter(kind: Kind) {
-    let clock = ManualClock::new();
-    let s = Subject::open(
-        kind,
-        clocked(
-            &clock,
-            HubConfig::default()
-                .with_pending_ttl(Some(secs(5)))
-                .with_result_ttl(Some(secs(5))),
-        ),
-    );
-    s.put(rec("job", Running).with_task_name("t")).await;
-    let waiter = s.spawn_wait("job", Some(support::TIMEOUT));
-    s.await_waiters(1).await;
-    clock.advance(secs(6));
-    assert_eq!(s.get("job").await, None, "{}", s.name());
-    let stats = s.stats().await;
-    assert_eq!(
-        (stats.results, stats.waiters, stats.expired),
-        (0, 1, 1),
-        "{}: the record expired, the waiter stays: {stats:?}",
-        s.name()
-    );
-    assert!(
-        !waiter.is_finished(),
-        "{}: expiry ended the waiter",
-        s.name()
-    );
-    s.put(rec("job", Success).with_result(7)).await;
-    let woken = join("waiter", waiter)
-        .await
-        .expect("woken by the later store");
-    assert_eq!(woken, rec("job", Success).with_result(7), "{}", s.name());
-    assert_eq!(s.get("job").await, Some(woken), "{}", s.name());
-    assert_eq!(s.stats().await.waiters, 0, "{}", s.name());
-    s.finish().await;
-}
-
-async fn an_expired_terminal_record_no_longer_answers_wait_for_at_once(kind: Kind) {
-    let clock = ManualClock::new();
-    let s = Subject::open(
-        kind,
-        clocked(&clock, HubConfig::default().with_result_ttl(Some(secs(5)))),
-    );
-    s.put(rec("done", Success)).await;
-    let out = within("wait_for", s.backend.wait_for("done", Some(Duration::ZERO))).await;
-    assert_eq!(out.unwrap(), rec("done", Success), "{}", s.name());
-    clock.advance(secs(5));
-    let out = within("wait_for", s.backend.wait_for("done", Some(Duration::ZERO))).await;
-    assert!(
-        matches!(out, Err(BackendError::Timeout { .. })),
-        "{}: wait_for an expired record should wait (and time out), got {out:?}",
-        s.name()
-    );
-    assert_eq!(s.stats().await.waiters, 0, "{}", s.name());
-    s.finish().await;
-}
-
-async fn expired_records_hold_no_room_under_max_results(kind: Kind) {
-    let clock = ManualClock::new();
-    let s = Subject::open(
-        kind,
-        clocked(
-            &clock,
-            HubConfig::default()
-                .with_max_results(Some(2))
-                .with_pending_ttl(Some(secs(5))),
-        ),
-    );
-    s.put(rec("p1", Pending)).await;
-    s.put(rec("p2", Running)).await;
-    assert_overloaded(
-        "full of non-terminal records",
-        s.store(rec("x", Pending)).await,
-        Limit::MaxResults,
-        2,
-    );
-    clock.advance(secs(5));
-    // Both records expired: the store must see an empty backend, not a full one.
-    let out = s.store(rec("p3", Pending)).await;
-    assert!(
-        out.is_ok(),
-        "{}: store after every record expired: expected Ok, got {out:?}",
-        s.name()
-    );
-    assert_holds(&s, &["p3"], &["p1", "p2"]).await;
-    let stats = s.stats().await;
-    assert_eq!(
-        (stats.expired, stats.evicted),
-        (2, 0),
-        "{}: {stats:?}",
-        s.name()
-    );
-    s.finish().await;
-}
-
-async fn an_expired_terminal_record_is_counted_as_expired_not_evicted(kind: Kind) {
-    let clock = ManualClock::new();
-    let s = Subject::open(
-        kind,
-        clocked(
-            &clock,
-            HubConfig::default()
-                .with_max_results(Some(1))
-                .with_result_ttl(Some(secs(5))),
-        ),
-    );
-    s.put(rec("a", Success)).await;
-    clock.advance(secs(5));
-    s.put(rec("b", Success)).await;
-    assert_holds(&s, &["b"], &["a"]).await;
-    let stats = s.stats().await;
-    assert_eq!(
-        (stats.expired, stats.evicted),
-        (1, 0),
-        "{}: a expired before b needed its room: {stats:?}",
-        s.name()
-    );
-    s.finish().await;
-}
-
-// ---------------------------------------------------------------------------------------------
 // max_waiters
 // ---------------------------------------------------------------------------------------------
 
@@ -629,19 +220,56 @@ async fn max_waiters_refuses_waits_past_the_limit_and_registers_nothing(kind: Ki
     s.finish().await;
 }
 
+/// With every waiter place taken, `wait_for` on a terminal record still answers at once, whatever
+/// the timeout: answering from the record is not waiting, and takes no waiter place.
 async fn wait_for_a_terminal_record_answers_even_at_max_waiters(kind: Kind) {
     let s = Subject::open(kind, HubConfig::default().with_max_waiters(Some(1)));
     s.put(rec("done", Success)).await;
     let holder = s.spawn_wait("open", None);
     s.await_waiters(1).await;
-    // Answering from a terminal record is not waiting: it takes no waiter place.
-    let out = within("wait_for", s.backend.wait_for("done", Some(Duration::ZERO))).await;
-    assert!(
-        matches!(&out, Ok(record) if *record == rec("done", Success)),
-        "{}: wait_for a terminal record at max_waiters: expected the record, got {out:?}",
-        s.name()
-    );
+    for timeout in [None, Some(Duration::ZERO), Some(secs(30))] {
+        let out = within("wait_for", s.backend.wait_for("done", timeout)).await;
+        assert!(
+            matches!(&out, Ok(record) if *record == rec("done", Success)),
+            "{}: wait_for a terminal record at max_waiters, {timeout:?}: expected the record, got {out:?}",
+            s.name()
+        );
+        assert_eq!(s.waiters().await, 1, "{}: {timeout:?}", s.name());
+    }
     holder.abort();
+    s.await_waiters(0).await;
+    s.finish().await;
+}
+
+async fn max_waiters_of_zero_refuses_every_wait(kind: Kind) {
+    let s = Subject::open(kind, HubConfig::default().with_max_waiters(Some(0)));
+    for timeout in [None, Some(secs(30))] {
+        let out = within("wait_for", s.backend.wait_for("x", timeout)).await;
+        assert_overloaded(
+            &format!("{}: max_waiters Some(0), {timeout:?}", s.name()),
+            out,
+            Limit::MaxWaiters,
+            0,
+        );
+    }
+    assert_eq!(s.waiters().await, 0, "{}", s.name());
+    s.finish().await;
+}
+
+/// Without a limit (`max_waiters: None`), thousands of waiters register and all wake.
+async fn unlimited_max_waiters_accepts_many(kind: Kind) {
+    let s = Subject::open(kind, HubConfig::default().with_max_waiters(None));
+    let handles: Vec<_> = (0..2000)
+        .map(|i| s.spawn_wait(format!("u-{}", i % 10), None))
+        .collect();
+    s.await_waiters(2000).await;
+    for i in 0..10 {
+        s.put(rec(&format!("u-{i}"), Success)).await;
+    }
+    let results = within_long("2,000 waiters", futures::future::join_all(handles)).await;
+    for result in results {
+        result.expect("waiter task").expect("woken");
+    }
     s.await_waiters(0).await;
     s.finish().await;
 }
@@ -920,5 +548,74 @@ async fn overwrite_replaces_terminal_records(kind: Kind) {
     s.await_waiters(1).await;
     s.put(rec("a", Success).with_result(3)).await;
     assert_eq!(join("waiter", waiter).await.unwrap().result, json!(3));
+    s.finish().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counts
+// ---------------------------------------------------------------------------------------------
+
+/// Walks a backend through stores, a status change, a delete, a refused store and a clear,
+/// checking the counts `stats` reports after each step.
+async fn stats_count_records_per_status(kind: Kind) {
+    let s = Subject::open(kind, HubConfig::default());
+    let name = s.name();
+    let check = |stats: &HubStats, expect: [usize; 5], what: &str| {
+        for (status, n) in TaskStatus::ALL.into_iter().zip(expect) {
+            assert_eq!(
+                stats.by_status.get(status),
+                n,
+                "{name}: {what}: count of {status}"
+            );
+        }
+        let c = stats.by_status;
+        assert_eq!(
+            [c.pending, c.running, c.success, c.failed, c.retrying],
+            expect,
+            "{name}: {what}: fields"
+        );
+        assert_eq!(
+            stats.results,
+            expect.iter().sum::<usize>(),
+            "{name}: {what}: results"
+        );
+    };
+    check(&s.stats().await, [0; 5], "empty");
+    assert_eq!(s.stats().await.waiters, 0);
+
+    for (id, status) in [
+        ("p1", Pending),
+        ("p2", Pending),
+        ("r", Running),
+        ("s", Success),
+        ("f", Failed),
+        ("y", Retrying),
+    ] {
+        s.put(rec(id, status)).await;
+    }
+    check(
+        &s.stats().await,
+        [2, 1, 1, 1, 1],
+        "one of each, two pending",
+    );
+
+    s.put(rec("p1", Success)).await;
+    check(&s.stats().await, [1, 1, 2, 1, 1], "p1 moved to success");
+
+    assert!(s.delete("s").await);
+    assert!(!s.delete("s").await);
+    check(&s.stats().await, [1, 1, 1, 1, 1], "s deleted");
+
+    // A refused store counts nothing.
+    let bad = rec("other", Failed);
+    assert!(
+        within("bad store", s.backend.store("y", bad))
+            .await
+            .is_err()
+    );
+    check(&s.stats().await, [1, 1, 1, 1, 1], "after a refused store");
+
+    assert_eq!(s.clear().await, 5);
+    check(&s.stats().await, [0; 5], "cleared");
     s.finish().await;
 }

@@ -31,19 +31,6 @@ fn record(n: usize) -> TaskResult {
     TaskResult::new(id(n), TaskStatus::Success).with_result(n)
 }
 
-/// Polls the waiter count until it reaches `expected`, for at most `WAIT_TIMEOUT`.
-async fn await_waiters(s: &Subject, expected: usize) {
-    within_for(WAIT_TIMEOUT, "waiters to register", async {
-        loop {
-            if s.stats().await.waiters == expected {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-}
-
 /// One round: `n` waiters, then a producer storing all `n` ids. Returns the peak RSS seen
 /// while every waiter was registered.
 async fn round(s: &Subject, n: usize) -> u64 {
@@ -53,7 +40,7 @@ async fn round(s: &Subject, n: usize) -> u64 {
             tokio::spawn(async move { backend.wait_for(&id(i), Some(WAIT_TIMEOUT)).await })
         })
         .collect();
-    await_waiters(s, n).await;
+    s.await_waiters_within(WAIT_TIMEOUT, n).await;
     let peak = rss_bytes();
 
     let backend = Arc::clone(&s.backend);

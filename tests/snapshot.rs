@@ -11,17 +11,13 @@ use resulthub::{
     TerminalPolicy, jsonl,
 };
 use serde_json::{Map, Value, json};
-use support::{Subject, TIMEOUT, join, within};
+use support::{Subject, TIMEOUT, join, rec, within};
 
 use TaskStatus::{Failed, Pending, Retrying, Running, Success};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn rec(id: &str, status: TaskStatus) -> TaskResult {
-    TaskResult::new(id, status)
-}
 
 /// A whole second plus `micros`: what the JSON layout keeps exactly.
 fn at(secs: i64, micros: i64) -> DateTime<Utc> {

@@ -29,7 +29,7 @@ const KEYS: u64 = 10_000;
 /// How long a waiter meant to time out waits.
 const SHORT_TIMEOUT: Duration = Duration::from_millis(2);
 /// How long a waiter meant to be woken may wait: nothing should come near it.
-const LONG_TIMEOUT: Duration = Duration::from_secs(30);
+const WAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on the whole run.
 const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -137,7 +137,7 @@ async fn one_op(hub: &HubHandle, client: usize, n: u64, tally: &Tally) {
                     tally.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {
-                    let mut wait = hub.wait_for(&id, Some(LONG_TIMEOUT));
+                    let mut wait = hub.wait_for(&id, Some(WAKE_TIMEOUT));
                     // Registered before the store: the hub handles a caller's calls in order.
                     if let Poll::Ready(out) = futures::poll!(wait.as_mut()) {
                         panic!("{id}: resolved before its store: {out:?}");

@@ -1,5 +1,7 @@
-//! A real actix-web server on a free loopback port, serving the hub's scope under `/hub`, for
-//! the tests that need real connections (`web_server.rs`, `browser.rs`).
+//! The web tests' helpers: requests to the hub's scope through actix-web's `test` utilities
+//! (`web_reads.rs`, `web_writes.rs`, `web_auth.rs`), and a real actix-web server on a free
+//! loopback port for the tests that need real connections (`web_server.rs`, `browser.rs`).
+//! A crate that includes it also includes `tests/support/` (`mod support;`).
 
 // Each test crate uses a different subset of the helpers.
 #![allow(dead_code)]
@@ -7,10 +9,14 @@
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpServer, web};
+use actix_web::dev::{ServerHandle, Service, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::{App, HttpServer, test, web};
 use resulthub::HubHandle;
 use resulthub::web::{WebOptions, configure};
+use serde_json::Value;
+
+use crate::support::within;
 
 /// A server on its own thread and actix System; stopped and joined on drop.
 pub struct TestServer {
@@ -67,4 +73,100 @@ impl Drop for TestServer {
             let _ = thread.join();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests through actix-web's test utilities
+// ---------------------------------------------------------------------------------------------
+
+pub const TOKEN: &str = "s3cret-token";
+
+pub async fn app(
+    hub: &HubHandle,
+    options: WebOptions,
+) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
+    test::init_service(
+        App::new().service(web::scope("/hub").configure(configure(hub.clone(), options))),
+    )
+    .await
+}
+
+pub fn writable() -> WebOptions {
+    WebOptions::default().with_allow_writes(true)
+}
+
+pub fn with_token(allow_writes: bool) -> WebOptions {
+    WebOptions::default()
+        .with_allow_writes(allow_writes)
+        .with_token(Some(TOKEN.to_owned()))
+}
+
+/// Sends a request and returns its status and JSON body (`Null` when empty). Every 4xx must
+/// carry `{"error": "<non-empty>"}`.
+pub async fn send<S>(app: &S, request: test::TestRequest) -> (StatusCode, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let response = within(
+        "the response",
+        test::call_service(app, request.to_request()),
+    )
+    .await;
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = test::read_body(response).await;
+    let json = if body.is_empty() {
+        Value::Null
+    } else if content_type.starts_with("application/json") {
+        serde_json::from_slice(&body).expect("a JSON body")
+    } else {
+        Value::String(String::from_utf8_lossy(&body).into_owned())
+    };
+    if status.is_client_error() {
+        assert!(
+            content_type.starts_with("application/json"),
+            "{status} without a JSON body"
+        );
+        let message = json["error"].as_str().unwrap_or("");
+        assert!(
+            !message.is_empty(),
+            "{status} without an error message: {json}"
+        );
+    }
+    (status, json)
+}
+
+pub fn get(uri: &str) -> test::TestRequest {
+    test::TestRequest::get().uri(uri)
+}
+
+pub fn post(uri: &str, body: Value) -> test::TestRequest {
+    test::TestRequest::post().uri(uri).set_json(body)
+}
+
+pub fn delete(uri: &str) -> test::TestRequest {
+    test::TestRequest::delete().uri(uri)
+}
+
+pub fn bearer(request: test::TestRequest, token: &str) -> test::TestRequest {
+    request.insert_header((header::AUTHORIZATION, format!("Bearer {token}")))
+}
+
+/// Asserts 400 and that the message mentions `needle`.
+pub async fn assert_bad<S>(app: &S, request: test::TestRequest, needle: &str)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let (status, body) = send(app, request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"].as_str().unwrap_or("");
+    assert!(
+        message.contains(needle),
+        "{message:?} should mention {needle:?}"
+    );
 }
