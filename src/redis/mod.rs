@@ -1,6 +1,7 @@
 //! [`RedisBackend`]: results shared across processes through Redis, in flowrra's layout.
 
 mod builder;
+mod connect;
 mod errors;
 mod inflight;
 mod keys;
@@ -121,8 +122,7 @@ impl RedisBackend {
                 operation: "RedisBackend outside a Tokio runtime",
             });
         };
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|error| BackendError::invalid(format!("bad Redis URL: {error}")))?;
+        let client = connect::client(&options)?;
         let pool = Arc::new(
             Pool::open(
                 client.clone(),
@@ -131,7 +131,8 @@ impl RedisBackend {
                 options.response_timeout,
                 runtime.clone(),
             )
-            .await?,
+            .await
+            .map_err(|error| connect::in_context(&client, error))?,
         );
         let settings = LinkSettings {
             connect_timeout: options.connect_timeout,
@@ -150,7 +151,7 @@ impl RedisBackend {
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 waiters: Waiters::new(
-                    client,
+                    client.clone(),
                     keys.clone(),
                     settings,
                     Arc::clone(&pool),
@@ -171,7 +172,8 @@ impl RedisBackend {
             .inner
             .pool
             .query::<String>(&redis::cmd("PING"))
-            .await?;
+            .await
+            .map_err(|error| connect::in_context(&client, error))?;
         Ok(backend)
     }
 

@@ -293,6 +293,7 @@ async fn dispatch(weak: std::sync::Weak<Waiters>) {
 /// One life of the link. Returns why it ended.
 async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration) -> LinkFailure {
     let settings = &waiters.settings;
+    super::connect::warn_if_insecure(&waiters.client);
     let connect = async {
         let mut pubsub = waiters.client.get_async_pubsub().await?;
         pubsub.psubscribe(waiters.keys.complete_pattern()).await?;
