@@ -228,8 +228,11 @@ impl RedisBackendBuilder {
     /// # Errors
     ///
     /// [`BackendError::InvalidInput`] for a malformed URL or option (nothing is connected),
+    /// including TLS options on a URL that is not `rediss://` and a PEM without a certificate;
     /// [`BackendError::Unavailable`] when the server cannot be reached within twice
-    /// `connect_timeout` (two tries), [`BackendError::Storage`] when it refuses the connection (e.g. a
+    /// `connect_timeout` (two tries), or the TLS handshake fails (a certificate not trusted or
+    /// for another name, a client certificate the server requires, a port without TLS), with
+    /// rustls's words for it; [`BackendError::Storage`] when it refuses the connection (e.g. a
     /// wrong password).
     pub async fn build(self) -> Result<RedisBackend, BackendError> {
         RedisBackend::from_builder(self).await

@@ -98,8 +98,9 @@ impl RedisBackend {
     }
 
     /// Starts building a backend for the server at `url`: `redis://[user:password@]host:port/db`
-    /// or `unix:///path/to/socket`. TLS (`rediss://`) is not built in: the `redis` dependency
-    /// is compiled without a TLS stack, and such a URL is refused with `InvalidInput`.
+    /// or `unix:///path/to/socket`; with the `redis-tls` feature also
+    /// `rediss://[user:password@]host:port/db` (TLS; the builder's `tls_*` options). Without
+    /// that feature a `rediss://` URL is refused with `InvalidInput` naming it.
     pub fn builder(url: &str) -> RedisBackendBuilder {
         RedisBackendBuilder::new(url)
     }
