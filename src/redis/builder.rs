@@ -47,6 +47,8 @@ pub struct RedisBackendBuilder {
     pub(super) list_timeout: Duration,
     pub(super) subscription_linger: Duration,
     pub(super) naive_times: NaiveTimes,
+    #[cfg(feature = "redis-tls")]
+    pub(super) tls: super::connect::TlsOptions,
 }
 
 impl RedisBackendBuilder {
@@ -69,6 +71,8 @@ impl RedisBackendBuilder {
             list_timeout: Duration::from_secs(30),
             subscription_linger: Duration::from_secs(5),
             naive_times: NaiveTimes::Utc,
+            #[cfg(feature = "redis-tls")]
+            tls: super::connect::TlsOptions::default(),
         }
     }
 
@@ -226,13 +230,66 @@ impl RedisBackendBuilder {
         self
     }
 
+    /// Trusts the CA certificates in `pem` (one or more `CERTIFICATE` blocks) for a `rediss://`
+    /// server, e.g. a private CA or the one a managed service publishes. Each call adds to the
+    /// ones before it.
+    ///
+    /// Once any is given, only these are trusted: the default roots (Mozilla's, built in) are
+    /// not consulted. Without any, a server must present a certificate from a public CA.
+    ///
+    /// `build` refuses (`InvalidInput`) a PEM without a certificate, one that is not a usable CA
+    /// certificate, a URL that is not `rediss://`, and this option with
+    /// [`tls_insecure`](Self::tls_insecure).
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.roots.push(pem.into());
+        self
+    }
+
+    /// Presents this certificate (a PEM chain, leaf first) and its private key (PEM: PKCS#8,
+    /// PKCS#1 or SEC1) when the server asks for one: mutual TLS, as `redis-server
+    /// --tls-auth-clients yes` requires. A later call replaces an earlier one.
+    ///
+    /// `build` refuses (`InvalidInput`) a chain without a certificate, a key that cannot be read
+    /// or does not match the certificate, and a URL that is not `rediss://`.
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_client_certificate(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// **For development only.** Connects over TLS without verifying the server's certificate
+    /// or name (also without SNI), as the `#insecure` fragment of a `rediss://` URL does: the
+    /// traffic is encrypted, but anyone between client and server can read and change it.
+    ///
+    /// Every connection made with it logs a `tracing` warning
+    /// (`resulthub.redis.tls_insecure`): the command connections when made or rebuilt, and the
+    /// pub/sub connection at each (re)connection. `build` refuses it on a URL that is not
+    /// `rediss://`, and with [`tls_root_certificate`](Self::tls_root_certificate), which it
+    /// would ignore.
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_insecure(mut self) -> Self {
+        self.tls.insecure = true;
+        self
+    }
+
     /// Checks the options, connects and answers once the server has answered a `PING`.
     ///
     /// # Errors
     ///
     /// [`BackendError::InvalidInput`] for a malformed URL or option (nothing is connected),
+    /// including TLS options on a URL that is not `rediss://` and a PEM without a certificate;
     /// [`BackendError::Unavailable`] when the server cannot be reached within twice
-    /// `connect_timeout` (two tries), [`BackendError::Storage`] when it refuses the connection (e.g. a
+    /// `connect_timeout` (two tries), or the TLS handshake fails (a certificate not trusted or
+    /// for another name, a client certificate the server requires, a port without TLS), with
+    /// rustls's words for it; [`BackendError::Storage`] when it refuses the connection (e.g. a
     /// wrong password).
     pub async fn build(self) -> Result<RedisBackend, BackendError> {
         RedisBackend::from_builder(self).await

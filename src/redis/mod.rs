@@ -1,6 +1,7 @@
 //! [`RedisBackend`]: results shared across processes through Redis, in flowrra's layout.
 
 mod builder;
+mod connect;
 mod delete;
 mod errors;
 mod inflight;
@@ -105,8 +106,9 @@ impl RedisBackend {
     }
 
     /// Starts building a backend for the server at `url`: `redis://[user:password@]host:port/db`
-    /// or `unix:///path/to/socket`. TLS (`rediss://`) is not built in: the `redis` dependency
-    /// is compiled without a TLS stack, and such a URL is refused with `InvalidInput`.
+    /// or `unix:///path/to/socket`; with the `redis-tls` feature also
+    /// `rediss://[user:password@]host:port/db` (TLS; the builder's `tls_*` options). Without
+    /// that feature a `rediss://` URL is refused with `InvalidInput` naming it.
     pub fn builder(url: &str) -> RedisBackendBuilder {
         RedisBackendBuilder::new(url)
     }
@@ -129,8 +131,7 @@ impl RedisBackend {
                 operation: "RedisBackend outside a Tokio runtime",
             });
         };
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|error| BackendError::invalid(format!("bad Redis URL: {error}")))?;
+        let client = connect::client(&options)?;
         let pool = Arc::new(
             Pool::open(
                 client.clone(),
@@ -139,7 +140,8 @@ impl RedisBackend {
                 options.response_timeout,
                 runtime.clone(),
             )
-            .await?,
+            .await
+            .map_err(|error| connect::in_context(&client, error))?,
         );
         let settings = LinkSettings {
             connect_timeout: options.connect_timeout,
@@ -160,7 +162,7 @@ impl RedisBackend {
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 waiters: Waiters::new(
-                    client,
+                    client.clone(),
                     keys.clone(),
                     settings,
                     options.max_waiters,
@@ -184,7 +186,8 @@ impl RedisBackend {
             .inner
             .pool
             .query::<String>(&redis::cmd("PING"))
-            .await?;
+            .await
+            .map_err(|error| connect::in_context(&client, error))?;
         Ok(backend)
     }
 

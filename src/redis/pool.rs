@@ -181,6 +181,7 @@ async fn connect(
     config: &ConnectionManagerConfig,
     timeout: Duration,
 ) -> Result<ConnectionManager, BackendError> {
+    super::connect::warn_if_insecure(client);
     let connect = ConnectionManager::new_with_config(client.clone(), config.clone());
     // The manager retries once; the whole attempt stays within twice the timeout.
     match tokio::time::timeout(timeout.saturating_mul(2), connect).await {

@@ -380,6 +380,7 @@ async fn links(waiters: &Arc<Waiters>) {
 /// One life of the link. Returns why it ended.
 async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration, was_up: &mut bool) -> LinkFailure {
     let settings = &waiters.settings;
+    super::connect::warn_if_insecure(&waiters.client);
     let connect = async {
         let mut pubsub = waiters.client.get_async_pubsub().await?;
         pubsub.psubscribe(waiters.keys.complete_pattern()).await?;

@@ -1,5 +1,6 @@
 //! A real `redis-server` for one test: started on a free loopback port, killed on drop (also
-//! when the test panics). Tests can kill, restart, pause and resume it.
+//! when the test panics). Tests can kill, restart, pause and resume it. `start_tls` starts one
+//! that speaks only TLS (feature `redis-tls`).
 //!
 //! Without `redis-server` on the PATH the Redis tests skip loudly, unless
 //! `RESULTHUB_REQUIRE_REDIS=1` (set by `.ci/run`) makes that a failure.
@@ -21,17 +22,45 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
+    tls: Option<TlsServer>,
+}
+
+/// How a TLS-only server is set up: its certificate and key, the CA it checks client
+/// certificates against, whether it requires one, and what this helper's own connections
+/// (readiness pings, `command`) trust and present.
+#[derive(Clone, Debug)]
+pub struct TlsServer {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+    /// `--tls-auth-clients yes`: a client without a certificate from `ca_pem` is refused.
+    pub auth_clients: bool,
+    /// The CA this helper's connections trust (the one that issued `cert_pem`).
+    pub trust_pem: String,
+    /// The certificate and key this helper's connections present.
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
 }
 
 impl RedisServer {
     /// Starts a server, or `None` (after saying so) when this machine has no `redis-server`.
     pub fn start() -> Option<RedisServer> {
-        Self::start_with(&[])
+        Self::start_configured(&[], None)
     }
 
     /// `start` with more command-line options (`["--enable-debug-command", "yes"]`), given
     /// again at every restart.
     pub fn start_with(extra_args: &[&str]) -> Option<RedisServer> {
+        Self::start_configured(extra_args, None)
+    }
+
+    /// Starts a server that speaks only TLS (`--port 0 --tls-port P`), or `None` as `start`.
+    #[cfg(feature = "redis-tls")]
+    pub fn start_tls(tls: TlsServer) -> Option<RedisServer> {
+        Self::start_configured(&[], Some(tls))
+    }
+
+    fn start_configured(extra_args: &[&str], tls: Option<TlsServer>) -> Option<RedisServer> {
         if !available() {
             let why = "redis-server is not on the PATH (Debian: apt-get install redis-server)";
             if std::env::var("RESULTHUB_REQUIRE_REDIS").as_deref() == Ok("1") {
@@ -47,6 +76,15 @@ impl RedisServer {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("make the server's directory");
+        if let Some(tls) = &tls {
+            for (name, pem) in [
+                ("server.crt", &tls.cert_pem),
+                ("server.key", &tls.key_pem),
+                ("ca.crt", &tls.ca_pem),
+            ] {
+                std::fs::write(dir.join(name), pem).expect("write a TLS file");
+            }
+        }
         // A port just released can be taken by another test in between: try a few.
         for _ in 0..10 {
             let port = free_port();
@@ -55,6 +93,7 @@ impl RedisServer {
                 port,
                 dir: dir.clone(),
                 extra_args: extra_args.iter().map(|&arg| arg.to_owned()).collect(),
+                tls: tls.clone(),
             };
             if server.spawn() {
                 return Some(server);
@@ -63,9 +102,13 @@ impl RedisServer {
         panic!("could not start redis-server on a free port");
     }
 
-    /// `redis://127.0.0.1:{port}/0`.
+    /// `redis://127.0.0.1:{port}/0`; `rediss://localhost:{port}/0` for a TLS server, a name
+    /// as managed services give (the server listens on 127.0.0.1 either way).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match self.tls {
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+            Some(_) => format!("rediss://localhost:{}/0", self.port),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -112,7 +155,8 @@ impl RedisServer {
         for arg in rest {
             command.arg(*arg);
         }
-        let reply: redis::Value = connect(&self.url(), Duration::from_secs(10))
+        let reply: redis::Value = self
+            .connect(Duration::from_secs(10))
             .and_then(|mut connection| command.query(&mut connection))
             .unwrap_or_else(|error| panic!("redis command {command:?}: {error}"));
         flatten(reply)
@@ -137,10 +181,60 @@ impl RedisServer {
             .unwrap_or_else(|error| panic!("kill {signal:?} failed: {error}"));
     }
 
+    /// A connection to the server whose connect, reads and writes each give up after
+    /// `timeout`; over TLS with the helper's own CA and client certificate.
+    fn connect(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+        let client = match &self.tls {
+            None => redis::Client::open(self.url())?,
+            #[cfg(feature = "redis-tls")]
+            Some(tls) => redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: Some(redis::ClientTlsConfig {
+                        client_cert: tls.client_cert_pem.clone().into_bytes(),
+                        client_key: tls.client_key_pem.clone().into_bytes(),
+                    }),
+                    root_cert: Some(tls.trust_pem.clone().into_bytes()),
+                },
+            )?,
+            #[cfg(not(feature = "redis-tls"))]
+            Some(_) => unreachable!("a TLS server is only started with the redis-tls feature"),
+        };
+        let connection = client.get_connection_with_timeout(timeout)?;
+        connection.set_read_timeout(Some(timeout))?;
+        connection.set_write_timeout(Some(timeout))?;
+        Ok(connection)
+    }
+
+    fn ping(&self) -> bool {
+        self.connect(Duration::from_millis(500))
+            .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
+            .is_ok_and(|reply| reply == "PONG")
+    }
+
     /// Starts the process and waits until it answers; `false` if it could not start.
     fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+            Some(tls) => {
+                command
+                    .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(self.dir.join("server.crt"))
+                    .arg("--tls-key-file")
+                    .arg(self.dir.join("server.key"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(self.dir.join("ca.crt"))
+                    .args([
+                        "--tls-auth-clients",
+                        if tls.auth_clients { "yes" } else { "no" },
+                    ]);
+            }
+        }
+        let child = command
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -164,7 +258,7 @@ impl RedisServer {
                     return false;
                 }
             }
-            if ping(&self.url()) {
+            if self.ping() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -194,20 +288,6 @@ fn available() -> bool {
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
-}
-
-/// A connection to `url` whose connect, reads and writes each give up after `timeout`.
-fn connect(url: &str, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let connection = redis::Client::open(url)?.get_connection_with_timeout(timeout)?;
-    connection.set_read_timeout(Some(timeout))?;
-    connection.set_write_timeout(Some(timeout))?;
-    Ok(connection)
-}
-
-fn ping(url: &str) -> bool {
-    connect(url, Duration::from_millis(500))
-        .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
-        .is_ok_and(|reply| reply == "PONG")
 }
 
 /// A reply as `command` returns it.
