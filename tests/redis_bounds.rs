@@ -6,8 +6,8 @@
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+mod support;
 
-use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,31 +17,12 @@ use resulthub::{
     BackendError, Limit, RedisBackend, RedisBackendBuilder, ResultBackend, TaskResult, TaskStatus,
 };
 use serde_json::json;
-
-/// Bound on any await that could hang.
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(TIMEOUT, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("hung: {what} did not finish within {TIMEOUT:?}"),
-    }
-}
+use support::{eventually, within_long};
 
 async fn build(builder: RedisBackendBuilder) -> RedisBackend {
-    within("connect", builder.build()).await.expect("connect")
-}
-
-/// Polls `check` until it holds, for at most [`TIMEOUT`].
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen within {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within_long("connect", builder.build())
+        .await
+        .expect("connect")
 }
 
 fn success(id: &str) -> TaskResult {
@@ -79,7 +60,7 @@ async fn max_waiters_refuses_with_the_typed_error_and_leaves_nothing_behind() {
         .collect();
     eventually("three waiters", || backend.local_waiters() == 3).await;
 
-    let refused = within(
+    let refused = within_long(
         "a wait past max_waiters",
         backend.wait_for("c", Some(Duration::from_secs(60))),
     )
@@ -94,7 +75,7 @@ async fn max_waiters_refuses_with_the_typed_error_and_leaves_nothing_behind() {
     assert_eq!(backend.local_waiters(), 3, "the refused wait left a waiter");
     // As the hub: a finished task is answered without taking a place.
     assert_eq!(
-        within(
+        within_long(
             "a finished task at the limit",
             backend.wait_for("finished", Some(Duration::from_secs(60)))
         )
@@ -107,12 +88,12 @@ async fn max_waiters_refuses_with_the_typed_error_and_leaves_nothing_behind() {
         backend.store(id, success(id)).await.expect("store");
     }
     for wait in waits {
-        let record = within("a waiter", wait).await.expect("task");
+        let record = within_long("a waiter", wait).await.expect("task");
         assert!(record.expect("wait_for").is_success());
     }
     assert_eq!(backend.local_waiters(), 0);
     // The places are free again: a wait is let in (and times out).
-    let later = within(
+    let later = within_long(
         "a wait once the table emptied",
         backend.wait_for("c", Some(Duration::from_millis(50))),
     )
@@ -159,7 +140,7 @@ async fn small_pages_of_a_large_prefix_match_a_full_sort() {
             .iter()
             .map(|record| backend.store(&record.task_id, record.clone()))
             .collect();
-        for outcome in within("a chunk of stores", stores.collect::<Vec<_>>()).await {
+        for outcome in within_long("a chunk of stores", stores.collect::<Vec<_>>()).await {
             outcome.expect("store");
         }
     }
@@ -177,7 +158,7 @@ async fn small_pages_of_a_large_prefix_match_a_full_sort() {
         };
         by_time.then_with(|| a.task_id.cmp(&b.task_id))
     });
-    let all = within(
+    let all = within_long(
         "the full listing",
         backend.list_by_status(TaskStatus::Success, None, 0),
     )
@@ -192,7 +173,7 @@ async fn small_pages_of_a_large_prefix_match_a_full_sort() {
         (10, 1_120),
         (5, 5_000),
     ] {
-        let page = within(
+        let page = within_long(
             "a page",
             backend.list_by_status(TaskStatus::Success, Some(limit), offset),
         )
@@ -205,7 +186,7 @@ async fn small_pages_of_a_large_prefix_match_a_full_sort() {
     let mut paged = Vec::new();
     let mut after = None;
     loop {
-        let page = within(
+        let page = within_long(
             "list_page",
             backend.list_page(TaskStatus::Success, 97, after.as_ref()),
         )
@@ -244,12 +225,12 @@ async fn a_walk_past_list_timeout_is_unavailable_and_the_next_one_works() {
     backend.store("x", success("x")).await.expect("store");
 
     server.pause();
-    let frozen = within(
+    let frozen = within_long(
         "a listing on a frozen server",
         backend.list_by_status(TaskStatus::Success, Some(10), 0),
     )
     .await;
-    let paged = within(
+    let paged = within_long(
         "list_page on a frozen server",
         backend.list_page(TaskStatus::Success, 10, None),
     )
@@ -266,7 +247,7 @@ async fn a_walk_past_list_timeout_is_unavailable_and_the_next_one_works() {
         "{paged:?}"
     );
     assert_eq!(
-        within(
+        within_long(
             "a listing after the thaw",
             backend.list_by_status(TaskStatus::Success, Some(10), 0)
         )
@@ -302,9 +283,9 @@ async fn stores_run_in_the_callers_future_not_a_task_each() {
         "{} tasks alive while 200 stores ran, {before} before",
         during
     );
-    let outcomes: Vec<_> = within("200 stores", stores.collect()).await;
+    let outcomes: Vec<_> = within_long("200 stores", stores.collect()).await;
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
-    let got = within("get_many", backend.get_many(&["s0", "s199"]))
+    let got = within_long("get_many", backend.get_many(&["s0", "s199"]))
         .await
         .expect("get_many");
     assert_eq!(got, vec![Some(success("s0")), Some(success("s199"))]);
@@ -333,7 +314,7 @@ async fn a_store_dropped_midway_lands_whole_and_holds_up_nothing() {
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
             }
-            let stored = within("get after a dropped store", backend.get(&id))
+            let stored = within_long("get after a dropped store", backend.get(&id))
                 .await
                 .expect("get");
             let dones = announced
@@ -351,10 +332,10 @@ async fn a_store_dropped_midway_lands_whole_and_holds_up_nothing() {
             }
             // The next store on the id is not held up, and the dropped one never lands after it.
             let next = TaskResult::new(&id, TaskStatus::Failed);
-            within("the next store on the id", backend.store(&id, next.clone()))
+            within_long("the next store on the id", backend.store(&id, next.clone()))
                 .await
                 .expect("store");
-            let last = within("get", backend.get(&id)).await.expect("get");
+            let last = within_long("get", backend.get(&id)).await.expect("get");
             assert_eq!(
                 last.map(|record| record.status),
                 Some(TaskStatus::Failed),
@@ -385,7 +366,7 @@ async fn no_pattern_subscription_without_waiters() {
     };
     eventually("subscribed for the waiter", || numpat(&server) == 1).await;
     backend.store("w", success("w")).await.expect("store");
-    let record = within("the waiter", wait).await.expect("task");
+    let record = within_long("the waiter", wait).await.expect("task");
     assert_eq!(record.expect("wait_for"), success("w"));
     assert_eq!(backend.local_waiters(), 0);
     eventually("unsubscribed after the linger", || numpat(&server) == 0).await;
@@ -411,7 +392,7 @@ async fn no_pattern_subscription_without_waiters() {
             &serde_json::to_string(&success(&id)).expect("encode"),
         ]);
         server.command_text(&["PUBLISH", &format!("flowrra:complete:{id}"), "done"]);
-        let record = within("a waiter after the linger", wait)
+        let record = within_long("a waiter after the linger", wait)
             .await
             .expect("task");
         assert_eq!(record.expect("wait_for"), success(&id));
@@ -438,7 +419,7 @@ async fn waits_that_come_as_the_subscription_retires_miss_nothing() {
             }
             writer.store(&id, success(&id)).await
         };
-        let (waited, stored) = within("a wait racing a retiring subscription", async {
+        let (waited, stored) = within_long("a wait racing a retiring subscription", async {
             tokio::join!(wait, store)
         })
         .await;

@@ -15,19 +15,7 @@ use std::time::Duration;
 use redis_server::RedisServer;
 use resulthub::{BackendError, RedisBackend, ResultBackend, TaskResult, TaskStatus};
 use serde_json::json;
-use support::{LONG_TIMEOUT, connect_redis, within_long};
-
-/// Polls `check` until it holds, for at most [`LONG_TIMEOUT`].
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + LONG_TIMEOUT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen within {LONG_TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use support::{LONG_TIMEOUT, connect_redis, eventually, within_long};
 
 /// The pub/sub connections the server has, from `CLIENT LIST`.
 fn pubsub_clients(server: &RedisServer) -> usize {

@@ -10,8 +10,8 @@
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+mod support;
 
-use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,34 +22,13 @@ use resulthub::{
     BackendError, RedisBackend, ResultBackend, TaskResult, TaskStatus, TerminalPolicy,
 };
 use serde_json::json;
+use support::{LONG_TIMEOUT, eventually, within_long};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Bound on any await that could hang.
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(TIMEOUT, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("hung: {what} did not finish within {TIMEOUT:?}"),
-    }
-}
-
-/// Polls `check` until it holds, for at most [`TIMEOUT`].
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen within {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// A backend on `url` whose calls have far more time than this machine needs.
 async fn backend(url: &str, policy: TerminalPolicy) -> RedisBackend {
-    within(
+    within_long(
         "connect",
         RedisBackend::builder(url)
             .terminal_policy(policy)
@@ -295,7 +274,7 @@ async fn a_store_with_lost_replies(policy: TerminalPolicy, lost: usize) {
     let backend = backend(&proxy.url(), policy).await;
     let mut completions = Completions::subscribe(&server);
     let id = format!("lost-store-{lost}");
-    within(
+    within_long(
         "a first, running store",
         backend.store(&id, TaskResult::new(&id, TaskStatus::Running)),
     )
@@ -303,7 +282,7 @@ async fn a_store_with_lost_replies(policy: TerminalPolicy, lost: usize) {
     .expect("store running");
 
     proxy.lose_next(lost);
-    let stored = within(
+    let stored = within_long(
         "the store whose reply is lost",
         backend.store(&id, success(&id)),
     )
@@ -350,12 +329,12 @@ async fn storing_the_record_already_stored_announces_nothing_again() {
     let backend = backend(&server.url(), TerminalPolicy::Overwrite).await;
     let mut completions = Completions::subscribe(&server);
     for _ in 0..2 {
-        within("store", backend.store("same", success("same")))
+        within_long("store", backend.store("same", success("same")))
             .await
             .expect("store");
     }
     assert_eq!(completions.published().len(), 1);
-    within(
+    within_long(
         "a changed record",
         backend.store("same", success("same").with_result(2)),
     )
@@ -373,21 +352,21 @@ async fn a_delete_whose_reply_is_lost_answers_true() {
     let backend = backend(&proxy.url(), TerminalPolicy::Overwrite).await;
     // Braces in the id: the marker key must still land in the record's slot.
     let id = "lost-{del}ete";
-    within("store", backend.store(id, success(id)))
+    within_long("store", backend.store(id, success(id)))
         .await
         .expect("store");
 
     proxy.lose_next(1);
-    let deleted = within("the delete whose reply is lost", backend.delete(id)).await;
+    let deleted = within_long("the delete whose reply is lost", backend.delete(id)).await;
     assert_eq!(proxy.dropped(), 1, "the proxy lost the delete's reply");
     assert!(deleted.expect("delete"), "this call removed it");
     assert_eq!(
-        within("get", backend.get(id)).await.expect("get"),
+        within_long("get", backend.get(id)).await.expect("get"),
         None,
         "the record is gone"
     );
     assert!(
-        !within("delete again", backend.delete(id))
+        !within_long("delete again", backend.delete(id))
             .await
             .expect("delete"),
         "another call did not remove it"
@@ -412,7 +391,7 @@ async fn delete_markers_share_the_record_slot_on_a_cluster_node() {
     for id in ["plain", "a}b", "{}x", "x{y", "{tag}rest", "}{", "a{b}c{d}"] {
         let record = serde_json::to_string(&success(id)).expect("json");
         server.command_text(&["SET", &format!("flowrra:task:{id}"), &record]);
-        let deleted = within("delete", backend.delete(id)).await;
+        let deleted = within_long("delete", backend.delete(id)).await;
         assert!(matches!(deleted, Ok(true)), "{id:?}: {deleted:?}");
         assert_eq!(
             server.command_text(&["EXISTS", &format!("flowrra:task:{id}")]),
@@ -437,7 +416,7 @@ async fn a_store_rides_out_a_server_turned_replica_and_back() {
         return;
     };
     let backend = backend(&server.url(), TerminalPolicy::Overwrite).await;
-    within(
+    within_long(
         "store",
         backend.store("ro", TaskResult::new("ro", TaskStatus::Running)),
     )
@@ -457,10 +436,10 @@ async fn a_store_rides_out_a_server_turned_replica_and_back() {
     assert!(!store.is_finished());
     server.command_text(&["REPLICAOF", "NO", "ONE"]);
 
-    let stored = within("the store", store).await.expect("task");
+    let stored = within_long("the store", store).await.expect("task");
     assert!(stored.is_ok(), "{stored:?}");
     assert_eq!(
-        within("get", backend.get("ro")).await.expect("get"),
+        within_long("get", backend.get("ro")).await.expect("get"),
         Some(success("ro"))
     );
 }
@@ -470,7 +449,7 @@ async fn a_replica_past_the_response_timeout_is_unavailable_and_nothing_changes(
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let backend = within(
+    let backend = within_long(
         "connect",
         RedisBackend::builder(&server.url())
             .response_timeout(Duration::from_millis(500))
@@ -479,12 +458,12 @@ async fn a_replica_past_the_response_timeout_is_unavailable_and_nothing_changes(
     .await
     .expect("connect");
     let running = TaskResult::new("ro", TaskStatus::Running);
-    within("store", backend.store("ro", running.clone()))
+    within_long("store", backend.store("ro", running.clone()))
         .await
         .expect("store");
     server.command_text(&["REPLICAOF", "127.0.0.1", &closed_port()]);
 
-    let stored = within("a store on a replica", backend.store("ro", success("ro"))).await;
+    let stored = within_long("a store on a replica", backend.store("ro", success("ro"))).await;
     assert!(
         matches!(stored, Err(BackendError::Unavailable { .. })),
         "{stored:?}"
@@ -494,7 +473,7 @@ async fn a_replica_past_the_response_timeout_is_unavailable_and_nothing_changes(
         "sent again before giving up"
     );
     assert_eq!(
-        within("get", backend.get("ro")).await.expect("get"),
+        within_long("get", backend.get("ro")).await.expect("get"),
         Some(running)
     );
 }
@@ -505,7 +484,7 @@ async fn a_store_rides_out_a_server_loading_its_dataset() {
         return;
     };
     let backend = backend(&server.url(), TerminalPolicy::Overwrite).await;
-    within(
+    within_long(
         "store",
         backend.store("ld", TaskResult::new("ld", TaskStatus::Running)),
     )
@@ -526,7 +505,9 @@ async fn a_store_rides_out_a_server_loading_its_dataset() {
         let mut connection = redis::Client::open(url)
             .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(10)))
             .expect("connect");
-        connection.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        connection
+            .set_read_timeout(Some(LONG_TIMEOUT))
+            .expect("timeout");
         redis::cmd("DEBUG")
             .arg("RELOAD")
             .query::<String>(&mut connection)
@@ -550,7 +531,7 @@ async fn a_store_rides_out_a_server_loading_its_dataset() {
     assert!(!store.is_finished());
     server.command_text(&["CONFIG", "SET", "key-load-delay", "0"]);
 
-    let stored = within("the store", store).await.expect("task");
+    let stored = within_long("the store", store).await.expect("task");
     assert!(stored.is_ok(), "{stored:?}");
     let reloaded = tokio::task::spawn_blocking(move || reload.join())
         .await
@@ -560,7 +541,7 @@ async fn a_store_rides_out_a_server_loading_its_dataset() {
         "OK"
     );
     assert_eq!(
-        within("get", backend.get("ld")).await.expect("get"),
+        within_long("get", backend.get("ld")).await.expect("get"),
         Some(success("ld"))
     );
 }

@@ -7,7 +7,6 @@
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
-#[path = "support/mod.rs"]
 mod support;
 #[path = "support/tls_pki.rs"]
 mod tls_pki;
@@ -18,7 +17,7 @@ use std::time::Duration;
 use redis_server::{RedisServer, TlsServer};
 use resulthub::{BackendError, RedisBackend, ResultBackend, TaskResult, TaskStatus};
 use serde_json::json;
-use support::{within, within_for};
+use support::{eventually, within, within_for};
 use tls_pki::{Identity, Pki};
 
 /// `tracing` warnings about insecure connections, counted by [`count_insecure_warnings`].
@@ -105,16 +104,6 @@ fn invalid(what: &str, outcome: Result<RedisBackend, BackendError>) -> String {
         Err(BackendError::InvalidInput { reason, .. }) => reason,
         other => panic!("{what}: expected InvalidInput, got {other:?}"),
     }
-}
-
-/// Polls `check` until it holds, for at most the support timeout.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    within(what, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
 }
 
 /// How many pattern subscriptions the server has.

@@ -49,6 +49,19 @@ pub async fn within_for<F: Future>(limit: Duration, what: &str, fut: F) -> F::Ou
     }
 }
 
+/// Polls `check` until it holds, for at most [`LONG_TIMEOUT`]: for what only shows outside the
+/// process (a server's counters, a subscription's count).
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + LONG_TIMEOUT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {LONG_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Joins a spawned task under [`TIMEOUT`], panicking if it panicked.
 pub async fn join<T>(what: &str, handle: JoinHandle<T>) -> T {
     match within(what, handle).await {

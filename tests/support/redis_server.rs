@@ -165,7 +165,7 @@ impl RedisServer {
     /// A connection of its own, e.g. to subscribe with (`as_pubsub`) the way a flowrra
     /// process listens.
     pub fn connection(&self) -> redis::Connection {
-        connect(&self.url(), Duration::from_secs(10))
+        self.connect(Duration::from_secs(10))
             .unwrap_or_else(|error| panic!("connect to the test's redis-server: {error}"))
     }
 
