@@ -15,9 +15,10 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS: the record key, the completion channel.
+/// KEYS: the record key, alone: a script may only touch keys of one hash slot on Redis Cluster,
+/// and a channel is not a key (it hashes elsewhere, and `PUBLISH` reaches every node).
 /// ARGV: SHA-1 of the record merged with (`''`: there was none), the new record, the TTL in
-/// seconds (`''`: none), `'1'` to publish `done`.
+/// seconds (`''`: none), `'1'` to publish `done`, the completion channel.
 /// Returns 1 when written, 0 when the record changed since it was read, 2 when the record
 /// stored already is the new one (its TTL is set again, as a write would).
 static COMPARE_AND_STORE: LazyLock<Script> = LazyLock::new(|| {
@@ -43,7 +44,7 @@ else
   redis.call('SETEX', KEYS[1], ARGV[3], ARGV[2])
 end
 if ARGV[4] == '1' then
-  redis.call('PUBLISH', KEYS[2], 'done')
+  redis.call('PUBLISH', ARGV[5], 'done')
 end
 return 1
 ",
@@ -89,11 +90,11 @@ impl Attempt<'_> {
             .unwrap_or_default();
         let outcome: i64 = COMPARE_AND_STORE
             .key(self.key)
-            .key(self.channel)
             .arg(expected)
             .arg(self.record)
             .arg(ttl)
             .arg(if self.announce { "1" } else { "0" })
+            .arg(self.channel)
             .invoke_async(connection)
             .await?;
         match outcome {
