@@ -78,6 +78,29 @@ impl Message for Get {
 
 /// Reads several records in one message: one entry per id, in the order given. Replies like
 /// [`ResultBackend::get_many`](crate::ResultBackend::get_many).
+///
+/// # Examples
+///
+/// ```
+/// use actix::Actor;
+/// use resulthub::messages::{GetMany, StoreMany};
+/// use resulthub::{HubConfig, ResultHub, TaskResult, TaskStatus};
+///
+/// # actix_rt::System::new().block_on(async {
+/// let hub = ResultHub::new(HubConfig::default()).start();
+/// let outcomes = hub
+///     .send(StoreMany::new(vec![
+///         TaskResult::new("a", TaskStatus::Success),
+///         TaskResult::new("b", TaskStatus::Failed),
+///     ]))
+///     .await
+///     .unwrap();
+/// assert!(outcomes.iter().all(Result::is_ok));
+/// let records = hub.send(GetMany::new(["b", "nope", "a"])).await.unwrap().unwrap();
+/// let statuses: Vec<_> = records.iter().map(|r| r.as_ref().map(|r| r.status)).collect();
+/// assert_eq!(statuses, [Some(TaskStatus::Failed), None, Some(TaskStatus::Success)]);
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct GetMany {
     /// The ids to read; at least one.
@@ -99,7 +122,7 @@ impl Message for GetMany {
 
 /// Stores several records in one message, each under its own `task_id`, in order: one outcome
 /// per record, and a bad record fails alone. Replies like
-/// [`ResultBackend::store_many`](crate::ResultBackend::store_many).
+/// [`ResultBackend::store_many`](crate::ResultBackend::store_many); [`GetMany`] shows both.
 #[derive(Debug)]
 pub struct StoreMany {
     /// The records, stored in this order.
