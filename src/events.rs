@@ -263,12 +263,15 @@ impl EventStream {
         let lagged = (backlog.missed > 0).then_some(HubEvent::Lagged {
             missed: backlog.missed,
         });
-        let held: Vec<HubEvent> = backlog
-            .events
-            .into_iter()
-            .filter(|event| filter.matches(event))
-            .map(|event| HubEvent::Task(event.unpack()))
-            .collect();
+        // Unpacked one at a time as the stream is read, not all before the first is sent.
+        let held = {
+            let filter = filter.clone();
+            backlog
+                .events
+                .into_iter()
+                .filter(move |event| filter.matches(event))
+                .map(|event| HubEvent::Task(event.unpack()))
+        };
         let first = futures_util::stream::iter(lagged.into_iter().chain(held));
         let live =
             futures_util::stream::unfold((receiver, filter), |(mut receiver, filter)| async move {
@@ -402,25 +405,27 @@ impl EventBus {
             .held
             .get_or_insert_with(|| VecDeque::with_capacity(capacity.min(1024)));
         let oldest = held.front().map_or(self.next, |event| event.number);
-        let backlog = match after {
+        // A client may send any number: none may overflow.
+        let first_wanted = after.map(|after| after.number.saturating_add(1));
+        let backlog = match (after, first_wanted) {
             // Up to date: nothing before the live events.
-            Some(after) if after.hub == self.hub && after.number + 1 >= self.next => {
+            (Some(after), Some(first)) if after.hub == self.hub && first >= self.next => {
                 Backlog::default()
             }
-            Some(after) if after.hub == self.hub => Backlog {
-                missed: oldest.saturating_sub(after.number + 1),
+            (Some(after), Some(first)) if after.hub == self.hub => Backlog {
+                missed: oldest.saturating_sub(first),
                 events: held
                     .iter()
                     .filter(|event| event.number > after.number)
                     .cloned()
                     .collect(),
             },
-            // No id, or one this bus did not give: the client has seen none of its events.
-            Some(_) => Backlog {
+            // An id this bus did not give: the client has seen none of its events.
+            (Some(_), _) => Backlog {
                 missed: oldest,
                 events: held.iter().cloned().collect(),
             },
-            None => Backlog::default(),
+            (None, _) => Backlog::default(),
         };
         (backlog, self.subscribe())
     }

@@ -73,34 +73,46 @@ impl NaiveTimes {
         NAIVE_TIMES.with(Cell::get)
     }
 
-    /// The wall time in this zone of the instant `at`.
-    fn wall_time(self, at: &DateTime<Utc>) -> NaiveDateTime {
-        match self {
-            NaiveTimes::Utc => at.naive_utc(),
-            NaiveTimes::Offset(offset) => at.with_timezone(&offset).naive_local(),
-            NaiveTimes::Local => at.with_timezone(&Local).naive_local(),
-        }
+    /// The wall time in this zone of the instant `at`; `None` past the range of dates (an
+    /// instant within hours of year 262143 and an offset that crosses it).
+    fn wall_time(self, at: &DateTime<Utc>) -> Option<NaiveDateTime> {
+        let utc = at.naive_utc();
+        let offset: FixedOffset = match self {
+            NaiveTimes::Utc => return Some(utc),
+            NaiveTimes::Offset(offset) => offset,
+            NaiveTimes::Local => Local.offset_from_utc_datetime(&utc).fix(),
+        };
+        utc.checked_add_offset(offset)
     }
 
-    /// The instant of the wall time `naive` in this zone.
-    fn instant(self, naive: NaiveDateTime) -> DateTime<Utc> {
+    /// The instant of the wall time `naive` in this zone; `None` past the range of dates.
+    fn instant(self, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
         let offset: FixedOffset = match self {
-            NaiveTimes::Utc => return naive.and_utc(),
+            NaiveTimes::Utc => return Some(naive.and_utc()),
             NaiveTimes::Offset(offset) => offset,
             NaiveTimes::Local => match Local.from_local_datetime(&naive).earliest() {
-                Some(at) => return at.with_timezone(&Utc),
-                // Skipped by a clock change: the offset in force just before it.
+                Some(at) => return Some(at.with_timezone(&Utc)),
+                // Skipped by a clock change: read at a neighbouring offset, which one
+                // depending on the zone.
                 None => Local.offset_from_utc_datetime(&naive).fix(),
             },
         };
-        (naive - offset).and_utc()
+        naive.checked_sub_offset(offset).map(|utc| utc.and_utc())
     }
 }
 
-/// `2024-01-02T03:04:05`, or `2024-01-02T03:04:05.000123` when there are microseconds: the
-/// wall time in the current [`NaiveTimes`] scope (UTC outside one).
+/// `2024-01-02T03:04:05`, or `2024-01-02T03:04:05.000123` when there are microseconds, in UTC.
 pub(crate) fn format(at: &DateTime<Utc>) -> String {
-    let mut naive = NaiveTimes::current().wall_time(at);
+    format_naive(at.naive_utc())
+}
+
+/// [`format`] of the wall time in the current [`NaiveTimes`] scope (UTC outside one); `None`
+/// when that wall time is past the range of dates.
+fn format_in_scope(at: &DateTime<Utc>) -> Option<String> {
+    NaiveTimes::current().wall_time(at).map(format_naive)
+}
+
+fn format_naive(mut naive: NaiveDateTime) -> String {
     // chrono encodes a leap second as nanos >= 1e9 (printed as second 60); Python has no such
     // thing, so clamp to the last microsecond of second 59.
     if naive.nanosecond() >= 1_000_000_000 {
@@ -143,13 +155,13 @@ pub(crate) fn parse(text: &str) -> Option<DateTime<Utc>> {
             NAIVE
                 .iter()
                 .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-                .map(|naive| zone.instant(naive))
+                .and_then(|naive| zone.instant(naive))
         })
         .or_else(|| {
             chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
                 .ok()
                 .and_then(|date| date.and_hms_opt(0, 0, 0))
-                .map(|naive| zone.instant(naive))
+                .and_then(|naive| zone.instant(naive))
         })
 }
 
@@ -158,7 +170,12 @@ pub(crate) fn serialize<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     match at {
-        Some(at) => serializer.serialize_str(&format(at)),
+        Some(at) => match format_in_scope(at) {
+            Some(text) => serializer.serialize_str(&text),
+            None => Err(serde::ser::Error::custom(format!(
+                "{at} has no wall time in the naive-time zone: it is past the range of dates"
+            ))),
+        },
         None => serializer.serialize_none(),
     }
 }
@@ -229,7 +246,7 @@ mod tests {
         let base = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).single().unwrap();
         let ist = NaiveTimes::Offset(FixedOffset::east_opt(5 * 3600 + 30 * 60).unwrap());
         with_naive_times(ist, || {
-            assert_eq!(format(&base), "2024-01-02T08:34:05");
+            assert_eq!(format_in_scope(&base).unwrap(), "2024-01-02T08:34:05");
             assert_eq!(parse("2024-01-02T08:34:05"), Some(base));
             assert_eq!(
                 parse("2024-01-02"),
@@ -242,11 +259,11 @@ mod tests {
             assert_eq!(parse("2024-01-02T03:04:05Z"), Some(base));
             // Scopes nest, and the inner one ends with its work.
             with_naive_times(NaiveTimes::Utc, || {
-                assert_eq!(format(&base), "2024-01-02T03:04:05")
+                assert_eq!(format_in_scope(&base).unwrap(), "2024-01-02T03:04:05")
             });
-            assert_eq!(format(&base), "2024-01-02T08:34:05");
+            assert_eq!(format_in_scope(&base).unwrap(), "2024-01-02T08:34:05");
         });
-        assert_eq!(format(&base), "2024-01-02T03:04:05");
+        assert_eq!(format_in_scope(&base).unwrap(), "2024-01-02T03:04:05");
         assert_eq!(parse("2024-01-02T03:04:05"), Some(base));
     }
 
@@ -256,14 +273,36 @@ mod tests {
         let west = NaiveTimes::Offset(FixedOffset::west_opt(3600).unwrap());
         let outcome = std::panic::catch_unwind(|| with_naive_times(west, || panic!("in scope")));
         assert!(outcome.is_err());
-        assert_eq!(format(&base), "2024-01-02T03:04:05");
+        assert_eq!(format_in_scope(&base).unwrap(), "2024-01-02T03:04:05");
+    }
+
+    #[test]
+    fn times_past_the_range_of_dates_are_refused_not_panicked_on() {
+        let west = NaiveTimes::Offset(FixedOffset::west_opt(5 * 3600).unwrap());
+        let east = NaiveTimes::Offset(FixedOffset::east_opt(5 * 3600).unwrap());
+        // In range as UTC, out of it five hours later.
+        assert!(parse("+262142-12-31T23:59:59").is_some());
+        with_naive_times(west, || {
+            assert_eq!(parse("+262142-12-31T23:59:59"), None);
+        });
+        with_naive_times(east, || {
+            assert_eq!(parse("-262143-01-01T00:00:00"), None);
+            assert_eq!(format_in_scope(&DateTime::<Utc>::MAX_UTC), None);
+            let record = crate::TaskResult::new("t", crate::TaskStatus::Success)
+                .with_submitted_at(DateTime::<Utc>::MAX_UTC);
+            assert!(serde_json::to_string(&record).is_err());
+        });
+        with_naive_times(NaiveTimes::Local, || {
+            let _ = format_in_scope(&DateTime::<Utc>::MAX_UTC);
+            let _ = parse("+262142-12-31T23:59:59");
+        });
     }
 
     #[test]
     fn local_time_round_trips_through_the_process_zone() {
         let at = Utc.with_ymd_and_hms(2024, 7, 1, 12, 0, 0).single().unwrap();
         with_naive_times(NaiveTimes::Local, || {
-            let written = format(&at);
+            let written = format_in_scope(&at).unwrap();
             assert_eq!(
                 written,
                 at.with_timezone(&Local)

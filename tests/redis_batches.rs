@@ -64,3 +64,37 @@ async fn store_many_keeps_the_order_of_each_ids_stores() {
     let done = redis_server::received(&mut subscriber);
     assert_eq!(done.len(), 100, "one done per id");
 }
+
+/// A batch dropped after its first poll (a caller's timeout) still stores every record: each
+/// store took its place when the batch started, and one not yet under way finishes on the
+/// backend's runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_dropped_after_it_started_stores_every_record() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = within("connect", RedisBackend::connect(&server.url()))
+        .await
+        .expect("connect");
+    let records: Vec<TaskResult> = (0..1000)
+        .map(|n| TaskResult::new(format!("d{n}"), TaskStatus::Success))
+        .collect();
+    {
+        let mut batch = std::pin::pin!(backend.store_many(records));
+        assert!(
+            futures::poll!(&mut batch).is_pending(),
+            "1,000 stores are not done in one poll"
+        );
+    }
+    support::eventually("every record stored", || {
+        server.command_text(&["DBSIZE"]) == "1000"
+    })
+    .await;
+    // And this process's later reads come after them.
+    assert!(
+        within("get", backend.get("d999"))
+            .await
+            .expect("get")
+            .is_some()
+    );
+}

@@ -502,6 +502,18 @@ async fn events_resume_after_the_last_event_id() {
     )
     .await;
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+
+    // This hub's name with the largest number: ahead of everything, and no overflow.
+    let (hub_name, _) = last.split_once('-').expect("{hub}-{n}");
+    let beyond = format!("{hub_name}-{}", u64::MAX);
+    let ahead = call(
+        &app,
+        test::TestRequest::get()
+            .uri("/hub/events")
+            .insert_header(("Last-Event-ID", beyond.as_str())),
+    )
+    .await;
+    assert_eq!(ahead.status(), StatusCode::OK);
     hub.shutdown().await;
 }
 

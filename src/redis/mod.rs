@@ -205,34 +205,14 @@ impl RedisBackend {
     }
 }
 
-/// A store that has its place in this process's order of stores of its id, and runs when
-/// awaited.
-struct StartedStore {
-    inner: Arc<Inner>,
-    ticket: inflight::Ticket,
-    task_id: String,
-    record: TaskResult,
-}
+/// A store that has its place in this process's order of stores of its id: it runs when
+/// awaited, and on the backend's runtime if it is dropped first, so a started store is never
+/// lost (a batch dropped before all its stores were first polled included).
+struct StartedStore(inflight::FinishOnDrop<Result<(), BackendError>>);
 
 impl StartedStore {
     async fn run(self, backend: &RedisBackend) -> Result<(), BackendError> {
-        let StartedStore {
-            inner,
-            ticket,
-            task_id,
-            record,
-        } = self;
-        let runtime = inner.runtime.clone();
-        let work = async move {
-            inner
-                .in_flight
-                .settled_before(Some(&task_id), ticket.number())
-                .await;
-            let outcome = inner.store(&task_id, record).await;
-            drop(ticket);
-            outcome
-        };
-        let store = AssertUnwindSafe(inflight::FinishOnDrop::new(work, runtime)).catch_unwind();
+        let store = AssertUnwindSafe(self.0).catch_unwind();
         // A panic is a bug of ours: the caller gets an error, as from a spawned store.
         backend
             .on_runtime(async move {
@@ -254,12 +234,22 @@ impl Inner {
         record: TaskResult,
     ) -> Result<StartedStore, BackendError> {
         validate::store(task_id, &record, &self.limits)?;
-        Ok(StartedStore {
-            inner: Arc::clone(self),
-            ticket: self.in_flight.begin(task_id),
-            task_id: task_id.to_owned(),
-            record,
-        })
+        let inner = Arc::clone(self);
+        let ticket = self.in_flight.begin(task_id);
+        let task_id = task_id.to_owned();
+        let work = async move {
+            inner
+                .in_flight
+                .settled_before(Some(&task_id), ticket.number())
+                .await;
+            let outcome = inner.store(&task_id, record).await;
+            drop(ticket);
+            outcome
+        };
+        Ok(StartedStore(inflight::FinishOnDrop::new(
+            work,
+            self.runtime.clone(),
+        )))
     }
 
     /// A stored record, its naive times read in the backend's zone.

@@ -98,7 +98,11 @@ impl Pool {
     {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let slot = &self.slots[index];
-        let deadline = Instant::now() + self.response_timeout;
+        // Every try ends by one deadline: a retry takes what is left, not a fresh timeout. A
+        // timeout too long to count in an `Instant` is as good as none.
+        let deadline = Instant::now()
+            .checked_add(self.response_timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
         let mut pause = PASSING_PAUSE_MIN;
         let mut repeated = false;
         loop {
@@ -107,7 +111,7 @@ impl Pool {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            match tokio::time::timeout(self.response_timeout, command(manager)).await {
+            match tokio::time::timeout_at(deadline, command(manager)).await {
                 Ok(Ok(value)) => return Ok(value),
                 // The manager's own response timeout: same as ours, never repeated.
                 Ok(Err(error)) if error.is_timeout() => {
