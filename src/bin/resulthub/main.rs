@@ -1,0 +1,60 @@
+//! `resulthub`: the dashboard, REST API and live events over an in-process hub (`serve`), and
+//! moving records between a Redis prefix and a JSON-lines file (`export`, `import`).
+//!
+//! Built with the cargo feature `server`:
+//! `cargo run --features server --bin resulthub -- serve --help`.
+
+mod serve;
+mod snapshot;
+mod transfer;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Stores and serves the results of background tasks.
+#[derive(Parser, Debug)]
+#[command(name = "resulthub", version, about, long_about = None)]
+struct Cli {
+    /// Log as JSON lines instead of text (the level comes from `RUST_LOG`, default `info`).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the dashboard, the REST API and live events over an in-process hub.
+    Serve(serve::ServeArgs),
+    /// Write every record of a Redis prefix to a JSON-lines file.
+    Export(transfer::ExportArgs),
+    /// Store every record of a JSON-lines file under a Redis prefix.
+    Import(transfer::ImportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let outcome = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Export(args) => transfer::export(args),
+        Command::Import(args) => transfer::import(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("resulthub: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The `resulthub` binary as a process: `serve` over its own hub with a token file, writes and
+//! a snapshot that survives a graceful stop and a restart; `export` and `import` between Redis
+//! prefixes; `--help` for every flag.
+
+#![cfg(feature = "server")]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_server::RedisServer;
+use resulthub::{RedisBackend, ResultBackend, TaskResult, TaskStatus};
+use rustix::process::{Pid, Signal, kill_process};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_resulthub");
+
+/// One HTTP/1.1 exchange on a fresh connection: the status and the body.
+fn http(addr: SocketAddr, request: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.get(9..12)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())?;
+    Some((status, body))
+}
+
+fn get(addr: SocketAddr, path: &str, token: &str) -> Option<(u16, String)> {
+    http(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+}
+
+/// A `serve` process, killed on drop if the test did not stop it.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Served {
+        let addr = free_addr();
+        let child = Command::new(BINARY)
+            .arg("serve")
+            .args(["--bind", &addr.to_string()])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start resulthub serve");
+        let served = Served { child, addr };
+        let deadline = Instant::now() + support::LONG_TIMEOUT;
+        while http(
+            addr,
+            &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+        .is_none_or(|(status, _)| status != 200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "resulthub serve never answered /healthz"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        served
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        kill_process(Pid::from_child(&self.child), Signal::TERM).expect("SIGTERM");
+        let deadline = Instant::now() + support::LONG_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "resulthub serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_keeps_its_records_in_the_snapshot_across_a_restart() {
+    let dir = tempdir("serve");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "s3cret\n").expect("write the token file");
+    let snapshot = dir.join("records.jsonl");
+    let args = [
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--allow-writes",
+        "--snapshot",
+        snapshot.to_str().unwrap(),
+    ];
+    let served = Served::start(&args);
+    let addr = served.addr;
+    let body = r#"{"status": "success", "task_name": "svc.job", "result": {"n": 7}}"#;
+    let (status, _) = http(
+        addr,
+        &format!(
+            "POST /tasks/job-1 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer s3cret\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .expect("POST");
+    assert_eq!(status, 201);
+    assert_eq!(get(addr, "/tasks/job-1", "wrong").expect("GET").0, 401);
+    assert!(served.stop().success(), "a graceful stop exits 0");
+
+    let written = std::fs::read_to_string(&snapshot).expect("the snapshot was written");
+    assert_eq!(written.lines().count(), 1, "{written}");
+    assert!(written.contains("job-1"), "{written}");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let again = Served::start(&args);
+    let (status, record) = get(again.addr, "/tasks/job-1", "s3cret").expect("GET");
+    assert_eq!(status, 200, "{record}");
+    let record: serde_json::Value = serde_json::from_str(&record).expect("JSON");
+    assert_eq!(record["result"]["n"], 7);
+    assert_eq!(record["task_name"], "svc.job");
+    assert!(again.stop().success());
+}
+
+/// Written every `--snapshot-every` while serving: a crash (SIGKILL, no graceful stop) loses at
+/// most one interval, and leaves a whole file.
+#[test]
+fn serve_writes_the_snapshot_while_it_runs() {
+    let dir = tempdir("periodic");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "t").unwrap();
+    let snapshot = dir.join("records.jsonl");
+    let served = Served::start(&[
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--allow-writes",
+        "--snapshot",
+        snapshot.to_str().unwrap(),
+        "--snapshot-every",
+        "100ms",
+    ]);
+    let addr = served.addr;
+    let body = r#"{"status": "running"}"#;
+    let (status, _) = http(
+        addr,
+        &format!(
+            "POST /tasks/p-1 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer t\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .expect("POST");
+    assert_eq!(status, 201);
+    let deadline = Instant::now() + support::LONG_TIMEOUT;
+    while !std::fs::read_to_string(&snapshot).is_ok_and(|text| text.contains("p-1")) {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot written while serving"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut served = served;
+    served.child.kill().expect("SIGKILL");
+    served.child.wait().expect("wait");
+    let text = std::fs::read_to_string(&snapshot).expect("the snapshot survives a crash");
+    let records = resulthub::jsonl::read_records(text.as_bytes()).expect("a whole file");
+    assert_eq!(records.len(), 1);
+}
+
+#[test]
+fn serve_refuses_an_empty_token_file_and_says_why() {
+    let dir = tempdir("empty-token");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "\n").unwrap();
+    let output = Command::new(BINARY)
+        .args(["serve", "--token-file", token_file.to_str().unwrap()])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("holds no token"), "{stderr}");
+}
+
+#[test]
+fn every_command_and_flag_has_help() {
+    for (args, flags) in [
+        (
+            &["serve", "--help"][..],
+            &[
+                "--bind",
+                "--token-file",
+                "--allow-writes",
+                "--allowed-host",
+                "--snapshot",
+                "--snapshot-every",
+                "--max-results",
+                "--result-ttl",
+                "--max-wait",
+            ][..],
+        ),
+        (
+            &["export", "--help"],
+            &["--redis", "--prefix", "--output", "--list-timeout"],
+        ),
+        (&["import", "--help"], &["--redis", "--prefix", "--input"]),
+        (&["--help"], &["serve", "export", "import", "--log-json"]),
+    ] {
+        let output = Command::new(BINARY).args(args).output().expect("run");
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        for flag in flags {
+            assert!(
+                help.contains(flag),
+                "{args:?} does not mention {flag}:\n{help}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_copies_a_prefix() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let source = support::within("connect", RedisBackend::connect(&url))
+        .await
+        .expect("connect");
+    let records = vec![
+        TaskResult::new("e1", TaskStatus::Success).with_result(1),
+        TaskResult::new("e2", TaskStatus::Failed).with_error("boom"),
+        TaskResult::new("e3", TaskStatus::Pending).with_task_name("later"),
+    ];
+    for outcome in source.store_many(records.clone()).await {
+        outcome.expect("store");
+    }
+    let dir = tempdir("transfer");
+    let file = dir.join("export.jsonl");
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || Command::new(BINARY).args(args).output().expect("run"))
+    };
+    let exported = run(vec![
+        "export".into(),
+        "--redis".into(),
+        url.clone(),
+        "--output".into(),
+        file.to_str().unwrap().into(),
+    ])
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&exported.stderr);
+    assert!(exported.status.success(), "{stderr}");
+    assert!(stderr.contains("exported 3 records"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
+
+    let imported = run(vec![
+        "import".into(),
+        "--redis".into(),
+        url.clone(),
+        "--prefix".into(),
+        "copy".into(),
+        "--input".into(),
+        file.to_str().unwrap().into(),
+    ])
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&imported.stderr);
+    assert!(imported.status.success(), "{stderr}");
+    assert!(stderr.contains("imported 3 of 3 records"), "{stderr}");
+    let copy = RedisBackend::builder(&url)
+        .prefix("copy")
+        .build()
+        .await
+        .expect("connect");
+    for record in &records {
+        assert_eq!(
+            copy.get(&record.task_id).await.expect("get").as_ref(),
+            Some(record)
+        );
+    }
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("resulthub-server-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("make a directory");
+    dir
+}
