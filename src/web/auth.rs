@@ -18,7 +18,8 @@ pub(crate) enum TokenIn {
     HeaderOrQuery,
 }
 
-/// Refuses the request with 401 unless it carries the configured token (if any).
+/// Refuses the request with 421 unless its `Host` is allowed, then with 401 unless it carries
+/// the configured token (if any).
 pub(crate) fn authorize(
     request: &HttpRequest,
     query: Option<&Query>,
@@ -26,6 +27,17 @@ pub(crate) fn authorize(
     accepted: TokenIn,
 ) -> Result<(), ApiError> {
     allowed_host(request, options)?;
+    authorize_token(request, query, options, accepted)
+}
+
+/// Refuses the request with 401 unless it carries the configured token (if any); no `Host`
+/// check, for the routes that machines reach by address (`/metrics`).
+pub(crate) fn authorize_token(
+    request: &HttpRequest,
+    query: Option<&Query>,
+    options: &WebOptions,
+    accepted: TokenIn,
+) -> Result<(), ApiError> {
     let Some(expected) = options.token.as_deref() else {
         return Ok(());
     };

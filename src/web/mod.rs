@@ -16,6 +16,7 @@
 //! | `POST /tasks/{id}` | 201 with the stored record (only with `allow_writes`) |
 //! | `DELETE /tasks/{id}` | 204, or 404 when missing (only with `allow_writes`) |
 //! | `GET /healthz`, `GET /readyz` | 200 while the process serves, and while the backend answers |
+//! | `GET /metrics` | records, waiters, evictions, HTTP requests and their durations, for Prometheus |
 //!
 //! Every 4xx answer has a JSON body `{"error": "..."}` naming the problem; bad input is refused
 //! before it reaches the hub. Every `GET` route serves `HEAD`; a 405 names the methods served
@@ -71,6 +72,7 @@
 
 mod auth;
 mod error;
+mod metrics;
 mod query;
 mod routes;
 mod sse;
@@ -434,6 +436,8 @@ pub(crate) struct WebState {
     pub(crate) options: WebOptions,
     /// `/events` clients connected now, shared by every worker's copy of the routes.
     pub(crate) event_clients: Arc<sse::EventClients>,
+    /// The scope's metrics, shared by every worker's copy of the routes.
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// The routes over `hub`, as a function for `App::configure` or `ServiceConfig::configure`.
@@ -446,11 +450,13 @@ pub fn configure(
     options: WebOptions,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + Sync + 'static {
     let event_clients = Arc::new(sse::EventClients::default());
+    let metrics = Arc::new(metrics::Metrics::new());
     move |config: &mut web::ServiceConfig| {
         let state = web::Data::new(WebState {
             hub: hub.clone(),
             options: options.clone(),
             event_clients: Arc::clone(&event_clients),
+            metrics: Arc::clone(&metrics),
         });
         routes::register(config, state);
     }

@@ -2,7 +2,7 @@
 //! writes are allowed (403), its input (400, 413, 415), and only then calls the hub. A path the
 //! scope does not serve is 404, and a method a route does not serve 405, both after the token.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -57,9 +57,21 @@ const READ_WRITE: &str = "GET, HEAD, POST, DELETE";
 pub(super) fn register(config: &mut web::ServiceConfig, state: State) {
     // One scope of the mount point's own path, so that every answer, the stream's included,
     // says its type is not to be sniffed.
+    let metrics = Arc::clone(&state.metrics);
     let scope = web::scope("")
         .app_data(state)
-        .wrap(middleware::DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")));
+        .wrap(middleware::DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
+        // Outermost: every answer is counted, refusals by the layers inside included.
+        .wrap_fn(move |request, service| {
+            let metrics = Arc::clone(&metrics);
+            let started = std::time::Instant::now();
+            let answer = actix_web::dev::Service::call(service, request);
+            async move {
+                let response = answer.await?;
+                metrics.observe(&response, started.elapsed());
+                Ok(response)
+            }
+        });
     let scope = scope
         // Liveness and readiness answer probes, which bring neither a token nor a known host.
         .service(
@@ -72,6 +84,12 @@ pub(super) fn register(config: &mut web::ServiceConfig, state: State) {
             web::resource("/readyz")
                 .route(web::get().to(readyz))
                 .route(web::head().to(readyz))
+                .default_service(not_allowed(READ_ONLY)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(super::metrics::metrics))
+                .route(web::head().to(super::metrics::metrics))
                 .default_service(not_allowed(READ_ONLY)),
         )
         .service(

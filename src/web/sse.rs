@@ -170,6 +170,11 @@ impl EventClient {
 }
 
 impl EventClients {
+    /// Clients connected now.
+    pub(crate) fn connected(&self) -> usize {
+        self.lock().all
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
