@@ -21,11 +21,7 @@ async fn store_many_keeps_the_order_of_each_ids_stores() {
     let backend = within("connect", RedisBackend::connect(&server.url()))
         .await
         .expect("connect");
-    let mut connection = server.connection();
-    let mut subscriber = connection.as_pubsub();
-    subscriber
-        .psubscribe("flowrra:complete:*")
-        .expect("psubscribe");
+    let mut completions = redis_server::Completions::subscribe(&server, "flowrra:complete:*");
     let lifecycle = [
         TaskStatus::Pending,
         TaskStatus::Running,
@@ -61,7 +57,7 @@ async fn store_many_keeps_the_order_of_each_ids_stores() {
         );
         assert_eq!(record.task_name.as_deref(), Some("batch.job"), "{id}");
     }
-    let done = redis_server::received(&mut subscriber);
+    let done = completions.published();
     assert_eq!(done.len(), 100, "one done per id");
 }
 

@@ -298,7 +298,7 @@ async fn a_store_dropped_midway_lands_whole_and_holds_up_nothing() {
     };
     for pool_size in [1, 2] {
         let backend = build(RedisBackend::builder(&server.url()).pool_size(pool_size)).await;
-        let mut announced = RawSubscriber::new(&server, "flowrra:complete:*");
+        let mut announced = redis_server::Completions::subscribe(&server, "flowrra:complete:*");
         for round in 0..60 {
             let id = format!("drop-{pool_size}-{round}");
             let record = success(&id).with_result(json!({ "round": round }));
@@ -318,7 +318,7 @@ async fn a_store_dropped_midway_lands_whole_and_holds_up_nothing() {
                 .await
                 .expect("get");
             let dones = announced
-                .ping_and_collect()
+                .published()
                 .into_iter()
                 .filter(|message| message.ends_with(&format!("flowrra:complete:{id} done")))
                 .count();
@@ -428,75 +428,4 @@ async fn waits_that_come_as_the_subscription_retires_miss_nothing() {
     }
     assert_eq!(backend.local_waiters(), 0);
     eventually("unsubscribed at the end", || numpat(&server) == 0).await;
-}
-
-/// A plain pattern subscriber, the way another process listens.
-struct RawSubscriber {
-    stream: std::io::BufReader<std::net::TcpStream>,
-}
-
-impl RawSubscriber {
-    fn new(server: &RedisServer, pattern: &str) -> RawSubscriber {
-        use std::io::Write;
-        let mut stream =
-            std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let request = format!(
-            "*2\r\n$10\r\nPSUBSCRIBE\r\n${}\r\n{pattern}\r\n",
-            pattern.len()
-        );
-        stream.write_all(request.as_bytes()).expect("psubscribe");
-        let mut subscriber = RawSubscriber {
-            stream: std::io::BufReader::new(stream),
-        };
-        let confirmation = subscriber.read_push();
-        assert!(confirmation.starts_with("psubscribe "), "{confirmation}");
-        subscriber
-    }
-
-    /// Sends PING and returns every message that arrived before its answer.
-    fn ping_and_collect(&mut self) -> Vec<String> {
-        use std::io::Write;
-        self.stream
-            .get_mut()
-            .write_all(b"*1\r\n$4\r\nPING\r\n")
-            .expect("ping");
-        let mut messages = Vec::new();
-        loop {
-            let push = self.read_push();
-            if push.starts_with("pong") {
-                return messages;
-            }
-            messages.push(push);
-        }
-    }
-
-    /// One array of bulk strings, joined by spaces.
-    fn read_push(&mut self) -> String {
-        let header = self.line();
-        assert!(header.starts_with('*'), "not an array: {header}");
-        let n: usize = header[1..].parse().expect("count");
-        let mut parts = Vec::new();
-        for _ in 0..n {
-            let line = self.line();
-            if let Some(len) = line.strip_prefix('$') {
-                let len: usize = len.parse().expect("len");
-                let mut body = vec![0u8; len + 2];
-                std::io::Read::read_exact(&mut self.stream, &mut body).expect("body");
-                body.truncate(len);
-                parts.push(String::from_utf8(body).expect("utf-8"));
-            } else {
-                parts.push(line[1..].to_owned());
-            }
-        }
-        parts.join(" ")
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut self.stream, &mut line).expect("line");
-        line.trim_end().to_owned()
-    }
 }

@@ -12,7 +12,6 @@
 mod redis_server;
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -181,86 +180,6 @@ async fn relay(
 }
 
 // ---------------------------------------------------------------------------------------------
-// A pattern subscriber that counts completions
-// ---------------------------------------------------------------------------------------------
-
-/// A plain `PSUBSCRIBE {prefix}:complete:*` connection straight to the server.
-struct Completions {
-    stream: BufReader<std::net::TcpStream>,
-}
-
-impl Completions {
-    fn subscribe(server: &RedisServer) -> Completions {
-        let mut stream =
-            std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        stream
-            .write_all(b"*2\r\n$10\r\nPSUBSCRIBE\r\n$18\r\nflowrra:complete:*\r\n")
-            .expect("psubscribe");
-        let mut completions = Completions {
-            stream: BufReader::new(stream),
-        };
-        let confirmation = completions.read_push();
-        assert!(confirmation.starts_with("psubscribe "), "{confirmation}");
-        completions
-    }
-
-    /// Every message published before now: a PING on a subscribed connection is answered
-    /// after every message delivered before it.
-    fn published(&mut self) -> Vec<String> {
-        self.stream
-            .get_mut()
-            .write_all(b"*1\r\n$4\r\nPING\r\n")
-            .expect("ping");
-        let mut messages = Vec::new();
-        loop {
-            let push = self.read_push();
-            if push.starts_with("pong") {
-                return messages;
-            }
-            messages.push(push);
-        }
-    }
-
-    /// One array of bulk strings (and integers), joined by spaces.
-    fn read_push(&mut self) -> String {
-        let header = self.line();
-        let count: usize = header
-            .strip_prefix('*')
-            .unwrap_or_else(|| panic!("not an array: {header}"))
-            .parse()
-            .expect("count");
-        let mut parts = Vec::new();
-        for _ in 0..count {
-            let line = self.line();
-            // The subscription's confirmation counts subscriptions in an integer.
-            if let Some(number) = line.strip_prefix(':') {
-                parts.push(number.to_owned());
-                continue;
-            }
-            let len: usize = line
-                .strip_prefix('$')
-                .unwrap_or_else(|| panic!("not a bulk string: {line}"))
-                .parse()
-                .expect("length");
-            let mut body = vec![0u8; len + 2];
-            self.stream.read_exact(&mut body).expect("body");
-            body.truncate(len);
-            parts.push(String::from_utf8(body).expect("utf-8"));
-        }
-        parts.join(" ")
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.stream.read_line(&mut line).expect("line");
-        line.trim_end().to_owned()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Lost replies
 // ---------------------------------------------------------------------------------------------
 
@@ -272,7 +191,7 @@ async fn a_store_with_lost_replies(policy: TerminalPolicy, lost: usize) {
     };
     let proxy = LossyProxy::start(server.port()).await;
     let backend = backend(&proxy.url(), policy).await;
-    let mut completions = Completions::subscribe(&server);
+    let mut completions = redis_server::Completions::subscribe(&server, "flowrra:complete:*");
     let id = format!("lost-store-{lost}");
     within_long(
         "a first, running store",
@@ -327,7 +246,7 @@ async fn storing_the_record_already_stored_announces_nothing_again() {
         return;
     };
     let backend = backend(&server.url(), TerminalPolicy::Overwrite).await;
-    let mut completions = Completions::subscribe(&server);
+    let mut completions = redis_server::Completions::subscribe(&server, "flowrra:complete:*");
     for _ in 0..2 {
         within_long("store", backend.store("same", success("same")))
             .await

@@ -127,11 +127,7 @@ async fn terminal_stores_publish_done_once_on_the_completion_channel() {
         return;
     };
     let backend = connect_redis(&server.url()).await;
-    let mut connection = server.connection();
-    let mut subscriber = connection.as_pubsub();
-    subscriber
-        .subscribe("flowrra:complete:pub-1")
-        .expect("subscribe");
+    let mut completions = redis_server::Completions::subscribe(&server, "flowrra:complete:pub-*");
     for status in [
         TaskStatus::Pending,
         TaskStatus::Running,
@@ -146,8 +142,11 @@ async fn terminal_stores_publish_done_once_on_the_completion_channel() {
             .expect("store");
     }
     assert_eq!(
-        redis_server::received(&mut subscriber),
-        ["flowrra:complete:pub-1 done", "flowrra:complete:pub-1 done"],
+        completions.published(),
+        [
+            "pmessage flowrra:complete:pub-* flowrra:complete:pub-1 done",
+            "pmessage flowrra:complete:pub-* flowrra:complete:pub-1 done"
+        ],
         "one `done` per terminal store, none for the others"
     );
 }

@@ -9,22 +9,13 @@ mod web_support;
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{Method, StatusCode, header};
-use actix_web::{App, test, web};
+use actix_web::test;
 use base64::Engine as _;
-use resulthub::web::{WebOptions, configure};
+use resulthub::web::WebOptions;
 use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
 use sha2::{Digest, Sha256};
 use support::within;
-
-async fn app(
-    hub: &HubHandle,
-    options: WebOptions,
-) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
-    test::init_service(
-        App::new().service(web::scope("/hub").configure(configure(hub.clone(), options))),
-    )
-    .await
-}
+use web_support::app;
 
 async fn call<S>(app: &S, request: test::TestRequest) -> ServiceResponse
 where

@@ -3,23 +3,15 @@
 #![cfg(feature = "web")]
 
 mod support;
+mod web_support;
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{StatusCode, header};
-use actix_web::{App, test, web};
-use resulthub::web::{WebOptions, configure};
+use actix_web::test;
+use resulthub::web::WebOptions;
 use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
 use support::within;
-
-async fn app(
-    hub: &HubHandle,
-    options: WebOptions,
-) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
-    test::init_service(
-        App::new().service(web::scope("/hub").configure(configure(hub.clone(), options))),
-    )
-    .await
-}
+use web_support::app;
 
 async fn scrape<S>(app: &S, token: Option<&str>) -> String
 where

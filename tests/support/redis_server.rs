@@ -310,20 +310,43 @@ fn flatten(reply: redis::Value) -> Vec<u8> {
     }
 }
 
-/// Every message a subscriber has received so far, as `"{channel} {payload}"`, in order. A
-/// `PING` on a subscribed connection is answered after every message published before it, so
-/// nothing published before this call is missed.
-pub fn received(subscriber: &mut redis::PubSub<'_>) -> Vec<String> {
-    subscriber.ping::<()>().expect("ping the subscriber");
-    subscriber
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("read timeout");
-    let mut messages = Vec::new();
-    // The ping's answer came after every earlier message, so they are all read; the timeout
-    // only ends the loop.
-    while let Ok(message) = subscriber.get_message() {
-        let payload: String = message.get_payload().expect("a text payload");
-        messages.push(format!("{} {payload}", message.get_channel_name()));
+/// A plain pattern subscriber straight to the server, the way another process (flowrra)
+/// listens for completions.
+pub struct Completions {
+    connection: redis::Connection,
+}
+
+impl Completions {
+    /// `PSUBSCRIBE pattern` on a connection of its own.
+    pub fn subscribe(server: &RedisServer, pattern: &str) -> Completions {
+        let mut connection = server.connection();
+        let confirmation: redis::Value = redis::cmd("PSUBSCRIBE")
+            .arg(pattern)
+            .query(&mut connection)
+            .expect("psubscribe");
+        assert!(
+            String::from_utf8_lossy(&flatten(confirmation)).starts_with("psubscribe"),
+            "not subscribed"
+        );
+        Completions { connection }
     }
-    messages
+
+    /// Every message published since the last call, as `pmessage {pattern} {channel}
+    /// {payload}`. A `PING` on a subscribed connection is answered after every message
+    /// published before it, so none is missed.
+    pub fn published(&mut self) -> Vec<String> {
+        self.connection
+            .send_packed_command(&redis::cmd("PING").get_packed_command())
+            .expect("ping");
+        let mut messages = Vec::new();
+        loop {
+            let reply = self.connection.recv_response().expect("a reply");
+            let text = String::from_utf8_lossy(&flatten(reply)).replace('\n', " ");
+            let text = text.trim_end().to_owned();
+            if text.starts_with("pong") {
+                return messages;
+            }
+            messages.push(text);
+        }
+    }
 }
