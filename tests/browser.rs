@@ -209,6 +209,27 @@ async fn select(client: &Client, css: &str, value: &str) {
     .unwrap_or_else(|error| panic!("choose {value:?} in {css}: {error}"));
 }
 
+/// Types `keys` into the field `css` (after clearing it).
+async fn type_into(client: &Client, css: &str, keys: &str) {
+    step(&format!("typing {keys:?} into {css}"), async {
+        let field = client.find(Locator::Css(css)).await?;
+        field.clear().await?;
+        field.send_keys(keys).await
+    })
+    .await
+    .unwrap_or_else(|error| panic!("type into {css}: {error}"));
+}
+
+/// Waits until the script returns `true`.
+async fn holds(client: &Client, what: &str, script: &str) {
+    within_for(STEP, what, async {
+        while execute(client, script).await != json!(true) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
 async fn execute(client: &Client, script: &str) -> serde_json::Value {
     step(
         &format!("the script {script:?}"),
@@ -347,6 +368,7 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
     seed(&hub).await;
     let options = WebOptions::default()
         .with_token(Some(TOKEN.to_owned()))
+        .with_allow_writes(true)
         // Below the page's own choices: it must ask for pages that fit.
         .with_max_limit(50);
     let server = TestServer::start(hub.clone(), options);
@@ -396,11 +418,30 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
     reads(&client, "#count-running", "2").await;
     hub.store(
         id,
-        record(TaskStatus::Success).with_result(json!({"frames": 1440})),
+        record(TaskStatus::Success)
+            .with_result(json!({"frames": 1440}))
+            .with_started_at(submitted(30))
+            .with_finished_at(submitted(30) + chrono::Duration::milliseconds(1500)),
     )
     .await
     .unwrap();
     reads(&client, &status_of, "success").await;
+    // Its runtime, from its own started and finished times.
+    reads(&client, &format!("{} td.runtime", row(id)), "1.5 s").await;
+    // The chart of completions per second has drawn it (a point above the baseline).
+    holds(
+        &client,
+        "the completion in the rate chart",
+        "return document.getElementById('rate-success').getAttribute('points')\
+           .split(' ').some((p) => Number(p.split(',')[1]) < 98);",
+    )
+    .await;
+    holds(
+        &client,
+        "the counts chart drawn",
+        "return document.getElementById('counts-success').getAttribute('points') !== '';",
+    )
+    .await;
     reads(&client, "#count-success", "3").await;
     reads(&client, "#count-running", "1").await;
     // The newest change is on top, above a record whose own clock says it is from tomorrow.
@@ -418,8 +459,25 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
     reads(&client, "#detail-title", id).await;
     shows(&client, "#detail-json", "\"frames\": 1440").await;
 
-    // The picture for the README: counts, the live feed, one record's detail.
+    // The picture for the README: counts, charts, the live feed, one record's detail.
     screenshot(&client, "dashboard.png").await;
+
+    // Search by task name (any case) and by id; Enter opens an id the feed does not show.
+    type_into(&client, "#search", "CRM").await;
+    appears(&client, &row("sync-crm-88")).await;
+    within_for(STEP, "rows without crm hidden", async {
+        while exists(&client, &row(id)).await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    type_into(&client, "#search", "browser-task").await;
+    appears(&client, &row(id)).await;
+    assert!(!exists(&client, &row("sync-crm-88")).await);
+    type_into(&client, "#search", "sync-crm-88\u{E007}").await;
+    reads(&client, "#detail-title", "sync-crm-88").await;
+    type_into(&client, "#search", "").await;
+    appears(&client, &row(id)).await;
 
     // Filter by status: the hub's page of that status.
     select(&client, "#filter", "failed").await;
@@ -499,6 +557,19 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
         .await;
         assert_eq!(text(&client, "#detail-state").await, "");
     }
+
+    // With writes allowed, the detail view deletes its record, after a second click.
+    click(&client, &row("resize-0041")).await;
+    reads(&client, "#detail-title", "resize-0041").await;
+    click(&client, "#detail-delete").await;
+    reads(&client, "#detail-delete", "Confirm delete").await;
+    assert!(
+        hub.get("resize-0041").await.unwrap().is_some(),
+        "one click deletes nothing"
+    );
+    click(&client, "#detail-delete").await;
+    shows(&client, "#detail-state", "Deleted resize-0041").await;
+    assert_eq!(hub.get("resize-0041").await.unwrap(), None);
 
     let same_load = execute(&client, "return window.__sameLoad === true;").await;
     assert_eq!(

@@ -436,12 +436,27 @@ async fn stats_counts_per_status() {
         (&body["max_limit"], &body["default_limit"]),
         (&json!(500), &json!(50))
     );
+    assert_eq!(body["allow_writes"], false);
     let app = self::app(&hub, WebOptions::default().with_max_limit(30)).await;
     let (_, body) = send(&app, get("/hub/stats")).await;
     assert_eq!(
         (&body["max_limit"], &body["default_limit"]),
         (&json!(30), &json!(30))
     );
+    // Whether the page may offer deletes: writes on, and not open to any host without a token.
+    for (options, allowed) in [
+        (WebOptions::default().with_allow_writes(true), true),
+        (
+            WebOptions::default()
+                .with_allow_writes(true)
+                .with_allowed_hosts(["*"]),
+            false,
+        ),
+    ] {
+        let app = self::app(&hub, options).await;
+        let (_, body) = send(&app, get("/hub/stats")).await;
+        assert_eq!(body["allow_writes"], allowed);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -273,6 +273,11 @@ async fn stats(request: HttpRequest, state: State) -> Answer {
     if let Value::Object(fields) = &mut body {
         let options = &state.options;
         fields.insert("max_limit".to_owned(), options.max_limit.into());
+        // Whether the page may offer to delete: what `writes_allowed` would let through.
+        fields.insert(
+            "allow_writes".to_owned(),
+            writes_allowed(&state).is_ok().into(),
+        );
         fields.insert(
             "default_limit".to_owned(),
             options.default_limit.min(options.max_limit).into(),
