@@ -429,3 +429,79 @@ async fn waits_that_come_as_the_subscription_retires_miss_nothing() {
     assert_eq!(backend.local_waiters(), 0);
     eventually("unsubscribed at the end", || numpat(&server) == 0).await;
 }
+
+/// `stats` counts every record of the prefix by status, and walks the prefix at most once per
+/// `stats_interval` however many callers ask at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_the_prefix_with_one_walk_per_interval() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend =
+        build(RedisBackend::builder(&server.url()).stats_interval(Duration::from_secs(3600))).await;
+    for (n, status) in [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Success,
+        TaskStatus::Success,
+        TaskStatus::Failed,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("st{n}");
+        within_long("store", backend.store(&id, TaskResult::new(&id, status)))
+            .await
+            .expect("store");
+    }
+    // Another app's records, under another prefix, are not counted.
+    server.command_text(&[
+        "SET",
+        "other:task:x",
+        r#"{"task_id":"x","status":"success"}"#,
+    ]);
+    let scans = |server: &RedisServer| -> u64 {
+        server
+            .command_text(&["INFO", "commandstats"])
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_scan:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = scans(&server);
+    let asked = futures::future::join_all((0..20).map(|_| backend.stats())).await;
+    let first = asked[0].as_ref().expect("stats").clone();
+    assert!(
+        asked
+            .iter()
+            .all(|stats| stats.as_ref().ok() == Some(&first))
+    );
+    assert_eq!(first.results, 5);
+    assert_eq!(first.by_status.get(TaskStatus::Success), 2);
+    assert_eq!(first.by_status.get(TaskStatus::Failed), 1);
+    assert_eq!(first.by_status.get(TaskStatus::Pending), 1);
+    assert_eq!(scans(&server) - before, 1, "one walk for 20 callers");
+    // Within the interval, a change is not seen: the count is the cached one.
+    within_long("delete", backend.delete("st0"))
+        .await
+        .expect("delete");
+    assert_eq!(
+        within_long("stats", backend.stats())
+            .await
+            .expect("stats")
+            .results,
+        5
+    );
+    assert_eq!(scans(&server) - before, 1);
+
+    // With no interval, every call walks again and sees the change.
+    let fresh = build(RedisBackend::builder(&server.url()).stats_interval(Duration::ZERO)).await;
+    assert_eq!(
+        within_long("stats", fresh.stats())
+            .await
+            .expect("stats")
+            .results,
+        4
+    );
+}

@@ -47,6 +47,7 @@ pub struct RedisBackendBuilder {
     pub(super) list_timeout: Duration,
     pub(super) subscription_linger: Duration,
     pub(super) naive_times: NaiveTimes,
+    pub(super) stats_interval: Duration,
     #[cfg(feature = "redis-tls")]
     pub(super) tls: super::connect::TlsOptions,
 }
@@ -71,6 +72,7 @@ impl RedisBackendBuilder {
             list_timeout: Duration::from_secs(30),
             subscription_linger: Duration::from_secs(5),
             naive_times: NaiveTimes::Utc,
+            stats_interval: Duration::from_secs(2),
             #[cfg(feature = "redis-tls")]
             tls: super::connect::TlsOptions::default(),
         }
@@ -227,6 +229,16 @@ impl RedisBackendBuilder {
     /// Default: [`NaiveTimes::Utc`].
     pub fn naive_times(mut self, naive_times: NaiveTimes) -> Self {
         self.naive_times = naive_times;
+        self
+    }
+
+    /// How long a count of [`RedisBackend::stats`] is served before the next call walks the
+    /// prefix again. Each walk reads every key of the prefix: this bounds what many callers
+    /// (a dashboard per browser tab) cost the server.
+    ///
+    /// Default: 2 s. Zero walks at every call (still one walk at a time).
+    pub fn stats_interval(mut self, interval: Duration) -> Self {
+        self.stats_interval = interval;
         self
     }
 

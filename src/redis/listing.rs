@@ -22,7 +22,7 @@ const BATCH: usize = 512;
 
 impl Inner {
     /// One `SCAN` step: the next cursor and the keys it found.
-    async fn scan_step(&self, cursor: u64) -> Result<(u64, Vec<Vec<u8>>), BackendError> {
+    pub(super) async fn scan_step(&self, cursor: u64) -> Result<(u64, Vec<Vec<u8>>), BackendError> {
         let mut command = redis::cmd("SCAN");
         command
             .arg(cursor)

@@ -8,6 +8,7 @@ mod inflight;
 mod keys;
 mod listing;
 mod pool;
+mod stats;
 mod store;
 mod waiters;
 
@@ -87,6 +88,8 @@ struct Inner {
     read_retry_delay: Duration,
     list_timeout: Duration,
     naive_times: NaiveTimes,
+    stats_interval: Duration,
+    stats_cache: stats::StatsCache,
     pool: Arc<Pool>,
     waiters: Arc<Waiters>,
     in_flight: Arc<InFlight>,
@@ -121,6 +124,26 @@ impl RedisBackend {
     /// The prefix of every key and channel this backend uses.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
+    }
+
+    /// The records of the prefix counted by status (every process's, flowrra's included), and
+    /// this backend's waiters. The count comes from a walk over the prefix (`SCAN`, reading
+    /// each record's status), cached for
+    /// [`stats_interval`](RedisBackendBuilder::stats_interval): however many callers ask, at
+    /// most one walk is in flight, and callers within the interval share its answer.
+    /// `evicted`, `expired` and `subscribers` are 0: Redis expires keys by itself, uncounted.
+    ///
+    /// # Errors
+    ///
+    /// As a listing: [`BackendError::Unavailable`] when the server cannot be reached or the
+    /// walk takes longer than `list_timeout`.
+    pub async fn stats(&self) -> Result<crate::HubStats, BackendError> {
+        let inner = Arc::clone(&self.inner);
+        self.on_runtime(async move {
+            let waiters = inner.waiters.count();
+            inner.stats(waiters).await
+        })
+        .await
     }
 
     /// How many `wait_for` calls on this backend (and its clones) are waiting now.
@@ -182,6 +205,8 @@ impl RedisBackend {
                 read_retry_delay: options.backoff_max,
                 list_timeout: options.list_timeout,
                 naive_times: options.naive_times,
+                stats_interval: options.stats_interval,
+                stats_cache: stats::StatsCache::default(),
                 pool,
                 in_flight: Arc::default(),
                 runtime,
