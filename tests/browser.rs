@@ -568,7 +568,7 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
         "one click deletes nothing"
     );
     click(&client, "#detail-delete").await;
-    shows(&client, "#detail-state", "Deleted resize-0041").await;
+    shows(&client, "#detail-state", "This record was deleted").await;
     assert_eq!(hub.get("resize-0041").await.unwrap(), None);
 
     let same_load = execute(&client, "return window.__sameLoad === true;").await;
