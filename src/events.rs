@@ -184,8 +184,13 @@ pub enum HubEvent {
     /// oldest ones (counted before the filter); the stream goes on with the oldest it still
     /// holds. A resumed subscription starts with one when the hub no longer holds every event
     /// after the one it resumed after.
+    ///
+    /// `missed` 0 says that an unknown number of changes, possibly none, went unseen: a
+    /// `RedisBackend`'s events report so a time its completion feed
+    /// was down (a lost pub/sub link, or nobody subscribed), as they cannot count what other
+    /// processes stored meanwhile. Read the state afresh either way.
     Lagged {
-        /// How many events were lost.
+        /// How many events were lost; 0 when that is unknown.
         missed: u64,
     },
 }
@@ -231,11 +236,13 @@ impl EventFilter {
     }
 
     fn matches(&self, event: &RawEvent) -> bool {
-        self.status.is_none_or(|status| status == event.status)
-            && self
-                .task_id
-                .as_deref()
-                .is_none_or(|id| id == &*event.task_id)
+        // A gap concerns every task.
+        event.gap
+            || self.status.is_none_or(|status| status == event.status)
+                && self
+                    .task_id
+                    .as_deref()
+                    .is_none_or(|id| id == &*event.task_id)
     }
 }
 
@@ -270,7 +277,7 @@ impl EventStream {
                 .events
                 .into_iter()
                 .filter(move |event| filter.matches(event))
-                .map(|event| HubEvent::Task(event.unpack()))
+                .map(RawEvent::into_item)
         };
         let first = futures_util::stream::iter(lagged.into_iter().chain(held));
         let live =
@@ -278,7 +285,7 @@ impl EventStream {
                 loop {
                     match receiver.recv().await {
                         Ok(event) if filter.matches(&event) => {
-                            return Some((HubEvent::Task(event.unpack()), (receiver, filter)));
+                            return Some((event.into_item(), (receiver, filter)));
                         }
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -290,6 +297,26 @@ impl EventStream {
             });
         EventStream {
             inner: Mutex::new(Box::pin(futures_util::StreamExt::chain(first, live))),
+        }
+    }
+}
+
+impl EventStream {
+    /// The same stream, holding `guard` until it is dropped: a backend that must know when a
+    /// subscription ends (to stop a feed nobody reads) hands out such a stream.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn with_guard<G: Send + 'static>(self, guard: G) -> Self {
+        let inner = match self.inner.into_inner() {
+            Ok(inner) => inner,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let guarded = futures_util::StreamExt::map(inner, move |event| {
+            // Moved into the closure, so it lives exactly as long as the stream.
+            let _ = &guard;
+            event
+        });
+        EventStream {
+            inner: Mutex::new(Box::pin(guarded)),
         }
     }
 }
@@ -323,9 +350,20 @@ pub(crate) struct RawEvent {
     status: TaskStatus,
     record: Option<Arc<CompactRecord>>,
     at: DateTime<Utc>,
+    /// Not a change but a gap: changes may have happened that this bus never saw (a Redis
+    /// backend's completion feed was down); read as [`HubEvent::Lagged`] with `missed` 0.
+    gap: bool,
 }
 
 impl RawEvent {
+    fn into_item(self) -> HubEvent {
+        if self.gap {
+            HubEvent::Lagged { missed: 0 }
+        } else {
+            HubEvent::Task(self.unpack())
+        }
+    }
+
     fn unpack(self) -> TaskEvent {
         let record = self.record.map(|record| record.unpack(&self.task_id));
         TaskEvent {
@@ -475,7 +513,33 @@ impl EventBus {
             status: record.status,
             record: (kind == EventKind::Stored).then(|| Arc::clone(record)),
             at,
+            gap: false,
         };
+        self.push(event);
+    }
+
+    /// Marks a gap: changes may have happened since the last event that this bus did not see.
+    /// Live subscribers read it as [`HubEvent::Lagged`] with `missed` 0, and so does a resumed
+    /// subscription whose last event came before it. A no-op while nobody listens or may
+    /// resume, like [`emit`](Self::emit).
+    pub(crate) fn gap(&mut self) {
+        if !self.active() {
+            return;
+        }
+        let event = RawEvent {
+            number: self.next,
+            hub: self.hub,
+            kind: EventKind::Stored,
+            task_id: Arc::from(""),
+            status: TaskStatus::Pending,
+            record: None,
+            at: Utc::now(),
+            gap: true,
+        };
+        self.push(event);
+    }
+
+    fn push(&mut self, event: RawEvent) {
         self.next += 1;
         if let Some(held) = &mut self.held {
             if held.len() == self.capacity {

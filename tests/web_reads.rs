@@ -4,6 +4,7 @@
 #![cfg(feature = "web")]
 
 mod support;
+#[macro_use]
 mod web_support;
 
 use std::pin::Pin;
@@ -15,7 +16,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::test;
 use actix_web::web::Bytes;
 use chrono::{TimeZone, Utc};
-use resulthub::web::WebOptions;
+use resulthub::web::{WebBackend, WebOptions};
 use resulthub::{HubConfig, HubHandle, ResultBackend, TaskStatus};
 use serde_json::{Value, json};
 use support::{rec, within};
@@ -29,9 +30,8 @@ use TaskStatus::{Failed, Pending, Running, Success};
 
 // GET /tasks/{id}
 
-#[actix_rt::test]
-async fn get_answers_the_record_in_flowrras_layout_or_404() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(get_answers_the_record_in_flowrras_layout_or_404);
+async fn get_answers_the_record_in_flowrras_layout_or_404<B: WebBackend + Clone>(hub: B) {
     let stored = rec("t1", Success)
         .with_task_name("add")
         .with_result(json!(5))
@@ -71,9 +71,8 @@ async fn get_answers_the_record_in_flowrras_layout_or_404() {
     assert!(body["error"].as_str().unwrap().contains("missing"));
 }
 
-#[actix_rt::test]
-async fn ids_are_percent_decoded() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(ids_are_percent_decoded);
+async fn ids_are_percent_decoded<B: WebBackend + Clone>(hub: B) {
     hub.store("a b/c", rec("a b/c", Running)).await.unwrap();
     let app = app(&hub, WebOptions::default()).await;
     let (status, body) = send(&app, get("/hub/tasks/a%20b%2Fc")).await;
@@ -153,9 +152,12 @@ async fn the_hubs_lower_id_limit_wins() {
 
 // GET /tasks/{id}/wait
 
-#[actix_rt::test]
-async fn wait_answers_a_terminal_record_at_once_and_a_later_one_when_stored() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(wait_answers_a_terminal_record_at_once_and_a_later_one_when_stored);
+async fn wait_answers_a_terminal_record_at_once_and_a_later_one_when_stored<
+    B: WebBackend + Clone,
+>(
+    hub: B,
+) {
     hub.store("done", rec("done", Success)).await.unwrap();
     let app = app(&hub, WebOptions::default()).await;
     let (status, body) = send(&app, get("/hub/tasks/done/wait?timeout=0")).await;
@@ -182,9 +184,8 @@ async fn wait_answers_a_terminal_record_at_once_and_a_later_one_when_stored() {
     assert_eq!(hub.stats().await.unwrap().waiters, 0);
 }
 
-#[actix_rt::test]
-async fn wait_times_out_with_408_and_leaves_no_waiter() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(wait_times_out_with_408_and_leaves_no_waiter);
+async fn wait_times_out_with_408_and_leaves_no_waiter<B: WebBackend + Clone>(hub: B) {
     hub.store("slow", rec("slow", Running)).await.unwrap();
     let app = app(&hub, WebOptions::default()).await;
     for timeout in ["0", "0.05"] {
@@ -251,7 +252,11 @@ async fn bad_timeouts_are_400_and_never_wait() {
 // GET /tasks
 
 async fn seeded() -> HubHandle {
-    let hub = HubHandle::start(HubConfig::default());
+    seed(HubHandle::start(HubConfig::default())).await
+}
+
+/// Seven successes a second apart and a failure, stored in `hub`.
+async fn seed<B: WebBackend>(hub: B) -> B {
     for n in 0..7 {
         let id = format!("s{n}");
         let at = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, n).unwrap();
@@ -263,9 +268,9 @@ async fn seeded() -> HubHandle {
     hub
 }
 
-#[actix_rt::test]
-async fn list_answers_a_page_newest_first_with_the_total() {
-    let hub = seeded().await;
+over_both!(list_answers_a_page_newest_first_with_the_total);
+async fn list_answers_a_page_newest_first_with_the_total<B: WebBackend + Clone>(hub: B) {
+    let hub = seed(hub).await;
     let app = app(&hub, WebOptions::default()).await;
     let (status, body) = send(&app, get("/hub/tasks?status=success&limit=3&offset=1")).await;
     assert_eq!(status, StatusCode::OK);
@@ -327,9 +332,9 @@ async fn list_pages_by_cursor() {
     assert_eq!(body["next"], Value::Null);
 }
 
-#[actix_rt::test]
-async fn list_defaults_and_an_empty_page() {
-    let hub = seeded().await;
+over_both!(list_defaults_and_an_empty_page);
+async fn list_defaults_and_an_empty_page<B: WebBackend + Clone>(hub: B) {
+    let hub = seed(hub).await;
     let options = WebOptions::default().with_default_limit(2);
     let app = app(&hub, options).await;
     let (_, body) = send(&app, get("/hub/tasks?status=success")).await;
@@ -418,9 +423,9 @@ async fn every_bad_listing_is_400() {
 
 // GET /stats
 
-#[actix_rt::test]
-async fn stats_counts_per_status() {
-    let hub = seeded().await;
+over_both!(stats_counts_per_status);
+async fn stats_counts_per_status<B: WebBackend + Clone>(hub: B) {
+    let hub = seed(hub).await;
     hub.store("p", rec("p", Pending)).await.unwrap();
     let app = app(&hub, WebOptions::default()).await;
     let (status, body) = send(&app, get("/hub/stats")).await;
@@ -526,9 +531,8 @@ where
     Frames::new(response)
 }
 
-#[actix_rt::test]
-async fn events_stream_every_change_after_the_response_head() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(events_stream_every_change_after_the_response_head);
+async fn events_stream_every_change_after_the_response_head<B: WebBackend + Clone>(hub: B) {
     let app = app(&hub, WebOptions::default()).await;
     let mut frames = open_events(&app, "/hub/events").await;
     // Subscribed before the head came back: these are all seen.
@@ -566,15 +570,29 @@ async fn events_stream_every_change_after_the_response_head() {
         (&event["kind"], &event["record"]),
         (&json!("deleted"), &Value::Null)
     );
+    // Nothing more: a terminal store's own announcement is not sent again.
+    hub.store("e2", rec("e2", Pending)).await.unwrap();
+    let (_, data) = frames.next().await.unwrap();
+    let event: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        (&event["task_id"], &event["status"]),
+        (&json!("e2"), &json!("pending"))
+    );
+}
 
-    // The stream ends with the hub.
+#[actix_rt::test]
+async fn events_end_with_the_hub() {
+    let hub = HubHandle::start(HubConfig::default());
+    let app = app(&hub, WebOptions::default()).await;
+    let mut frames = open_events(&app, "/hub/events").await;
+    hub.store("e1", rec("e1", Running)).await.unwrap();
+    assert_eq!(frames.next().await.unwrap().0, "task");
     hub.shutdown().await;
     assert_eq!(frames.next().await, None);
 }
 
-#[actix_rt::test]
-async fn events_filter_by_status_and_task() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(events_filter_by_status_and_task);
+async fn events_filter_by_status_and_task<B: WebBackend + Clone>(hub: B) {
     let app = app(&hub, WebOptions::default()).await;
     let mut failed = open_events(&app, "/hub/events?status=failed").await;
     let mut only_b = open_events(&app, "/hub/events?task_id=b").await;
@@ -628,9 +646,8 @@ async fn a_stopped_hub_answers_503_with_a_json_error() {
     }
 }
 
-#[actix_rt::test]
-async fn events_clients_past_the_limit_are_503_until_one_leaves() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(events_clients_past_the_limit_are_503_until_one_leaves);
+async fn events_clients_past_the_limit_are_503_until_one_leaves<B: WebBackend + Clone>(hub: B) {
     let options = WebOptions::default().with_max_event_clients(2);
     let app = app(&hub, options).await;
     let first = open_events(&app, "/hub/events").await;

@@ -93,6 +93,7 @@ impl Inner {
     /// Removes the record; `true` if this call removed it, even when the reply to the send
     /// that did was lost.
     pub(super) async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
+        let status = self.status_before_delete(task_id).await;
         let key = self.keys.task(task_id);
         let marker = marker_key(&key, &self.prefix, &token());
         let lifetime = marker_lifetime(self.pool.response_timeout());
@@ -110,6 +111,11 @@ impl Inner {
                 }
             })
             .await?;
+        if removed == 1 {
+            if let Some(status) = status {
+                self.announce_deleted(task_id, status);
+            }
+        }
         Ok(removed == 1)
     }
 }

@@ -4,6 +4,7 @@ mod builder;
 mod connect;
 mod delete;
 mod errors;
+mod feed;
 mod inflight;
 mod keys;
 mod listing;
@@ -90,6 +91,9 @@ struct Inner {
     naive_times: NaiveTimes,
     stats_interval: Duration,
     stats_cache: stats::StatsCache,
+    /// The events: this process's stores and deletes, and completions from the channel while
+    /// someone is subscribed.
+    feed: feed::Feed,
     pool: Arc<Pool>,
     waiters: Arc<Waiters>,
     in_flight: Arc<InFlight>,
@@ -131,7 +135,8 @@ impl RedisBackend {
     /// each record's status), cached for
     /// [`stats_interval`](RedisBackendBuilder::stats_interval): however many callers ask, at
     /// most one walk is in flight, and callers within the interval share its answer.
-    /// `evicted`, `expired` and `subscribers` are 0: Redis expires keys by itself, uncounted.
+    /// `evicted` and `expired` are 0: Redis expires keys by itself, uncounted. `subscribers`
+    /// counts this backend's live event subscriptions.
     ///
     /// # Errors
     ///
@@ -141,7 +146,9 @@ impl RedisBackend {
         let inner = Arc::clone(&self.inner);
         self.on_runtime(async move {
             let waiters = inner.waiters.count();
-            inner.stats(waiters).await
+            let mut stats = inner.stats(waiters).await?;
+            stats.subscribers = inner.feed.subscribers();
+            Ok(stats)
         })
         .await
     }
@@ -187,6 +194,7 @@ impl RedisBackend {
             max_waiters: options.max_waiters,
             ..HubConfig::default()
         };
+        let feed = feed::Feed::new(&limits);
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 waiters: Waiters::new(
@@ -207,6 +215,7 @@ impl RedisBackend {
                 naive_times: options.naive_times,
                 stats_interval: options.stats_interval,
                 stats_cache: stats::StatsCache::default(),
+                feed,
                 pool,
                 in_flight: Arc::default(),
                 runtime,
@@ -238,10 +247,15 @@ impl RedisBackend {
 /// A store that has its place in this process's order of stores of its id: it runs when
 /// awaited, and on the backend's runtime if it is dropped first, so a started store is never
 /// lost (a batch dropped before all its stores were first polled included).
-struct StartedStore(inflight::FinishOnDrop<Result<(), BackendError>>);
+struct StartedStore(inflight::FinishOnDrop<Result<TaskResult, BackendError>>);
 
 impl StartedStore {
     async fn run(self, backend: &RedisBackend) -> Result<(), BackendError> {
+        self.run_merged(backend).await.map(|_| ())
+    }
+
+    /// As `run`, answering the record as stored: task fields merged from the one it replaced.
+    async fn run_merged(self, backend: &RedisBackend) -> Result<TaskResult, BackendError> {
         let store = AssertUnwindSafe(self.0).catch_unwind();
         // A panic is a bug of ours: the caller gets an error, as from a spawned store.
         backend
@@ -328,8 +342,8 @@ impl Inner {
     }
 
     /// Reads, merges the sticky fields, and writes only if the record read is still the one
-    /// stored; again while other writers get in between.
-    async fn store(&self, task_id: &str, record: TaskResult) -> Result<(), BackendError> {
+    /// stored; again while other writers get in between. Answers the record written.
+    async fn store(&self, task_id: &str, record: TaskResult) -> Result<TaskResult, BackendError> {
         let key = self.keys.task(task_id);
         let channel = self.keys.complete(task_id);
         let announce = record.is_terminal();
@@ -366,15 +380,22 @@ impl Inner {
                 })
                 .await;
             match sent {
-                Ok(store::Outcome::Written) => return Ok(()),
+                Ok(store::Outcome::Written) => {
+                    self.announce_stored(task_id, &merged, &json);
+                    return Ok(merged);
+                }
                 Ok(store::Outcome::AlreadyStored) => {
                     tracing::debug!(task_id, "resulthub.redis.store_already_applied");
-                    return Ok(());
+                    // Written by a send whose reply was lost: announced unless it was then.
+                    self.announce_stored(task_id, &merged, &json);
+                    return Ok(merged);
                 }
                 // Another writer got in between: merge the caller's record with the new one.
                 Ok(store::Outcome::Changed) => {}
                 Err(error @ BackendError::Unavailable { .. }) => {
-                    return self.lost_reply(task_id, &json, error).await;
+                    self.lost_reply(task_id, &json, error).await?;
+                    self.announce_stored(task_id, &merged, &json);
+                    return Ok(merged);
                 }
                 Err(error) => return Err(error),
             }

@@ -91,6 +91,9 @@ struct Table {
     count: usize,
     /// Registrations ever made: a linger that saw it move has seen a waiter come (and go).
     arrivals: u64,
+    /// Event feeds that keep the dispatcher (and its subscription) alive without waiting for
+    /// an id: `RedisBackend`'s events while someone is subscribed to them.
+    listeners: usize,
     /// A dispatcher runs and has not decided to retire.
     running: bool,
     dispatcher: Option<JoinHandle<()>>,
@@ -111,6 +114,18 @@ pub(crate) struct Waiters {
     keys: Keys,
     client: redis::Client,
     settings: LinkSettings,
+    /// Told every completion announced, besides the waiters of its id: the event feed, while
+    /// it runs.
+    completion_hook: Mutex<Option<CompletionHook>>,
+}
+
+/// Called with the id of each completion the dispatcher receives; must not wait.
+pub(crate) struct CompletionHook(pub(crate) Box<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for CompletionHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompletionHook")
+    }
 }
 
 impl Waiters {
@@ -134,7 +149,46 @@ impl Waiters {
             keys,
             client,
             settings,
+            completion_hook: Mutex::new(None),
         })
+    }
+
+    /// Keeps the dispatcher running, subscribed, until the [`Listening`] is dropped (then it
+    /// retires after the linger if no waiter is left either).
+    pub(crate) fn listen(self: &Arc<Self>) -> Listening {
+        let mut table = lock(&self.table);
+        table.listeners += 1;
+        table.arrivals += 1;
+        self.ensure_dispatcher(&mut table);
+        Listening {
+            waiters: Arc::clone(self),
+        }
+    }
+
+    /// Sets (or, with `None`, removes) the function told every completion received.
+    pub(crate) fn set_completion_hook(&self, hook: Option<CompletionHook>) {
+        *lock(&self.completion_hook) = hook;
+    }
+
+    /// The link's state, to follow its changes.
+    pub(crate) fn watch_link(&self) -> watch::Receiver<Link> {
+        self.link.subscribe()
+    }
+
+    /// How long the dispatcher outlives the last waiter or listener.
+    pub(crate) fn linger(&self) -> Duration {
+        self.settings.linger
+    }
+
+    /// How long a connection may take to be made.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.settings.connect_timeout
+    }
+
+    fn announce(&self, task_id: &str) {
+        if let Some(hook) = lock(&self.completion_hook).as_ref() {
+            (hook.0)(task_id);
+        }
     }
 
     /// Registers a waiter on `task_id` and makes sure a dispatcher runs. The waiter is
@@ -221,7 +275,7 @@ impl Waiters {
                 emptied.as_mut().enable();
                 {
                     let table = lock(&self.table);
-                    if table.count == 0 {
+                    if table.count == 0 && table.listeners == 0 {
                         break table.arrivals;
                     }
                 }
@@ -229,7 +283,7 @@ impl Waiters {
             };
             tokio::time::sleep(self.settings.linger).await;
             let mut table = lock(&self.table);
-            if table.count == 0 && table.arrivals == arrivals {
+            if table.count == 0 && table.listeners == 0 && table.arrivals == arrivals {
                 table.running = false;
                 self.link.send_replace(Link::Connecting);
                 return;
@@ -285,8 +339,24 @@ impl Waiters {
             table.by_id.remove(task_id);
         }
         table.count -= removed;
-        if table.count == 0 {
+        if table.count == 0 && table.listeners == 0 {
             self.emptied.notify_waiters();
+        }
+    }
+}
+
+/// An event feed's hold on the dispatcher ([`Waiters::listen`]), let go on drop.
+#[derive(Debug)]
+pub(crate) struct Listening {
+    waiters: Arc<Waiters>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let mut table = lock(&self.waiters.table);
+        table.listeners -= 1;
+        if table.count == 0 && table.listeners == 0 {
+            self.waiters.emptied.notify_waiters();
         }
     }
 }
@@ -421,6 +491,7 @@ async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration, was_up: &mut bool
                 Some(message) => {
                     if let Some(task_id) = waiters.keys.completed_id(message.get_channel_name().as_bytes()) {
                         waiters.wake(task_id);
+                        waiters.announce(task_id);
                     }
                 }
                 None => return LinkFailure::unreachable("pub/sub connection lost".to_owned()),

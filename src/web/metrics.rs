@@ -148,7 +148,7 @@ pub(super) async fn metrics(
     state: web::Data<WebState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize_token(&request, None, &state.options, TokenIn::Header)?;
-    let stats = state.hub.stats().await?;
+    let stats = state.backend.stats().await?;
     let metrics = &state.metrics;
     for status in TaskStatus::ALL {
         metrics

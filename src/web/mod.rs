@@ -71,6 +71,7 @@
 //! ```
 
 mod auth;
+mod backend;
 mod error;
 mod metrics;
 mod query;
@@ -82,7 +83,7 @@ use std::time::Duration;
 
 use actix_web::web;
 
-use crate::HubHandle;
+pub use backend::WebBackend;
 
 /// The longest task id the routes accept, in bytes; a hub with a lower `max_task_id_len`
 /// lowers it.
@@ -429,10 +430,10 @@ impl std::fmt::Debug for WebOptions {
     }
 }
 
-/// What every route reads: the hub and the options, as the scope's app data.
+/// What every route reads: the backend and the options, as the scope's app data.
 #[derive(Debug)]
 pub(crate) struct WebState {
-    pub(crate) hub: HubHandle,
+    pub(crate) backend: Arc<dyn WebBackend>,
     pub(crate) options: WebOptions,
     /// `/events` clients connected now, shared by every worker's copy of the routes.
     pub(crate) event_clients: Arc<sse::EventClients>,
@@ -440,20 +441,48 @@ pub(crate) struct WebState {
     pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
-/// The routes over `hub`, as a function for `App::configure` or `ServiceConfig::configure`.
+/// The routes over `backend` (a [`HubHandle`](crate::HubHandle), a
+/// [`RedisBackend`](crate::RedisBackend) with the `redis` feature, or any [`WebBackend`]), as a
+/// function for `App::configure` or `ServiceConfig::configure`.
 ///
 /// The function is cheap to clone: build it once and clone it into `HttpServer::new`'s factory,
 /// which runs once per worker. The routes keep their state as app data of their own type, so
-/// several hubs can be mounted under different scopes of one app.
-pub fn configure(
-    hub: HubHandle,
+/// several backends can be mounted under different scopes of one app.
+///
+/// # Examples
+///
+/// Over Redis, the dashboard of a flowrra deployment:
+///
+/// ```no_run
+/// use actix_web::{App, HttpServer, web};
+/// use resulthub::RedisBackend;
+/// use resulthub::web::{WebOptions, configure};
+///
+/// #[actix_rt::main]
+/// async fn main() -> std::io::Result<()> {
+///     let backend = RedisBackend::builder("redis://127.0.0.1:6379/0")
+///         .prefix("flowrra")
+///         .build()
+///         .await
+///         .map_err(std::io::Error::other)?;
+///     let routes = configure(backend, WebOptions::default());
+///     HttpServer::new(move || App::new().configure(routes.clone()))
+///         .h1_allow_half_closed(false)
+///         .bind(("127.0.0.1", 8080))?
+///         .run()
+///         .await
+/// }
+/// ```
+pub fn configure<B: WebBackend>(
+    backend: B,
     options: WebOptions,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + Sync + 'static {
+    let backend: Arc<dyn WebBackend> = Arc::new(backend);
     let event_clients = Arc::new(sse::EventClients::default());
     let metrics = Arc::new(metrics::Metrics::new());
     move |config: &mut web::ServiceConfig| {
         let state = web::Data::new(WebState {
-            hub: hub.clone(),
+            backend: Arc::clone(&backend),
             options: options.clone(),
             event_clients: Arc::clone(&event_clients),
             metrics: Arc::clone(&metrics),

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use actix_web::web;
 
+use super::WebBackend;
 use super::error::ApiError;
 use super::{MAX_ID_BYTES, WebOptions};
-use crate::{HubHandle, TaskStatus};
+use crate::TaskStatus;
 
 /// A request's query parameters, each given at most once.
 #[derive(Debug, Default)]
@@ -159,12 +160,12 @@ fn status_names() -> String {
         .join(", ")
 }
 
-/// Refuses an id over [`MAX_ID_BYTES`], or over the hub's own `max_task_id_len` if lower.
-pub(crate) async fn check_id(hub: &HubHandle, task_id: &str) -> Result<(), ApiError> {
-    let limit = hub
+/// Refuses an id over [`MAX_ID_BYTES`], or over the backend's own `max_task_id_len` if lower.
+pub(crate) async fn check_id(backend: &dyn WebBackend, task_id: &str) -> Result<(), ApiError> {
+    let limit = backend
         .max_task_id_len()
         .await
-        .map_or(MAX_ID_BYTES, |hub_limit| hub_limit.min(MAX_ID_BYTES));
+        .map_or(MAX_ID_BYTES, |own_limit| own_limit.min(MAX_ID_BYTES));
     if task_id.len() > limit {
         return Err(ApiError::bad_request(format!(
             "task id is {} bytes, over the limit of {limit}",

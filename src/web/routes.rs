@@ -18,7 +18,7 @@ use super::auth::{TokenIn, authorize, authorized_query};
 use super::error::ApiError;
 use super::query::{Query, check_id};
 use super::{MAX_BODY_BYTES, WebState, sse};
-use crate::{ResultBackend, TaskResult};
+use crate::TaskResult;
 
 type State = web::Data<WebState>;
 type Answer = Result<HttpResponse, ApiError>;
@@ -154,7 +154,7 @@ async fn task_id(request: &HttpRequest, state: &WebState) -> Result<String, ApiE
             "the task id in the path is not UTF-8 once percent-decoded",
         ));
     }
-    check_id(&state.hub, &id).await?;
+    check_id(state.backend.as_ref(), &id).await?;
     Ok(id)
 }
 
@@ -163,7 +163,7 @@ fn writes_allowed(state: &WebState) -> Result<(), ApiError> {
     if !options.allow_writes {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "writes are disabled: this hub's web options do not set allow_writes",
+            "writes are disabled: this server's web options do not set allow_writes",
         ));
     }
     // With neither a token nor a host list, any page a browser opens could write here.
@@ -184,7 +184,7 @@ async fn healthz() -> HttpResponse {
 /// The backend answers within a few seconds: 200, else 503 with `Retry-After`.
 async fn readyz(state: State) -> Answer {
     const WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
-    match tokio::time::timeout(WITHIN, state.hub.stats()).await {
+    match tokio::time::timeout(WITHIN, state.backend.ready()).await {
         Ok(Ok(_)) => Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))),
         Ok(Err(error)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -213,7 +213,7 @@ async fn dashboard(request: HttpRequest, state: State) -> Answer {
 async fn get_task(request: HttpRequest, state: State) -> Answer {
     authorized_query(&request, &state.options, TokenIn::Header)?;
     let id = task_id(&request, &state).await?;
-    match state.hub.get(&id).await? {
+    match state.backend.get(&id).await? {
         Some(record) => Ok(HttpResponse::Ok().json(record)),
         None => Err(ApiError::not_found(&id)),
     }
@@ -225,7 +225,7 @@ async fn wait_task(request: HttpRequest, state: State) -> Answer {
     let timeout = query.timeout(&state.options)?;
     // Dropping this future cancels the waiter: actix does so when the client hangs up, if
     // the server does not allow half-closed connections (see the module docs).
-    let record = state.hub.wait_for(&id, Some(timeout)).await?;
+    let record = state.backend.wait_for(&id, Some(timeout)).await?;
     Ok(HttpResponse::Ok().json(record))
 }
 
@@ -240,18 +240,21 @@ async fn list(request: HttpRequest, state: State) -> Answer {
     let by_position = offset == 0 && limit > 0;
     let page = async {
         if by_position {
-            let page = state.hub.list_page(status, limit, cursor.as_ref()).await?;
+            let page = state
+                .backend
+                .list_page(status, limit, cursor.as_ref())
+                .await?;
             Ok((page.records, page.next))
         } else {
             let items = state
-                .hub
+                .backend
                 .list_by_status(status, Some(limit), offset)
                 .await?;
             Ok::<_, crate::BackendError>((items, None))
         }
     };
     // Both queued at once, so the total is counted right after the page, in the hub's order.
-    let (page, stats) = futures_util::join!(page, state.hub.stats());
+    let (page, stats) = futures_util::join!(page, state.backend.stats());
     let (items, next) = page?;
     let total = stats?.by_status.get(status);
     Ok(HttpResponse::Ok().json(serde_json::json!({
@@ -266,7 +269,7 @@ async fn list(request: HttpRequest, state: State) -> Answer {
 
 async fn stats(request: HttpRequest, state: State) -> Answer {
     authorized_query(&request, &state.options, TokenIn::Header)?;
-    let stats = state.hub.stats().await?;
+    let stats = state.backend.stats().await?;
     let mut body = serde_json::to_value(stats)
         .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
     // The paging bounds, for the page (and any client) to ask for pages that fit.
@@ -290,7 +293,7 @@ async fn delete_task(request: HttpRequest, state: State) -> Answer {
     authorized_query(&request, &state.options, TokenIn::Header)?;
     writes_allowed(&state)?;
     let id = task_id(&request, &state).await?;
-    if state.hub.delete(&id).await? {
+    if state.backend.delete(&id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found(&id))
@@ -306,7 +309,7 @@ async fn store_task(request: HttpRequest, state: State, body: web::Payload) -> A
     let record = parse_record(&id, &body)?;
     // The record as stored, task fields merged from the previous one, as `get` returns it:
     // read by the hub in the same step as the store, so no other writer's change shows.
-    let stored = state.hub.store_merged(&id, record).await?;
+    let stored = state.backend.store_merged(&id, record).await?;
     Ok(HttpResponse::Created().json(stored))
 }
 

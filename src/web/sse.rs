@@ -42,12 +42,12 @@ pub(super) async fn events(
         task_id: query.get("task_id").map(str::to_owned),
     };
     if let Some(task_id) = &filter.task_id {
-        check_id(&state.hub, task_id).await?;
+        check_id(state.backend.as_ref(), task_id).await?;
     }
     let after = last_event_id(&request)?;
     let peer = request.peer_addr().map(|addr| addr.ip());
     let slot = EventClient::admit(&state, peer)?;
-    let events = state.hub.subscribe_after(filter, after).await?;
+    let events = state.backend.subscribe_after(filter, after).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
@@ -92,7 +92,7 @@ pub(super) async fn events_head(
     let query = authorized_query(&request, &state.options, TokenIn::HeaderOrQuery)?;
     query.optional_status()?;
     if let Some(task_id) = query.get("task_id") {
-        check_id(&state.hub, task_id).await?;
+        check_id(state.backend.as_ref(), task_id).await?;
     }
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")

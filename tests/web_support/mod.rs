@@ -2,9 +2,16 @@
 //! (`web_reads.rs`, `web_writes.rs`, `web_auth.rs`), and a real actix-web server on a free
 //! loopback port for the tests that need real connections (`web_server.rs`, `browser.rs`).
 //! A crate that includes it also includes `tests/support/` (`mod support;`).
+//!
+//! The routes are served over a `HubHandle` or a `RedisBackend` alike: [`over_both!`] runs one
+//! test case (an `async fn case<B: WebBackend + Clone>(backend: B)`) over each, the Redis one
+//! on a `redis-server` of its own (skipped without one, unless `RESULTHUB_REQUIRE_REDIS=1`).
 
 // Each test crate uses a different subset of the helpers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+#[path = "../support/redis_server.rs"]
+pub mod redis_server;
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -12,8 +19,7 @@ use std::thread::JoinHandle;
 use actix_web::dev::{ServerHandle, Service, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpServer, test, web};
-use resulthub::HubHandle;
-use resulthub::web::{WebOptions, configure};
+use resulthub::web::{WebBackend, WebOptions, configure};
 use serde_json::Value;
 
 use crate::support::within;
@@ -26,8 +32,8 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Serves `hub` under `/hub` on `127.0.0.1`, one worker.
-    pub fn start(hub: HubHandle, options: WebOptions) -> TestServer {
+    /// Serves `hub` (any backend) under `/hub` on `127.0.0.1`, one worker.
+    pub fn start<B: WebBackend>(hub: B, options: WebOptions) -> TestServer {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let system = actix_rt::System::new();
@@ -81,8 +87,8 @@ impl Drop for TestServer {
 
 pub const TOKEN: &str = "s3cret-token";
 
-pub async fn app(
-    hub: &HubHandle,
+pub async fn app<B: WebBackend + Clone>(
+    hub: &B,
     options: WebOptions,
 ) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
     test::init_service(
@@ -169,4 +175,59 @@ where
         message.contains(needle),
         "{message:?} should mention {needle:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Over a hub and over Redis
+// ---------------------------------------------------------------------------------------------
+
+/// A `RedisBackend` on a `redis-server` of its own, which stops when this is dropped.
+pub struct Redis {
+    pub backend: resulthub::RedisBackend,
+    pub server: redis_server::RedisServer,
+}
+
+impl Redis {
+    /// A fresh server and a backend on it whose stats are never cached (a test reads them
+    /// right after storing); `None` when there is no `redis-server` (after saying so).
+    pub async fn start() -> Option<Redis> {
+        let server = redis_server::RedisServer::start()?;
+        let backend = Self::connect(&server).await;
+        Some(Redis { backend, server })
+    }
+
+    /// Another backend on the same server and prefix: another process, as far as the first
+    /// one can tell.
+    pub async fn connect(server: &redis_server::RedisServer) -> resulthub::RedisBackend {
+        within(
+            "connect to redis",
+            resulthub::RedisBackend::builder(&server.url())
+                .stats_interval(std::time::Duration::from_millis(1))
+                .build(),
+        )
+        .await
+        .expect("connect to redis")
+    }
+}
+
+/// Runs `case(backend)` as two tests, `case::hub` (over a `HubHandle`) and `case::redis` (over
+/// a `RedisBackend` on a server of its own).
+macro_rules! over_both {
+    ($case:ident) => {
+        mod $case {
+            #[actix_rt::test]
+            async fn hub() {
+                super::$case(resulthub::HubHandle::start(resulthub::HubConfig::default())).await;
+            }
+
+            #[actix_rt::test]
+            async fn redis() {
+                let Some(redis) = crate::web_support::Redis::start().await else {
+                    return;
+                };
+                super::$case(redis.backend.clone()).await;
+                drop(redis);
+            }
+        }
+    };
 }
