@@ -4,12 +4,13 @@
 #![cfg(feature = "web")]
 
 mod support;
+#[macro_use]
 mod web_support;
 
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::test;
-use resulthub::web::WebOptions;
-use resulthub::{HubConfig, HubHandle, ResultBackend, TaskStatus};
+use resulthub::web::{WebBackend, WebOptions};
+use resulthub::{HubConfig, HubHandle, TaskStatus};
 use serde_json::json;
 use support::rec;
 use web_support::{TOKEN, app, bearer, delete, get, post, send, with_token, writable};
@@ -22,9 +23,8 @@ use TaskStatus::Success;
 
 // The token
 
-#[actix_rt::test]
-async fn with_a_token_every_route_is_401_without_it() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(with_a_token_every_route_is_401_without_it);
+async fn with_a_token_every_route_is_401_without_it<B: WebBackend + Clone>(hub: B) {
     hub.store("t", rec("t", Success)).await.unwrap();
     let app = app(&hub, with_token(true)).await;
     let routes = || {

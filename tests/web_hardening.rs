@@ -5,13 +5,14 @@
 #![cfg(feature = "web")]
 
 mod support;
+#[macro_use]
 mod web_support;
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::test;
 use base64::Engine as _;
-use resulthub::web::WebOptions;
+use resulthub::web::{WebBackend, WebOptions};
 use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
 use sha2::{Digest, Sha256};
 use support::within;
@@ -237,12 +238,15 @@ async fn a_method_not_served_is_405_naming_the_ones_that_are() {
     hub.shutdown().await;
 }
 
+over_both!(head_is_served_wherever_get_is_with_the_same_status_and_type_and_no_body);
 /// `HEAD` through a real server (actix's test service keeps the body a connection would
 /// drop): the status and type of a `GET`, and not one byte of body.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn head_is_served_wherever_get_is_with_the_same_status_and_type_and_no_body() {
+async fn head_is_served_wherever_get_is_with_the_same_status_and_type_and_no_body<
+    B: WebBackend + Clone,
+>(
+    hub: B,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let hub = HubHandle::spawn(HubConfig::default());
     hub.store("t1", TaskResult::new("t1", TaskStatus::Success))
         .await
         .expect("store");
@@ -291,7 +295,6 @@ async fn head_is_served_wherever_get_is_with_the_same_status_and_type_and_no_bod
     assert_eq!(body, 0);
     assert_eq!(hub.stats().await.expect("stats").subscribers, 0);
     drop(server);
-    hub.shutdown().await;
 }
 
 #[actix_rt::test]

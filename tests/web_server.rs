@@ -4,11 +4,12 @@
 #![cfg(feature = "web")]
 
 mod support;
+#[macro_use]
 mod web_support;
 
 use std::time::Duration;
 
-use resulthub::web::WebOptions;
+use resulthub::web::{WebBackend, WebOptions};
 use resulthub::{HubConfig, HubHandle, HubStats, ResultBackend, TaskResult, TaskStatus};
 use support::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,7 +17,7 @@ use tokio::net::TcpStream;
 use web_support::TestServer;
 
 /// Polls the hub's stats until `done` holds; `within` bounds it.
-async fn until(hub: &HubHandle, what: &str, done: impl Fn(&HubStats) -> bool) {
+async fn until<B: WebBackend>(hub: &B, what: &str, done: impl Fn(&HubStats) -> bool) {
     within(what, async {
         loop {
             if done(&hub.stats().await.unwrap()) {
@@ -69,9 +70,8 @@ async fn a_wait_whose_client_hangs_up_leaves_no_waiter() {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_events_client_that_hangs_up_is_unsubscribed() {
-    let hub = HubHandle::spawn(HubConfig::default());
+over_both!(an_events_client_that_hangs_up_is_unsubscribed);
+async fn an_events_client_that_hangs_up_is_unsubscribed<B: WebBackend + Clone>(hub: B) {
     let options = WebOptions::default().with_heartbeat(Duration::from_millis(20));
     let server = TestServer::start(hub.clone(), options);
     let mut stream = request(&server, "events").await;

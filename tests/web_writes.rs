@@ -5,13 +5,14 @@
 #![cfg(feature = "web")]
 
 mod support;
+#[macro_use]
 mod web_support;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::test;
 use actix_web::web::Bytes;
 use futures::StreamExt;
-use resulthub::web::{MAX_BODY_BYTES, WebOptions};
+use resulthub::web::{MAX_BODY_BYTES, WebBackend, WebOptions};
 use resulthub::{HubConfig, HubHandle, ResultBackend, TaskStatus};
 use serde_json::{Value, json};
 use support::{rec, within};
@@ -25,9 +26,8 @@ use TaskStatus::{Running, Success};
 
 // Writes
 
-#[actix_rt::test]
-async fn writes_are_403_when_not_allowed_and_change_nothing() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(writes_are_403_when_not_allowed_and_change_nothing);
+async fn writes_are_403_when_not_allowed_and_change_nothing<B: WebBackend + Clone>(hub: B) {
     hub.store("t", rec("t", Running)).await.unwrap();
     let app = app(&hub, WebOptions::default()).await;
     let (status, body) = send(&app, post("/hub/tasks/t", json!({"status": "success"}))).await;
@@ -40,9 +40,8 @@ async fn writes_are_403_when_not_allowed_and_change_nothing() {
     assert_eq!(hub.get("t").await.unwrap().map(|r| r.status), Some(Running));
 }
 
-#[actix_rt::test]
-async fn post_stores_and_answers_201_with_the_stored_record() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(post_stores_and_answers_201_with_the_stored_record);
+async fn post_stores_and_answers_201_with_the_stored_record<B: WebBackend + Clone>(hub: B) {
     let app = app(&hub, writable()).await;
     // task_id left out: the path's is taken.
     let (status, body) = send(
@@ -117,9 +116,8 @@ async fn posts_answer_is_its_own_store_even_when_another_writer_follows_at_once(
     );
 }
 
-#[actix_rt::test]
-async fn every_bad_record_is_400_and_stores_nothing() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(every_bad_record_is_400_and_stores_nothing);
+async fn every_bad_record_is_400_and_stores_nothing<B: WebBackend + Clone>(hub: B) {
     let app = app(&hub, writable()).await;
     let raw = |body: &str| {
         test::TestRequest::post()
@@ -300,9 +298,8 @@ async fn a_streamed_body_without_a_length_is_413_past_one_mebibyte() {
     assert_eq!(hub.stats().await.unwrap().results, 0);
 }
 
-#[actix_rt::test]
-async fn delete_is_204_then_404() {
-    let hub = HubHandle::start(HubConfig::default());
+over_both!(delete_is_204_then_404);
+async fn delete_is_204_then_404<B: WebBackend + Clone>(hub: B) {
     hub.store("t", rec("t", Success)).await.unwrap();
     let app = app(&hub, writable()).await;
     let (status, body) = send(&app, delete("/hub/tasks/t")).await;
