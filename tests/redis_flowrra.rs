@@ -5,78 +5,18 @@
 
 #![cfg(feature = "redis")]
 
+#[path = "support/flowrra.rs"]
+mod flowrra;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use flowrra::{peer, peer_in_zone, python};
 use redis_server::RedisServer;
 use resulthub::{RedisBackend, ResultBackend, TaskResult, TaskStatus};
 use serde_json::{Value, json};
-
-const FLOWRRA: &str = "flowrra==0.1.8";
-const REDIS_PY: &str = "redis>=5,<8";
-
-/// The virtualenv's Python, made once per run; `None` (after saying why) when it cannot be.
-fn python() -> Option<PathBuf> {
-    static MADE: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
-    let mut made = MADE.lock().unwrap_or_else(|poison| poison.into_inner());
-    let outcome = made.get_or_insert_with(make_venv).clone();
-    match outcome {
-        Ok(python) => Some(python),
-        Err(why) => {
-            if std::env::var("RESULTHUB_REQUIRE_REDIS").as_deref() == Ok("1") {
-                panic!("RESULTHUB_REQUIRE_REDIS=1 but the flowrra virtualenv failed: {why}");
-            }
-            eprintln!("SKIPPED: {why}");
-            None
-        }
-    }
-}
-
-fn make_venv() -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target").join("interop-venv");
-    let python = venv.join("bin").join("python");
-    let ready = venv.join(".flowrra-0.1.8-ready");
-    if ready.exists() {
-        return Ok(python);
-    }
-    let run = |command: &mut Command| -> Result<(), String> {
-        let output = command
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("{command:?}: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{command:?} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
-    };
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    run(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        FLOWRRA,
-        REDIS_PY,
-    ]))?;
-    std::fs::write(&ready, "").map_err(|e| e.to_string())?;
-    Ok(python)
-}
-
-fn peer(python: &Path, args: &[&str]) -> Value {
-    peer_in_zone(python, "UTC", args)
-}
 
 /// A record as Python's `to_dict` printed it, read the way resulthub reads Redis.
 fn from_python(value: &Value) -> TaskResult {
@@ -315,22 +255,4 @@ async fn naive_local_times_of_a_flowrra_host_off_utc_are_read_and_written_in_its
         (seen - now).num_milliseconds().abs() < 2,
         "flowrra read {seen}, stored {now}"
     );
-}
-
-/// `peer`, with the process's time zone set to `tz`.
-fn peer_in_zone(python: &Path, tz: &str, args: &[&str]) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/flowrra_peer.py");
-    let output: Output = Command::new(python)
-        .arg(&script)
-        .args(args)
-        .env("TZ", tz)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the flowrra peer");
-    assert!(
-        output.status.success(),
-        "flowrra peer {args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the peer prints JSON")
 }

@@ -1,9 +1,12 @@
 //! The `resulthub` binary as a process: `serve` over its own hub with a token file, writes and
-//! a snapshot that survives a graceful stop and a restart; `export` and `import` between Redis
-//! prefixes; `--help` for every flag.
+//! a snapshot that survives a graceful stop and a restart; `serve --redis` over what a Python
+//! flowrra 0.1.8 process writes; `export` and `import` between Redis prefixes; `--help` for
+//! every flag.
 
 #![cfg(feature = "server")]
 
+#[path = "support/flowrra.rs"]
+mod flowrra;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 mod support;
@@ -233,6 +236,9 @@ fn every_command_and_flag_has_help() {
                 "--max-results",
                 "--result-ttl",
                 "--max-wait",
+                "--redis",
+                "--prefix",
+                "--stats-interval",
             ][..],
         ),
         (
@@ -252,6 +258,113 @@ fn every_command_and_flag_has_help() {
             );
         }
     }
+}
+
+/// Reads an open `/events` response until its text holds `needle`; what was read by then.
+fn read_until(stream: &mut TcpStream, needle: &str) -> String {
+    let deadline = Instant::now() + support::LONG_TIMEOUT;
+    let mut text = String::new();
+    while !text.contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "/events never said {needle:?}; it said:\n{text}"
+        );
+        let mut chunk = [0; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("/events ended before {needle:?}:\n{text}"),
+            Ok(read) => text.push_str(&String::from_utf8_lossy(&chunk[..read])),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(error) => panic!("reading /events: {error}"),
+        }
+    }
+    text
+}
+
+/// `serve --redis` pointed at a Redis that a Python flowrra 0.1.8 worker writes: its records
+/// by id, by status and counted, its completions as live events, and in `/metrics`.
+#[test]
+fn serve_redis_shows_what_a_flowrra_worker_stores() {
+    let (Some(server), Some(python)) = (RedisServer::start(), flowrra::python()) else {
+        return;
+    };
+    let url = server.url();
+    let stored = flowrra::peer(&python, &["store", &url, "py-1"]);
+    assert_eq!(stored["status"], "success");
+
+    let served = Served::start(&[
+        "--redis",
+        &url,
+        "--prefix",
+        "flowrra",
+        "--stats-interval",
+        "1ms",
+    ]);
+    let addr = served.addr;
+    let json = |(status, body): (u16, String)| -> serde_json::Value {
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    };
+    let record = json(get(addr, "/tasks/py-1", "").expect("GET"));
+    assert_eq!(record, stored, "the record as flowrra wrote it");
+    let page = json(get(addr, "/tasks?status=success", "").expect("GET"));
+    assert_eq!(page["items"], serde_json::json!([stored]));
+    assert_eq!(page["total"], 1);
+    assert_eq!(
+        json(get(addr, "/tasks?status=pending", "").expect("GET"))["total"],
+        0
+    );
+    let stats = json(get(addr, "/stats", "").expect("GET"));
+    assert_eq!(stats["by_status"]["success"], 1, "{stats}");
+    assert_eq!(stats["results"], 1, "{stats}");
+
+    // A worker that finishes a task while a client listens: the client hears of it, with
+    // the record.
+    let mut events = TcpStream::connect(addr).expect("connect");
+    events
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    write!(
+        events,
+        "GET /events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_until(&mut events, ": subscribed");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let done = flowrra::peer(&python, &["store", &url, "py-2"]);
+    let text = read_until(&mut events, "\"task_id\":\"py-2\"");
+    let frame = text
+        .split("\n\n")
+        .find(|frame| frame.contains("\"task_id\":\"py-2\""))
+        .expect("the frame");
+    assert!(frame.contains("event: task"), "{frame}");
+    assert!(
+        frame.lines().any(|line| line.starts_with("id: ")),
+        "{frame}"
+    );
+    let data: serde_json::Value = serde_json::from_str(
+        frame
+            .lines()
+            .find_map(|line| line.strip_prefix("data: "))
+            .expect("data"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        (&data["kind"], &data["status"]),
+        (&serde_json::json!("stored"), &serde_json::json!("success")),
+        "only the completion is announced in flowrra's layout: {text}"
+    );
+    assert_eq!(data["record"], done);
+
+    let (status, metrics) = get(addr, "/metrics", "").expect("GET /metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("resulthub_records{status=\"success\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("resulthub_sse_clients 1"), "{metrics}");
+    drop(events);
+    assert!(served.stop().success(), "a graceful stop exits 0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
-//! `resulthub`: the dashboard, REST API and live events over an in-process hub (`serve`), and
-//! moving records between a Redis prefix and a JSON-lines file (`export`, `import`).
+//! `resulthub`: the dashboard, REST API and live events over an in-process hub or a Redis
+//! prefix that flowrra workers write (`serve`, `serve --redis URL`), and moving records
+//! between a Redis prefix and a JSON-lines file (`export`, `import`).
 //!
 //! Built with the cargo feature `server`:
 //! `cargo run --features server --bin resulthub -- serve --help`.
@@ -26,7 +27,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve the dashboard, the REST API and live events over an in-process hub.
+    /// Serve the dashboard, the REST API and live events over an in-process hub, or over the
+    /// records a flowrra deployment keeps in Redis (`--redis URL`).
     Serve(serve::ServeArgs),
     /// Write every record of a Redis prefix to a JSON-lines file.
     Export(transfer::ExportArgs),

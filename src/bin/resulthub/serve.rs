@@ -1,13 +1,14 @@
-//! `resulthub serve`: an in-process hub behind the crate's HTTP API, for services in any
-//! language, with its records kept in a snapshot file across restarts.
+//! `resulthub serve`: the crate's HTTP API and dashboard over an in-process hub, for services
+//! in any language, with its records kept in a snapshot file across restarts; or, with
+//! `--redis`, over the records a flowrra deployment (or any `RedisBackend`) keeps in Redis.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use resulthub::web::{WebOptions, configure};
-use resulthub::{HubConfig, HubHandle};
+use resulthub::web::{WebBackend, WebOptions, configure};
+use resulthub::{HubConfig, HubHandle, RedisBackend};
 
 use crate::snapshot;
 
@@ -45,6 +46,32 @@ pub(crate) struct ServeArgs {
     /// The longest `GET /tasks/{id}/wait`, e.g. `60s`.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     max_wait: Duration,
+    /// Serve the records of a Redis server instead of an in-process hub: the ones Python
+    /// flowrra workers (or other resulthub processes) write there, with their completions as
+    /// live events. `redis://[user:password@]host:port/db`; `rediss://` over TLS when built
+    /// with the `redis-tls` feature. A URL with a password is best given in the environment
+    /// variable, which `ps` does not show.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RESULTHUB_REDIS_URL",
+        hide_env_values = true,
+        conflicts_with_all = ["snapshot", "max_results", "result_ttl"]
+    )]
+    redis: Option<String>,
+    /// With `--redis`: the key prefix of the records (`{prefix}:task:{id}`); flowrra's is
+    /// `flowrra`.
+    #[arg(long, default_value = "flowrra", requires = "redis")]
+    prefix: String,
+    /// With `--redis`: how long `/stats` and `/metrics` reuse one count of the prefix's
+    /// records (each count walks every key of the prefix), e.g. `2s`.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "redis")]
+    stats_interval: Duration,
+    /// With `--redis` over `rediss://`: a PEM file of the CA certificates to trust instead of
+    /// the public ones (a private CA).
+    #[cfg(feature = "redis-tls")]
+    #[arg(long, value_name = "FILE", requires = "redis")]
+    redis_ca: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
@@ -66,7 +93,64 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
     let config = HubConfig::default()
         .with_max_results(args.max_results)
         .with_result_ttl(args.result_ttl);
-    actix_rt::System::new().block_on(serve(args, config, options))
+    actix_rt::System::new().block_on(async move {
+        match args.redis.clone() {
+            Some(url) => serve_redis(&url, args, options).await,
+            None => serve(args, config, options).await,
+        }
+    })
+}
+
+/// The routes over `backend` on `bind`, running (not yet awaited).
+fn http_server<B: WebBackend>(
+    backend: B,
+    bind: SocketAddr,
+    options: WebOptions,
+) -> Result<actix_web::dev::Server, String> {
+    let routes = configure(backend, options);
+    Ok(
+        HttpServer::new(move || App::new().service(web::scope("").configure(routes.clone())))
+            // A waiter or subscription whose client hung up ends with it (see `resulthub::web`).
+            .h1_allow_half_closed(false)
+            // Signals are ours: a stop writes the snapshot after the last request.
+            .disable_signals()
+            // Open `/events` streams never end by themselves: a stop waits this long for them,
+            // not actix's 30 s.
+            .shutdown_timeout(5)
+            .bind(bind)
+            .map_err(|error| format!("cannot listen on {bind}: {error}"))?
+            .run(),
+    )
+}
+
+/// `serve --redis`: the routes over a `RedisBackend`, until SIGINT or SIGTERM.
+async fn serve_redis(url: &str, args: ServeArgs, options: WebOptions) -> Result<(), String> {
+    let builder = RedisBackend::builder(url)
+        .prefix(&args.prefix)
+        .stats_interval(args.stats_interval);
+    #[cfg(feature = "redis-tls")]
+    let builder = match &args.redis_ca {
+        Some(path) => builder.tls_root_certificate(
+            std::fs::read(path)
+                .map_err(|error| format!("cannot read --redis-ca {}: {error}", path.display()))?,
+        ),
+        None => builder,
+    };
+    let backend = builder
+        .build()
+        .await
+        .map_err(|error| format!("cannot connect to Redis: {error}"))?;
+    let server = http_server(backend, args.bind, options)?;
+    let handle = server.handle();
+    tracing::info!(address = %args.bind, prefix = %args.prefix, "resulthub.server.listening");
+    actix_rt::spawn(async move {
+        stop_signal().await;
+        tracing::info!("resulthub.server.stopping");
+        handle.stop(true).await;
+    });
+    server
+        .await
+        .map_err(|error| format!("the server failed: {error}"))
 }
 
 async fn serve(args: ServeArgs, config: HubConfig, options: WebOptions) -> Result<(), String> {
@@ -75,16 +159,7 @@ async fn serve(args: ServeArgs, config: HubConfig, options: WebOptions) -> Resul
         let loaded = snapshot::load(&hub, path).await?;
         tracing::info!(records = loaded, path = %path.display(), "resulthub.server.snapshot_loaded");
     }
-    let routes = configure(hub.clone(), options);
-    let server =
-        HttpServer::new(move || App::new().service(web::scope("").configure(routes.clone())))
-            // A waiter or subscription whose client hung up ends with it (see `resulthub::web`).
-            .h1_allow_half_closed(false)
-            // Signals are ours: a stop writes the snapshot after the last request.
-            .disable_signals()
-            .bind(args.bind)
-            .map_err(|error| format!("cannot listen on {}: {error}", args.bind))?
-            .run();
+    let server = http_server(hub.clone(), args.bind, options)?;
     let handle = server.handle();
     tracing::info!(address = %args.bind, "resulthub.server.listening");
 
