@@ -1,7 +1,9 @@
 //! The dashboard in a real browser: headless Chromium driven through chromedriver (WebDriver,
 //! with fantoccini). Tasks stored through the handle must appear in the table and change
 //! status live, without a reload; the counts, the status filter, paging and the detail view
-//! must work. A screenshot is kept in `target/test-artifacts/dashboard.png`.
+//! must work. A screenshot is kept in `target/test-artifacts/dashboard.png`. With the `server`
+//! feature, the same page is also driven as the `resulthub` binary serves it over Redis
+//! (`serve --redis`), with tasks stored by another process on the same prefix.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the test prints `SKIPPED`
 //! and passes, unless `RESULTHUB_REQUIRE_BROWSER=1` (as `.ci/run` sets), when it fails.
@@ -284,7 +286,7 @@ fn submitted(minute: u32) -> chrono::DateTime<Utc> {
 }
 
 /// A few tasks in every status, so that the page (and its screenshot) shows what it is for.
-async fn seed(hub: &HubHandle) {
+async fn seed<B: ResultBackend>(hub: &B) {
     let tasks = [
         (
             "resize-0041",
@@ -589,4 +591,160 @@ async fn the_dashboard_shows_tasks_live_in_a_real_browser() {
     let _ = step("closing the session", client.close()).await;
     drop(driver);
     drop(server);
+}
+
+/// The `resulthub` binary serving a Redis prefix (`serve --redis`), killed on drop.
+#[cfg(all(feature = "server", feature = "redis"))]
+struct ServedOverRedis {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+#[cfg(all(feature = "server", feature = "redis"))]
+impl ServedOverRedis {
+    fn start(redis_url: &str, token_file: &Path) -> ServedOverRedis {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port");
+        let child = Command::new(env!("CARGO_BIN_EXE_resulthub"))
+            .args(["serve", "--bind", &addr.to_string(), "--redis", redis_url])
+            .args(["--allow-writes", "--stats-interval", "100ms"])
+            .arg("--token-file")
+            .arg(token_file)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start resulthub serve --redis");
+        let served = ServedOverRedis { child, addr };
+        let deadline = Instant::now() + STEP;
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "resulthub serve --redis never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        served
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+}
+
+#[cfg(all(feature = "server", feature = "redis"))]
+impl Drop for ServedOverRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The page as `resulthub serve --redis` serves it, over records another process (a worker)
+/// stores in Redis: counts, live completions with their runtime and in the chart, search,
+/// the status filter, and a delete from the detail view.
+#[cfg(all(feature = "server", feature = "redis"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_served_by_the_binary_over_redis() {
+    if !browser_available() {
+        return;
+    }
+    let Some(server) = web_support::redis_server::RedisServer::start() else {
+        return;
+    };
+    // The workers' side: another process as far as the server can tell.
+    let worker = within_for(
+        STEP,
+        "connect",
+        resulthub::RedisBackend::connect(&server.url()),
+    )
+    .await
+    .expect("connect");
+    seed(&worker).await;
+    let dir = std::env::temp_dir().join(format!("resulthub-browser-redis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let served = ServedOverRedis::start(&server.url(), &token_file);
+    let driver = Chromedriver::start();
+    let client = driver.connect().await;
+
+    step(
+        "the page",
+        client.goto(&served.url(&format!("?token={TOKEN}"))),
+    )
+    .await
+    .unwrap();
+    appears(&client, "#conn[data-state='live']").await;
+    reads(&client, "#count-success", "2").await;
+    reads(&client, "#count-pending", "2").await;
+    appears(&client, &row("sync-crm-88")).await;
+    execute(&client, "window.__sameLoad = true; return true;").await;
+
+    // A worker finishes a task: its completion reaches the page live, with the record.
+    let id = "redis-task-1";
+    let done = TaskResult::new(id, TaskStatus::Success)
+        .with_task_name("video.transcode")
+        .with_submitted_at(submitted(30))
+        .with_started_at(submitted(30))
+        .with_finished_at(submitted(30) + chrono::Duration::milliseconds(1500))
+        .with_result(json!({"frames": 1440}));
+    worker.store(id, done).await.unwrap();
+    let status_of = format!("{} td.status", row(id));
+    reads(&client, &status_of, "success").await;
+    reads(&client, &format!("{} td.runtime", row(id)), "1.5 s").await;
+    holds(
+        &client,
+        "the completion in the rate chart",
+        "return document.getElementById('rate-success').getAttribute('points')\
+           .split(' ').some((p) => Number(p.split(',')[1]) < 98);",
+    )
+    .await;
+    reads(&client, "#count-success", "3").await;
+    reads(&client, "#tasks tbody tr:first-child td.id", id).await;
+
+    // Search by task name and by id.
+    type_into(&client, "#search", "CRM").await;
+    appears(&client, &row("sync-crm-88")).await;
+    within_for(STEP, "rows without crm hidden", async {
+        while exists(&client, &row(id)).await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    type_into(&client, "#search", "sync-crm-88\u{E007}").await;
+    reads(&client, "#detail-title", "sync-crm-88").await;
+    type_into(&client, "#search", "").await;
+    appears(&client, &row(id)).await;
+
+    // The status filter: a page of the prefix's failed records.
+    select(&client, "#filter", "failed").await;
+    reads(&client, "#page-info", "1–1 of 1").await;
+    appears(&client, &row("sync-crm-88")).await;
+    select(&client, "#filter", "").await;
+    reads(&client, "#table-title", "Recent tasks").await;
+
+    // With writes allowed, the detail view deletes the record from Redis.
+    click(&client, &row("resize-0041")).await;
+    reads(&client, "#detail-title", "resize-0041").await;
+    click(&client, "#detail-delete").await;
+    reads(&client, "#detail-delete", "Confirm delete").await;
+    click(&client, "#detail-delete").await;
+    shows(&client, "#detail-state", "This record was deleted").await;
+    assert_eq!(worker.get("resize-0041").await.unwrap(), None);
+    reads(&client, "#count-success", "2").await;
+
+    let same_load = execute(&client, "return window.__sameLoad === true;").await;
+    assert_eq!(
+        same_load,
+        json!(true),
+        "every change came live, without a reload"
+    );
+    screenshot(&client, "dashboard-redis.png").await;
+    let _ = step("closing the session", client.close()).await;
+    drop(driver);
+    drop(served);
+    let _ = std::fs::remove_dir_all(&dir);
 }
