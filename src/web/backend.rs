@@ -10,13 +10,13 @@ use crate::{
 /// come from [`ResultBackend::list_page`] (behind `cursor` and `next`) and
 /// [`ResultBackend::list_by_status`] (behind `offset`).
 ///
-/// Implemented by [`HubHandle`] and, with the `redis` feature, by
-/// [`RedisBackend`](crate::RedisBackend), whose answers differ as follows:
+/// Implemented by [`HubHandle`] and, with the `redis` feature, by `RedisBackend`, whose answers
+/// differ as follows:
 ///
 /// | | `HubHandle` | `RedisBackend` |
 /// | --- | --- | --- |
 /// | `stats` | exact, in the hub's order | counted by a walk over the prefix, cached for `stats_interval` (2 s) |
-/// | events | every change the hub applies | this process's stores and deletes, and every process's completions (see [`RedisBackend::subscribe`](crate::RedisBackend::subscribe)) |
+/// | events | every change the hub applies | this process's stores and deletes, and every process's completions (see `RedisBackend::subscribe`) |
 /// | paging (`cursor`) | by position: stable under inserts | by offset behind the same opaque cursor: records added before the position shift later pages |
 /// | `ready` | the hub answers | the server answers a `PING` |
 ///

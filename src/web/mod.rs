@@ -1,5 +1,8 @@
-//! An actix-web scope over a [`HubHandle`]: REST routes, live Server-Sent Events and a
-//! dashboard page (cargo feature `web`).
+//! An actix-web scope over a [`HubHandle`](crate::HubHandle), a `RedisBackend` (feature
+//! `redis`) or any [`WebBackend`]: REST routes, live Server-Sent Events and a dashboard page
+//! (cargo feature `web`). Over Redis the routes answer the same JSON, with the differences
+//! [`WebBackend`] lists (stats from a cached walk, paging by offset, events from what the
+//! process can see).
 //!
 //! [`configure`] returns a function for actix-web's `App::configure` or
 //! `ServiceConfig::configure`, so an application mounts the routes wherever it likes, usually
@@ -11,7 +14,7 @@
 //! | `GET /tasks/{id}` | 200 with the record, 404 when missing |
 //! | `GET /tasks/{id}/wait?timeout=SECS` | 200 with the terminal record, 408 on timeout |
 //! | `GET /tasks?status=S&limit=N&offset=N` (or `&cursor=C`) | 200 with a page, newest first, the status's total, and the `next` page's cursor |
-//! | `GET /stats` | 200 with the hub's counts |
+//! | `GET /stats` | 200 with the backend's counts |
 //! | `GET /events` | Server-Sent Events, one `task` event per change |
 //! | `POST /tasks/{id}` | 201 with the stored record (only with `allow_writes`) |
 //! | `DELETE /tasks/{id}` | 204, or 404 when missing (only with `allow_writes`) |
@@ -19,7 +22,7 @@
 //! | `GET /metrics` | records, waiters, evictions, HTTP requests and their durations, for Prometheus |
 //!
 //! Every 4xx answer has a JSON body `{"error": "..."}` naming the problem; bad input is refused
-//! before it reaches the hub. Every `GET` route serves `HEAD`; a 405 names the methods served
+//! before it reaches the backend. Every `GET` route serves `HEAD`; a 405 names the methods served
 //! in `Allow`, a 503 says `Retry-After`. A request whose `Host` is not in
 //! [`WebOptions::allowed_hosts`] (loopback names by default) is refused with 421, against DNS
 //! rebinding: list the names your clients use. The full reference is `docs/http-api.md`.
@@ -441,8 +444,8 @@ pub(crate) struct WebState {
     pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
-/// The routes over `backend` (a [`HubHandle`](crate::HubHandle), a
-/// [`RedisBackend`](crate::RedisBackend) with the `redis` feature, or any [`WebBackend`]), as a
+/// The routes over `backend` (a [`HubHandle`](crate::HubHandle), a `RedisBackend` with the
+/// `redis` feature, or any [`WebBackend`]), as a
 /// function for `App::configure` or `ServiceConfig::configure`.
 ///
 /// The function is cheap to clone: build it once and clone it into `HttpServer::new`'s factory,
@@ -454,24 +457,25 @@ pub(crate) struct WebState {
 /// Over Redis, the dashboard of a flowrra deployment:
 ///
 /// ```no_run
-/// use actix_web::{App, HttpServer, web};
+/// # #[cfg(feature = "redis")]
+/// # async fn serve() -> std::io::Result<()> {
+/// use actix_web::{App, HttpServer};
 /// use resulthub::RedisBackend;
 /// use resulthub::web::{WebOptions, configure};
 ///
-/// #[actix_rt::main]
-/// async fn main() -> std::io::Result<()> {
-///     let backend = RedisBackend::builder("redis://127.0.0.1:6379/0")
-///         .prefix("flowrra")
-///         .build()
-///         .await
-///         .map_err(std::io::Error::other)?;
-///     let routes = configure(backend, WebOptions::default());
-///     HttpServer::new(move || App::new().configure(routes.clone()))
-///         .h1_allow_half_closed(false)
-///         .bind(("127.0.0.1", 8080))?
-///         .run()
-///         .await
-/// }
+/// // Inside a Tokio runtime that keeps running (`#[actix_rt::main]`, for one).
+/// let backend = RedisBackend::builder("redis://127.0.0.1:6379/0")
+///     .prefix("flowrra")
+///     .build()
+///     .await
+///     .map_err(std::io::Error::other)?;
+/// let routes = configure(backend, WebOptions::default());
+/// HttpServer::new(move || App::new().configure(routes.clone()))
+///     .h1_allow_half_closed(false)
+///     .bind(("127.0.0.1", 8080))?
+///     .run()
+///     .await
+/// # }
 /// ```
 pub fn configure<B: WebBackend>(
     backend: B,
