@@ -256,3 +256,36 @@ async fn naive_local_times_of_a_flowrra_host_off_utc_are_read_and_written_in_its
         "flowrra read {seen}, stored {now}"
     );
 }
+
+/// A task a flowrra worker finishes reaches `RedisBackend::subscribe` as one `stored` event
+/// carrying the record as Python wrote it; its PENDING and RUNNING stores, which flowrra does
+/// not announce, do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flowrra_completion_is_an_event_with_its_record() {
+    let (Some(server), Some(python)) = (RedisServer::start(), python()) else {
+        return;
+    };
+    let backend = RedisBackend::connect(&server.url()).await.expect("connect");
+    let mut events = backend.subscribe().await.expect("subscribe");
+    let url = server.url();
+    let stored = tokio::task::spawn_blocking(move || peer(&python, &["store", &url, "py-ev"]))
+        .await
+        .expect("peer");
+    let event = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::StreamExt::next(&mut events),
+    )
+    .await
+    .expect("an event within 60 s");
+    let Some(resulthub::HubEvent::Task(event)) = event else {
+        panic!("not a task event: {event:?}");
+    };
+    assert_eq!(
+        (event.kind, event.task_id.as_str(), event.status),
+        (resulthub::EventKind::Stored, "py-ev", TaskStatus::Success)
+    );
+    assert_eq!(event.record, Some(from_python(&stored)));
+    assert_eq!(backend.stats().await.expect("stats").subscribers, 1);
+    drop(events);
+    assert_eq!(backend.stats().await.expect("stats").subscribers, 0);
+}

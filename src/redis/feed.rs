@@ -491,3 +491,56 @@ impl RedisBackend {
         self.inner.limits.max_task_id_len
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            bus: EventBus::new(&HubConfig::default()),
+            sent: HashMap::new(),
+            hasher: RandomState::new(),
+            subscribers: 0,
+            running: false,
+            reader: None,
+        }
+    }
+
+    #[test]
+    fn a_record_is_sent_once_per_id_however_often_it_is_seen() {
+        let mut state = state();
+        let mut built = 0;
+        // Nobody listens: nothing is built.
+        state.stored("t", b"one", || {
+            built += 1;
+            TaskResult::new("t", TaskStatus::Success)
+        });
+        assert_eq!(built, 0);
+
+        let mut receiver = state.bus.subscribe();
+        for (task_id, bytes) in [("t", "one"), ("t", "one"), ("t", "two"), ("u", "one")] {
+            state.stored(task_id, bytes.as_bytes(), || {
+                built += 1;
+                TaskResult::new(task_id, TaskStatus::Success)
+            });
+        }
+        // The echo of ("t", "one") was dropped; another record, or another id, was not.
+        assert_eq!(built, 3);
+        for _ in 0..3 {
+            assert!(receiver.try_recv().is_ok());
+        }
+        assert!(receiver.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_memory_of_sent_records_is_bounded() {
+        let mut state = state();
+        let _receiver = state.bus.subscribe();
+        for n in 0..REMEMBERED + 10 {
+            let id = n.to_string();
+            state.stored(&id, b"r", || TaskResult::new(&id, TaskStatus::Success));
+        }
+        assert!(state.sent.len() <= REMEMBERED);
+    }
+}
