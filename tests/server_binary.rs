@@ -222,6 +222,32 @@ fn serve_refuses_an_empty_token_file_and_says_why() {
 }
 
 #[test]
+fn serve_redis_refuses_the_hubs_own_flags_and_an_unreachable_server() {
+    let output = Command::new(BINARY)
+        .args([
+            "serve",
+            "--redis",
+            "redis://127.0.0.1:1/0",
+            "--snapshot",
+            "x.jsonl",
+        ])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    // Nothing listens on port 1: said at start, not at the first request.
+    let output = Command::new(BINARY)
+        .args(["serve", "--bind", &free_addr().to_string()])
+        .args(["--redis", "redis://127.0.0.1:1/0"])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot connect to Redis"), "{stderr}");
+}
+
+#[test]
 fn every_command_and_flag_has_help() {
     for (args, flags) in [
         (

@@ -56,7 +56,7 @@ pub(crate) struct ServeArgs {
         value_name = "URL",
         env = "RESULTHUB_REDIS_URL",
         hide_env_values = true,
-        conflicts_with_all = ["snapshot", "max_results", "result_ttl"]
+        conflicts_with_all = ["snapshot", "snapshot_every", "max_results", "result_ttl"]
     )]
     redis: Option<String>,
     /// With `--redis`: the key prefix of the records (`{prefix}:task:{id}`); flowrra's is
