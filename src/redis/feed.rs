@@ -365,9 +365,11 @@ impl RedisBackend {
     /// [`HubEvent::Lagged`](crate::HubEvent) with `missed` 0 when the link is back.
     ///
     /// The completion subscription exists only while someone is subscribed (it shares the
-    /// one pub/sub connection `wait_for` uses), and outlives the last subscriber by the
-    /// [`subscription_linger`](crate::RedisBackendBuilder::subscription_linger). Dropping the
-    /// stream unsubscribes. Each subscriber has its own view of a buffer of
+    /// one pub/sub connection `wait_for` uses): completions are read for the
+    /// [`subscription_linger`](crate::RedisBackendBuilder::subscription_linger) after the last
+    /// subscriber leaves (one that comes back within it misses nothing), and the subscription
+    /// ends one linger later, as it does after the last `wait_for`. Dropping the stream
+    /// unsubscribes. Each subscriber has its own view of a buffer of
     /// [`HubConfig::event_buffer`]'s default size; one that falls further behind gets
     /// `Lagged` with the count it lost.
     ///
