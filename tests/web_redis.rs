@@ -1,7 +1,8 @@
 //! The routes over a `RedisBackend`, for what only Redis has: events from other processes
 //! (another backend on the same prefix stands for one), the completion subscription held only
-//! while someone listens, a resumption across a gap in the feed, offset paging behind the
-//! cursor, readiness that follows the server, and `/metrics` from the prefix's counts. The
+//! while someone listens, resumptions across a gap in the feed and past the buffer, offset
+//! paging behind the cursor, readiness that follows the server, and `/metrics` from the
+//! prefix's counts. The
 //! routes both backends share are tested over both in `web_reads.rs`, `web_writes.rs`,
 //! `web_auth.rs`, `web_hardening.rs` and `web_server.rs`.
 //!
@@ -382,4 +383,38 @@ async fn metrics_count_the_prefix_records_and_the_events_clients() {
     assert_eq!(sample(r#"resulthub_records{status="pending"}"#), Some(0.0));
     assert_eq!(sample("resulthub_event_subscribers"), Some(1.0));
     assert_eq!(sample("resulthub_sse_clients"), Some(1.0));
+}
+
+#[actix_rt::test]
+async fn a_resume_past_the_buffer_starts_with_the_count_it_lost() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let app = app(&redis.backend, WebOptions::default()).await;
+    // Keeps the feed running throughout: no gap, only what the buffer cannot hold.
+    let _keeper = Frames::open(&app, get("/hub/events")).await;
+    let mut frames = Frames::open(&app, get("/hub/events")).await;
+    redis
+        .backend
+        .store("first", rec("first", TaskStatus::Running))
+        .await
+        .unwrap();
+    let (last, _) = frames.task().await;
+    drop(frames);
+    // The buffer holds the latest 1,024 events (the hub's default `event_buffer`).
+    let records: Vec<_> = (0..1100)
+        .map(|n| rec(&format!("many-{n}"), TaskStatus::Running))
+        .collect();
+    for outcome in redis.backend.store_many(records).await {
+        outcome.unwrap();
+    }
+    let mut frames = Frames::open(&app, events_after(&last)).await;
+    assert_eq!(
+        frames.next().await.map(|(_, name, data)| (name, data)),
+        Some(("lagged".to_owned(), r#"{"missed":76}"#.to_owned()))
+    );
+    for _ in 0..1024 {
+        let (_, event) = frames.task().await;
+        assert!(event["task_id"].as_str().unwrap().starts_with("many-"));
+    }
 }
