@@ -223,14 +223,13 @@ async fn a_from_addr_handle_counts_into_its_hub() {
     first.shutdown().await;
 }
 
+/// Reads a backend's metrics.
+type Read = Box<dyn Fn() -> OperationMetrics>;
+
 /// Many threads record at once: nothing is lost between the shards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_callers_on_many_threads_are_all_counted() {
-    let backends: Vec<(
-        &str,
-        Arc<dyn ResultBackend>,
-        Box<dyn Fn() -> OperationMetrics>,
-    )> = {
+    let backends: Vec<(&str, Arc<dyn ResultBackend>, Read)> = {
         let hub = HubHandle::spawn(HubConfig::default());
         let memory = Arc::new(InMemoryBackend::new());
         let read_hub = hub.clone();
