@@ -27,15 +27,17 @@
 //! inside it, on whatever thread the hub runs, so the hub's events for that operation are its
 //! children. docs/observability.md lists the names.
 //!
-//! Recording costs two clock reads and three uncontended atomic additions: the counters are
-//! split in shards, and each thread adds to its own, so threads do not pass a cache line back
-//! and forth; a snapshot sums the shards. The span costs one check of a cached interest when
+//! Recording costs two clock reads and three counter additions without a lock or a locked
+//! instruction: each thread has a shard of its own in each instance it records in (made the
+//! first time), adds to it alone, and a snapshot sums the shards. No cache line is written by
+//! two threads. The span costs one check of a cached interest when
 //! no subscriber wants it.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tracing::Span;
@@ -362,7 +364,7 @@ const BOUNDS_NANOS: [u64; LATENCY_BUCKETS.len()] = {
 };
 
 /// One kind's counters in one shard. Together, so that one operation touches one or two
-/// cache lines.
+/// cache lines. Atomics, so that a snapshot may read them while their thread writes.
 #[derive(Debug)]
 struct KindCells {
     by_outcome: [AtomicU64; OUTCOMES],
@@ -370,8 +372,8 @@ struct KindCells {
     sum_nanos: AtomicU64,
 }
 
-/// One thread's share of the counters (threads beyond the shard count share). Aligned so
-/// that two shards never share a cache line, nor its prefetched neighbour.
+/// One thread's counters in one backend instance. Aligned so that two shards never share a
+/// cache line, nor its prefetched neighbour.
 #[derive(Debug)]
 #[repr(align(128))]
 struct Shard {
@@ -388,68 +390,135 @@ impl Shard {
             }),
         }
     }
+
+    /// Adds `other`'s counts, which nobody writes any more, to this shard's.
+    fn absorb(&self, other: &Shard) {
+        for (mine, theirs) in self.kinds.iter().zip(&other.kinds) {
+            let pairs = mine
+                .by_outcome
+                .iter()
+                .zip(&theirs.by_outcome)
+                .chain(mine.buckets.iter().zip(&theirs.buckets))
+                .chain([(&mine.sum_nanos, &theirs.sum_nanos)]);
+            for (mine, theirs) in pairs {
+                add_shared(mine, theirs.load(Ordering::Relaxed));
+            }
+        }
+    }
+
+    /// Counts one operation, with `add` for each counter.
+    fn add(&self, kind: OperationKind, outcome: Outcome, nanos: u64, add: fn(&AtomicU64, u64)) {
+        let cells = &self.kinds[kind as usize];
+        let bucket = BOUNDS_NANOS
+            .iter()
+            .position(|&bound| nanos <= bound)
+            .unwrap_or(BUCKETS - 1);
+        add(&cells.by_outcome[outcome as usize], 1);
+        add(&cells.buckets[bucket], 1);
+        add(&cells.sum_nanos, nanos);
+    }
 }
 
-/// The operation counters of one backend instance, shared by its clones.
+/// An addition by the counter's only writer: a load and a store, without the locked
+/// read-modify-write a counter shared by writers needs. Relaxed: each counter is read on its
+/// own, and nothing orders one against another.
+fn add_alone(counter: &AtomicU64, by: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+/// An addition to a counter other threads may add to as well.
+fn add_shared(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// The operation counters of one backend instance, shared by its clones: one shard per thread
+/// that recorded, written by that thread only, summed on read.
 #[derive(Debug)]
 pub(crate) struct Operations {
-    shards: Box<[Shard]>,
+    /// Tells this instance's shard apart in a thread's list.
+    id: u64,
+    /// Every thread's shard; the lock is taken when a thread records for the first time and
+    /// when a snapshot is read.
+    shards: Mutex<Vec<Arc<Shard>>>,
+    /// The counts of threads gone, and of a thread whose own list cannot be used (while its
+    /// thread-locals are destroyed): written by several threads.
+    shared: Shard,
 }
 
 impl Default for Operations {
     fn default() -> Self {
-        // Enough shards that each busy thread has its own on this machine; a power of two, for
-        // a mask rather than a division on every operation.
-        let threads = std::thread::available_parallelism().map_or(4, usize::from);
-        let shards = (threads * 2).next_power_of_two().clamp(4, 64);
         Operations {
-            shards: (0..shards).map(|_| Shard::new()).collect(),
+            id: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+            shards: Mutex::new(Vec::new()),
+            shared: Shard::new(),
         }
     }
 }
 
-/// Numbers threads in the order they first record, process-wide: a thread's shard in every
-/// backend.
-static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+/// Numbers instances, never reusing a number: a thread's list tells their shards apart by it.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    static THREAD: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-fn thread_number() -> usize {
-    THREAD.with(|number| {
-        let mut current = number.get();
-        if current == usize::MAX {
-            current = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
-            number.set(current);
-        }
-        current
-    })
+    /// This thread's shard of each instance it recorded in.
+    static MINE: RefCell<Vec<(u64, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Operations {
     /// Counts one operation.
     pub(crate) fn record(&self, kind: OperationKind, outcome: Outcome, elapsed: Duration) {
-        let shard = &self.shards[thread_number() & (self.shards.len() - 1)];
-        let cells = &shard.kinds[kind as usize];
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BOUNDS_NANOS
-            .iter()
-            .position(|&bound| nanos <= bound)
-            .unwrap_or(BUCKETS - 1);
-        // Relaxed: each counter is read on its own; nothing orders one against another.
-        cells.by_outcome[outcome as usize].fetch_add(1, Ordering::Relaxed);
-        cells.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        cells.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let recorded = MINE.try_with(|mine| {
+            let Ok(mut mine) = mine.try_borrow_mut() else {
+                return false;
+            };
+            let shard = match mine.iter().position(|(id, _)| *id == self.id) {
+                Some(at) => &mine[at].1,
+                None => {
+                    // The instances gone hold no other reference to their shards.
+                    mine.retain(|(_, shard)| Arc::strong_count(shard) > 1);
+                    let shard = Arc::new(Shard::new());
+                    let mut shards = self.lock();
+                    // Threads come and go (a blocking pool's do): the shards of those gone
+                    // are folded into one, so that memory follows the threads alive.
+                    shards.retain(|shard| {
+                        let alive = Arc::strong_count(shard) > 1;
+                        if !alive {
+                            self.shared.absorb(shard);
+                        }
+                        alive
+                    });
+                    shards.push(Arc::clone(&shard));
+                    drop(shards);
+                    mine.push((self.id, shard));
+                    &mine[mine.len() - 1].1
+                }
+            };
+            shard.add(kind, outcome, nanos, add_alone);
+            true
+        });
+        if recorded != Ok(true) {
+            self.shared.add(kind, outcome, nanos, add_shared);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Shard>>> {
+        // Nothing panics while holding it; a poisoned list is still whole.
+        self.shards
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sums the shards.
     pub(crate) fn snapshot(&self) -> OperationMetrics {
         let mut metrics = OperationMetrics::default();
+        let shards = self.lock();
+        let every = || shards.iter().map(|shard| &**shard).chain([&self.shared]);
         for kind in OperationKind::ALL {
             let sum = |read: &dyn Fn(&KindCells) -> u64| -> u64 {
-                self.shards
-                    .iter()
+                every()
                     .map(|shard| read(&shard.kinds[kind as usize]))
                     .fold(0u64, u64::saturating_add)
             };
@@ -699,6 +768,28 @@ mod tests {
         let metrics = operations.snapshot();
         assert_eq!(metrics.count(OperationKind::Store, Outcome::Ok), 8_000);
         assert_eq!(metrics.latency(OperationKind::Store).unwrap().count, 8_000);
+    }
+
+    #[test]
+    fn the_shards_of_threads_gone_are_folded_and_keep_their_counts() {
+        let operations = std::sync::Arc::new(Operations::default());
+        for _ in 0..10 {
+            let operations = std::sync::Arc::clone(&operations);
+            std::thread::spawn(move || {
+                operations.record(OperationKind::Get, Outcome::Ok, Duration::from_micros(3));
+            })
+            .join()
+            .unwrap();
+        }
+        assert!(
+            operations.lock().len() <= 1,
+            "one shard for the last thread at most"
+        );
+        let metrics = operations.snapshot();
+        assert_eq!(metrics.count(OperationKind::Get, Outcome::Ok), 10);
+        let get = metrics.latency(OperationKind::Get).unwrap();
+        assert_eq!(get.count, 10);
+        assert_eq!(get.buckets[2], (5e-6, 10));
     }
 
     #[tokio::test]
