@@ -249,19 +249,22 @@ pub const LATENCY_BUCKETS: [Duration; 22] = [
 /// # async fn main() -> Result<(), resulthub::BackendError> {
 /// let backend = InMemoryBackend::new();
 /// backend.store("t1", TaskResult::new("t1", TaskStatus::Success)).await?;
-/// assert!(backend.get("").await.is_err()); // an empty id is refused
+/// let refused = backend.store("", TaskResult::new("", TaskStatus::Success)).await;
+/// assert!(refused.is_err()); // an empty id is refused
+/// assert_eq!(backend.get("missing").await?, None); // nothing found is no error
 ///
 /// let metrics = backend.operations();
 /// assert_eq!(metrics.count(OperationKind::Store, Outcome::Ok), 1);
-/// assert_eq!(metrics.count(OperationKind::Get, Outcome::InvalidInput), 1);
+/// assert_eq!(metrics.count(OperationKind::Store, Outcome::InvalidInput), 1);
+/// assert_eq!(metrics.count(OperationKind::Get, Outcome::Ok), 1);
 /// // As `resulthub_operations_total{op, outcome}`:
 /// for row in &metrics.counts {
 ///     println!("op={} outcome={} {}", row.kind, row.outcome, row.count);
 /// }
 /// // As `resulthub_operation_duration_seconds{op}`:
 /// let stores = metrics.latency(OperationKind::Store).unwrap();
-/// assert_eq!(stores.count, 1);
-/// assert_eq!(stores.buckets.iter().map(|(_, n)| n).sum::<u64>(), 1);
+/// assert_eq!(stores.count, 2);
+/// assert_eq!(stores.buckets.iter().map(|(_, n)| n).sum::<u64>(), 2);
 /// # Ok(())
 /// # }
 /// ```
