@@ -439,7 +439,6 @@ fn add_shared(counter: &AtomicU64, by: u64) {
 
 /// The operation counters of one backend instance, shared by its clones: one shard per thread
 /// that recorded, written by that thread only, summed on read.
-#[derive(Debug)]
 pub(crate) struct Operations {
     /// Tells this instance's shard apart in a thread's list.
     id: u64,
@@ -449,6 +448,16 @@ pub(crate) struct Operations {
     /// The counts of threads gone, and of a thread whose own list cannot be used (while its
     /// thread-locals are destroyed): written by several threads.
     shared: Shard,
+}
+
+impl fmt::Debug for Operations {
+    /// A summary: the shards hold thousands of counters, which a handle's `Debug` (that shows
+    /// its hub's shared state) would otherwise print.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Operations")
+            .field("threads", &self.lock().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Operations {
