@@ -13,15 +13,16 @@ use tokio::sync::oneshot;
 use crate::compact::CompactRecord;
 use crate::events::{EventFilter, EventStream};
 use crate::hub::handlers::{pack_checked, unpack_all};
-use crate::hub::ops::{Op, Reply, StoreAnswer};
+use crate::hub::ops::{Op, Queued, Reply, StoreAnswer};
 use crate::hub::pending::PendingWait;
 use crate::hub::records::{Read, SharedRecord};
 use crate::hub::shared::Shared;
 use crate::hub::thread::HubThread;
 use crate::hub::{Introduce, Mailed};
+use crate::operations::{Call, Carried, OperationKind, Operations, Outcome, op_span};
 use crate::{
-    BackendError, Cursor, HubConfig, HubStats, Page, ResultBackend, ResultHub, TaskResult,
-    TaskStatus, validate,
+    BackendError, Cursor, HubConfig, HubStats, OperationMetrics, Page, ResultBackend, ResultHub,
+    TaskResult, TaskStatus, validate,
 };
 
 /// A cheap, cloneable handle to a [`ResultHub`]; it implements [`ResultBackend`] by messaging
@@ -138,6 +139,45 @@ impl HubHandle {
         &self.addr
     }
 
+    /// What the [`ResultBackend`] calls made through this hub's handles (every handle of the
+    /// hub, not only this one and its clones) have counted: operations by kind and outcome,
+    /// and their latencies, as the callers saw them (see [`operations`](crate::operations)).
+    /// Readable after the hub stopped. Actix [`messages`](crate::messages) sent to the hub's
+    /// address are not counted.
+    ///
+    /// Empty for a [`from_addr`](Self::from_addr) handle until its hub has told it where its
+    /// queue is (its first call does that).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use resulthub::operations::{OperationKind, Outcome};
+    /// use resulthub::{HubConfig, HubHandle, ResultBackend, TaskResult, TaskStatus};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), resulthub::BackendError> {
+    /// let hub = HubHandle::spawn(HubConfig::default());
+    /// hub.store("t1", TaskResult::new("t1", TaskStatus::Success)).await?;
+    /// hub.clone().get("t1").await?;
+    /// let metrics = hub.operations();
+    /// assert_eq!(metrics.count(OperationKind::Store, Outcome::Ok), 1);
+    /// assert_eq!(metrics.count(OperationKind::Get, Outcome::Ok), 1);
+    /// # hub.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn operations(&self) -> OperationMetrics {
+        self.counters()
+            .map(Operations::snapshot)
+            .unwrap_or_default()
+    }
+
+    /// Where the hub counts its operations; `None` only for a `from_addr` handle its hub has
+    /// not told yet.
+    fn counters(&self) -> Option<&Operations> {
+        self.shared.get().map(|shared| &shared.operations)
+    }
+
     /// Counts what the hub holds. Changes nothing a caller could observe otherwise: records
     /// past their TTL, which every call drops first, are dropped here too.
     ///
@@ -145,7 +185,7 @@ impl HubHandle {
     ///
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn stats(&self) -> Result<HubStats, BackendError> {
-        self.submit(|reply| Op::Stats { reply }).await
+        self.submit(|reply| Op::Stats { reply }, None).await
     }
 
     /// A stream of every change the hub applies from now on: one
@@ -216,11 +256,14 @@ impl HubHandle {
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn subscribe_with(&self, filter: EventFilter) -> Result<EventStream, BackendError> {
         let (_, receiver) = self
-            .submit(|reply| Op::Subscribe {
-                resumable: false,
-                after: None,
-                reply,
-            })
+            .submit(
+                |reply| Op::Subscribe {
+                    resumable: false,
+                    after: None,
+                    reply,
+                },
+                None,
+            )
             .await?;
         Ok(EventStream::new(receiver, filter))
     }
@@ -270,11 +313,14 @@ impl HubHandle {
         after: Option<crate::EventId>,
     ) -> Result<EventStream, BackendError> {
         let (backlog, receiver) = self
-            .submit(|reply| Op::Subscribe {
-                resumable: true,
-                after,
-                reply,
-            })
+            .submit(
+                |reply| Op::Subscribe {
+                    resumable: true,
+                    after,
+                    reply,
+                },
+                None,
+            )
             .await?;
         Ok(EventStream::resumed(backlog, receiver, filter))
     }
@@ -287,7 +333,7 @@ impl HubHandle {
     /// [`BackendError::Unavailable`] if the hub has stopped.
     pub async fn snapshot(&self) -> Result<Vec<TaskResult>, BackendError> {
         Ok(unpack_all(
-            self.submit(|reply| Op::Snapshot { reply }).await?,
+            self.submit(|reply| Op::Snapshot { reply }, None).await?,
         ))
     }
 
@@ -326,7 +372,8 @@ impl HubHandle {
         // Packed here, on the caller's thread.
         let config = self.shared.get().map(|shared| &shared.config);
         let records = pack_checked(records, config)?;
-        self.submit(|reply| Op::Restore { records, reply }).await
+        self.submit(|reply| Op::Restore { records, reply }, None)
+            .await
     }
 
     /// Stops the hub for good, after every operation queued before it has been applied.
@@ -339,10 +386,13 @@ impl HubHandle {
         // Queued (and the queue closed) before anything is awaited: a shutdown whose caller
         // stops awaiting it still happens, in full. An error means the hub is gone already,
         // which is what was asked.
-        let stopped = self.submit(|reply| Op::Shutdown {
-            snapshot: false,
-            reply,
-        });
+        let stopped = self.submit(
+            |reply| Op::Shutdown {
+                snapshot: false,
+                reply,
+            },
+            None,
+        );
         let _ = stopped.await;
         if let Some(thread) = &self.thread {
             thread.stop_and_join().await;
@@ -359,10 +409,13 @@ impl HubHandle {
     ///
     /// [`BackendError::Unavailable`] if the hub had already stopped.
     pub async fn shutdown_and_snapshot(&self) -> Result<Vec<TaskResult>, BackendError> {
-        let drained = self.submit(|reply| Op::Shutdown {
-            snapshot: true,
-            reply,
-        });
+        let drained = self.submit(
+            |reply| Op::Shutdown {
+                snapshot: true,
+                reply,
+            },
+            None,
+        );
         let records = drained.await;
         if let Some(thread) = &self.thread {
             if records.is_ok() {
@@ -388,17 +441,35 @@ impl HubHandle {
         task_id: &str,
         result: TaskResult,
     ) -> Result<TaskResult, BackendError> {
-        let shared = self.introduced().await?;
-        validate::store(task_id, &result, &shared.config)?;
-        let at = shared.store_time();
-        let stored = self.submit(|reply| Op::Store {
-            task_id: Arc::from(task_id),
-            record: Arc::new(CompactRecord::pack(result)),
-            at,
-            answer: StoreAnswer::Merged(reply),
-        });
-        // Unpacked here, on the caller's thread.
-        Ok(stored.await?.unpack(task_id))
+        let status = result.status.as_str();
+        let call = Call::begin(
+            OperationKind::Store,
+            op_span!(
+                "resulthub::hub",
+                "hub",
+                OperationKind::Store,
+                task_id,
+                status
+            ),
+        );
+        let span = call.carried();
+        let stored = async move {
+            let shared = self.introduced().await?;
+            validate::store(task_id, &result, &shared.config)?;
+            let at = shared.store_time();
+            let stored = self.submit(
+                |reply| Op::Store {
+                    task_id: Arc::from(task_id),
+                    record: Arc::new(CompactRecord::pack(result)),
+                    at,
+                    answer: StoreAnswer::Merged(reply),
+                },
+                span,
+            );
+            // Unpacked here, on the caller's thread.
+            Ok(stored.await?.unpack(task_id))
+        };
+        call.run(|| self.counters(), stored).await
     }
 
     /// Queues a store the hub answers once it applied it, at once; the future returned waits
@@ -407,6 +478,7 @@ impl HubHandle {
         &self,
         task_id: &str,
         result: TaskResult,
+        span: Carried,
     ) -> impl Future<Output = Result<(), BackendError>> + Send + use<> {
         let checked = match self.shared.get() {
             Some(shared) => {
@@ -419,12 +491,15 @@ impl HubHandle {
             let task_id = Arc::from(task_id);
             // Packed here, on the caller's thread.
             let record = Arc::new(CompactRecord::pack(result));
-            self.submit(move |reply| Op::Store {
-                task_id,
-                record,
-                at,
-                answer: StoreAnswer::Done(reply),
-            })
+            self.submit(
+                move |reply| Op::Store {
+                    task_id,
+                    record,
+                    at,
+                    answer: StoreAnswer::Done(reply),
+                },
+                span,
+            )
         });
         async move { queued?.await }
     }
@@ -435,6 +510,7 @@ impl HubHandle {
     fn read_or_ask(
         &self,
         task_id: &str,
+        span: Carried,
     ) -> Result<
         Either<
             Option<TaskResult>,
@@ -455,7 +531,7 @@ impl HubHandle {
         }
         let task_id = Arc::from(task_id);
         Ok(Either::Right(
-            self.submit(move |reply| Op::Get { task_id, reply }),
+            self.submit(move |reply| Op::Get { task_id, reply }, span),
         ))
     }
 
@@ -463,15 +539,19 @@ impl HubHandle {
     async fn introduced(&self) -> Result<&Arc<Shared>, BackendError> {
         if self.shared.get().is_none() {
             // Behind the introduction in the mailbox: once answered, the handle knows.
-            self.submit(|reply| Op::Stats { reply }).await?;
+            self.submit(|reply| Op::Stats { reply }, None).await?;
         }
         self.shared.get().ok_or_else(BackendError::hub_stopped)
     }
 
-    /// Queues the operation `make` builds, at once: a caller that stops awaiting the answer
-    /// does not take the operation back. A hub that is gone drops it, which closes the reply
-    /// channel: that is `Unavailable`, never a hang.
-    fn submit<T, F>(&self, make: F) -> impl Future<Output = Result<T, BackendError>> + use<T, F>
+    /// Queues the operation `make` builds, at once, to be applied inside `span`: a caller
+    /// that stops awaiting the answer does not take the operation back. A hub that is gone
+    /// drops it, which closes the reply channel: that is `Unavailable`, never a hang.
+    fn submit<T, F>(
+        &self,
+        make: F,
+        span: Carried,
+    ) -> impl Future<Output = Result<T, BackendError>> + use<T, F>
     where
         F: FnOnce(Reply<T>) -> Op,
     {
@@ -479,8 +559,8 @@ impl HubHandle {
         let op = make(reply);
         match self.shared.get() {
             // A closed queue hands the operation back; dropping it answers Unavailable.
-            Some(shared) => drop(shared.push(op).err()),
-            None => self.addr.do_send(Mailed(op)),
+            Some(shared) => drop(shared.push(op, span).err()),
+            None => self.addr.do_send(Mailed(Queued { op, span })),
         }
         async move {
             answer
@@ -494,7 +574,8 @@ impl HubHandle {
 impl ResultBackend for HubHandle {
     // Written out rather than `async fn`: a pipelined store is queued here, when called (as
     // actix's `Addr::send` queues), and the future returned only waits for room when the hub
-    // is far behind. The common case then allocates no future and moves no record into one.
+    // is far behind. The common case then allocates no future and moves no record into one,
+    // and is counted here, with no future around it either.
     fn store<'life0, 'life1, 'async_trait>(
         &'life0 self,
         task_id: &'life1 str,
@@ -505,81 +586,229 @@ impl ResultBackend for HubHandle {
         'life1: 'async_trait,
         Self: 'async_trait,
     {
+        let status = result.status.as_str();
+        let call = Call::begin(
+            OperationKind::Store,
+            op_span!(
+                "resulthub::hub",
+                "hub",
+                OperationKind::Store,
+                task_id,
+                status
+            ),
+        );
         let Some(shared) = self.shared.get().filter(|shared| shared.pipelines_stores()) else {
-            return Box::pin(self.queue_answered_store(task_id, result));
+            let answered = self.queue_answered_store(task_id, result, call.carried());
+            return Box::pin(call.run(|| self.counters(), answered));
         };
-        match queue_store(shared, task_id, result) {
-            Ok(number) if shared.has_room(number) => Box::pin(Accepted),
-            Ok(number) => Box::pin(shared.wait_for_room(number)),
-            Err(error) => Box::pin(std::future::ready(Err(error))),
+        let counters = Some(&shared.operations);
+        match queue_store(shared, task_id, result, call.carried()) {
+            Ok(number) if shared.has_room(number) => {
+                call.end(counters, Outcome::Ok);
+                Box::pin(Accepted)
+            }
+            Ok(number) => Box::pin(call.run(move || counters, shared.wait_for_room(number))),
+            Err(error) => {
+                call.end(counters, Outcome::of_error(&error));
+                Box::pin(std::future::ready(Err(error)))
+            }
         }
     }
 
     /// Every store of the batch is queued before any is awaited: one doorbell for the batch,
     /// and when stores are pipelined, one wait for room, behind the last.
     async fn store_many(&self, records: Vec<TaskResult>) -> Vec<Result<(), BackendError>> {
-        let Some(shared) = self.shared.get().filter(|shared| shared.pipelines_stores()) else {
-            let answers: Vec<_> = records
+        let call = Call::begin(
+            OperationKind::StoreMany,
+            op_span!("resulthub::hub", "hub", OperationKind::StoreMany),
+        );
+        call.count(records.len());
+        let span = call.carried();
+        let stored = async move {
+            let Some(shared) = self.shared.get().filter(|shared| shared.pipelines_stores()) else {
+                let answers: Vec<_> = records
+                    .into_iter()
+                    .map(|record| {
+                        let task_id = record.task_id.clone();
+                        self.queue_answered_store(&task_id, record, span.clone())
+                    })
+                    .collect();
+                return futures_util::future::join_all(answers).await;
+            };
+            let queued: Vec<Result<u64, BackendError>> = records
                 .into_iter()
                 .map(|record| {
                     let task_id = record.task_id.clone();
-                    self.queue_answered_store(&task_id, record)
+                    queue_store(shared, &task_id, record, span.clone())
                 })
                 .collect();
-            return futures_util::future::join_all(answers).await;
+            let last = queued.iter().flatten().max().copied();
+            let room = match last {
+                Some(number) => shared.wait_for_room(number).await,
+                None => Ok(()),
+            };
+            let applied = shared.applied();
+            queued
+                .into_iter()
+                .map(|outcome| match outcome {
+                    // The hub died: the stores it had not applied are lost.
+                    Ok(number) if room.is_err() && number > applied => {
+                        Err(BackendError::hub_stopped())
+                    }
+                    other => other.map(drop),
+                })
+                .collect()
         };
-        let queued: Vec<Result<u64, BackendError>> = records
-            .into_iter()
-            .map(|record| {
-                let task_id = record.task_id.clone();
-                queue_store(shared, &task_id, record)
-            })
-            .collect();
-        let last = queued.iter().flatten().max().copied();
-        let room = match last {
-            Some(number) => shared.wait_for_room(number).await,
-            None => Ok(()),
-        };
-        let applied = shared.applied();
-        queued
-            .into_iter()
-            .map(|outcome| match outcome {
-                // The hub died: the stores it had not applied are lost.
-                Ok(number) if room.is_err() && number > applied => Err(BackendError::hub_stopped()),
-                other => other.map(drop),
-            })
-            .collect()
+        let outcome = |results: &Vec<_>| Outcome::of_batch(results);
+        call.run_with(|| self.counters(), outcome, stored).await
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
-        match self.read_or_ask(task_id)? {
-            Either::Left(record) => Ok(record),
-            Either::Right(asked) => Ok(asked.await?.map(|record| record.unpack(task_id))),
+        let call = Call::begin(
+            OperationKind::Get,
+            op_span!("resulthub::hub", "hub", OperationKind::Get, task_id),
+        );
+        // Most reads are answered from the map, at once: counted here, with no future around.
+        match self.read_or_ask(task_id, call.carried()) {
+            Ok(Either::Left(record)) => {
+                call.end(self.counters(), Outcome::Ok);
+                Ok(record)
+            }
+            Err(error) => {
+                call.end(self.counters(), Outcome::of_error(&error));
+                Err(error)
+            }
+            Ok(Either::Right(asked)) => {
+                let asked = async move { Ok(asked.await?.map(|record| record.unpack(task_id))) };
+                call.run(|| self.counters(), asked).await
+            }
         }
     }
 
     /// Every id is read from the map, or asked of the hub, before any answer is awaited: one
     /// doorbell for the ids only the hub can answer.
     async fn get_many(&self, task_ids: &[&str]) -> Result<Vec<Option<TaskResult>>, BackendError> {
-        crate::many::non_empty(task_ids, "get_many")?;
-        let reads = task_ids
-            .iter()
-            .map(|task_id| self.read_or_ask(task_id))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut records = Vec::with_capacity(reads.len());
-        for (read, task_id) in reads.into_iter().zip(task_ids) {
-            records.push(match read {
-                Either::Left(record) => record,
-                Either::Right(asked) => asked.await?.map(|record| record.unpack(task_id)),
-            });
-        }
-        Ok(records)
+        let call = Call::begin(
+            OperationKind::GetMany,
+            op_span!("resulthub::hub", "hub", OperationKind::GetMany),
+        );
+        call.count(task_ids.len());
+        let span = call.carried();
+        let read = async move {
+            crate::many::non_empty(task_ids, "get_many")?;
+            let reads = task_ids
+                .iter()
+                .map(|task_id| self.read_or_ask(task_id, span.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut records = Vec::with_capacity(reads.len());
+            for (read, task_id) in reads.into_iter().zip(task_ids) {
+                records.push(match read {
+                    Either::Left(record) => record,
+                    Either::Right(asked) => asked.await?.map(|record| record.unpack(task_id)),
+                });
+            }
+            Ok(records)
+        };
+        call.run(|| self.counters(), read).await
     }
 
     async fn wait_for(
         &self,
         task_id: &str,
         timeout: Option<Duration>,
+    ) -> Result<TaskResult, BackendError> {
+        let call = Call::begin(
+            OperationKind::WaitFor,
+            op_span!("resulthub::hub", "hub", OperationKind::WaitFor, task_id),
+        );
+        let span = call.carried();
+        call.run(|| self.counters(), self.wait(task_id, timeout, span))
+            .await
+    }
+
+    async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
+        let call = Call::begin(
+            OperationKind::Delete,
+            op_span!("resulthub::hub", "hub", OperationKind::Delete, task_id),
+        );
+        let deleted = self.submit(
+            |reply| Op::Delete {
+                task_id: Arc::from(task_id),
+                reply,
+            },
+            call.carried(),
+        );
+        call.run(|| self.counters(), deleted).await
+    }
+
+    async fn clear(&self) -> Result<usize, BackendError> {
+        let call = Call::begin(
+            OperationKind::Clear,
+            op_span!("resulthub::hub", "hub", OperationKind::Clear),
+        );
+        let cleared = self.submit(|reply| Op::Clear { reply }, call.carried());
+        call.run(|| self.counters(), cleared).await
+    }
+
+    async fn list_page(
+        &self,
+        status: TaskStatus,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page, BackendError> {
+        let call = Call::begin(
+            OperationKind::ListPage,
+            op_span!("resulthub::hub", "hub", OperationKind::ListPage),
+        );
+        let span = call.carried();
+        let listed = async move {
+            let after = crate::page::position(limit, after)?;
+            let page = self.submit(
+                |reply| Op::ListPage {
+                    status,
+                    limit,
+                    after,
+                    reply,
+                },
+                span,
+            );
+            let (records, next) = page.await?;
+            Ok(Page::new(unpack_all(records), next.map(Cursor::after_key)))
+        };
+        call.run(|| self.counters(), listed).await
+    }
+
+    async fn list_by_status(
+        &self,
+        status: TaskStatus,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> Result<Vec<TaskResult>, BackendError> {
+        let call = Call::begin(
+            OperationKind::ListByStatus,
+            op_span!("resulthub::hub", "hub", OperationKind::ListByStatus),
+        );
+        let page = self.submit(
+            |reply| Op::ListByStatus {
+                status,
+                limit,
+                offset,
+                reply,
+            },
+            call.carried(),
+        );
+        let listed = async move { Ok(unpack_all(page.await?)) };
+        call.run(|| self.counters(), listed).await
+    }
+}
+
+impl HubHandle {
+    /// `wait_for`, its span to be carried with what it queues.
+    async fn wait(
+        &self,
+        task_id: &str,
+        timeout: Option<Duration>,
+        span: Carried,
     ) -> Result<TaskResult, BackendError> {
         // A wait changes nothing, so it may wait for the introduction.
         let shared = self.introduced().await?;
@@ -597,11 +826,14 @@ impl ResultBackend for HubHandle {
         if timeout == Some(Duration::ZERO) {
             // A poll: the hub answers with what it holds once it gets to the call, and never
             // keeps a waiter. (It may have stores of this caller to apply first.)
-            let polled = self.submit(|reply| Op::WaitFor {
-                task_id: Arc::clone(&task_id),
-                poll: true,
-                reply,
-            });
+            let polled = self.submit(
+                |reply| Op::WaitFor {
+                    task_id: Arc::clone(&task_id),
+                    poll: true,
+                    reply,
+                },
+                span,
+            );
             return Ok(polled.await?.unpack(&task_id));
         }
         shared.check_room_for_waiter()?;
@@ -611,63 +843,26 @@ impl ResultBackend for HubHandle {
             poll: false,
             reply,
         };
-        shared.push(op).map_err(|_| BackendError::hub_stopped())?;
+        shared
+            .push(op, span)
+            .map_err(|_| BackendError::hub_stopped())?;
         // The timeout counts from here, the call, not from when the hub gets to it.
         let pending = PendingWait::new(Arc::clone(&task_id), answer, Arc::clone(shared));
         crate::wait::bounded(&task_id, pending, timeout).await
     }
-
-    async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
-        self.submit(|reply| Op::Delete {
-            task_id: Arc::from(task_id),
-            reply,
-        })
-        .await
-    }
-
-    async fn clear(&self) -> Result<usize, BackendError> {
-        self.submit(|reply| Op::Clear { reply }).await
-    }
-
-    async fn list_page(
-        &self,
-        status: TaskStatus,
-        limit: usize,
-        after: Option<&Cursor>,
-    ) -> Result<Page, BackendError> {
-        let after = crate::page::position(limit, after)?;
-        let page = self.submit(|reply| Op::ListPage {
-            status,
-            limit,
-            after,
-            reply,
-        });
-        let (records, next) = page.await?;
-        Ok(Page::new(unpack_all(records), next.map(Cursor::after_key)))
-    }
-
-    async fn list_by_status(
-        &self,
-        status: TaskStatus,
-        limit: Option<usize>,
-        offset: usize,
-    ) -> Result<Vec<TaskResult>, BackendError> {
-        let page = self.submit(|reply| Op::ListByStatus {
-            status,
-            limit,
-            offset,
-            reply,
-        });
-        Ok(unpack_all(page.await?))
-    }
 }
 
 /// Queues a pipelined store at once; returns its number in the queue.
-fn queue_store(shared: &Shared, task_id: &str, result: TaskResult) -> Result<u64, BackendError> {
+fn queue_store(
+    shared: &Shared,
+    task_id: &str,
+    result: TaskResult,
+    span: Carried,
+) -> Result<u64, BackendError> {
     validate::store(task_id, &result, &shared.config)?;
     let at = shared.store_time();
     // Packed here, on the caller's thread.
-    shared.push_pipelined(task_id, CompactRecord::pack(result), at)
+    shared.push_pipelined(task_id, CompactRecord::pack(result), at, span)
 }
 
 /// The answer to a store that needs no waiting: a future without state, which a `Box` holds

@@ -12,10 +12,11 @@ use dashmap::DashMap;
 use dashmap::mapref::one::RefMut;
 use tokio::sync::oneshot;
 
+use crate::operations::{Call, OperationKind, Operations, Outcome, op_span};
 use crate::order::{ListKey, page};
 use crate::{
-    BackendError, Cursor, HubConfig, HubStats, Limit, Page, ResultBackend, TaskResult, TaskStatus,
-    validate,
+    BackendError, Cursor, HubConfig, HubStats, Limit, OperationMetrics, Page, ResultBackend,
+    TaskResult, TaskStatus, validate,
 };
 
 /// A [`ResultBackend`] on a sharded concurrent map ([`dashmap`]): each operation locks only the
@@ -60,6 +61,7 @@ pub struct InMemoryBackend {
     waiter_count: AtomicUsize,
     evicted: AtomicU64,
     expired: AtomicU64,
+    operations: Operations,
 }
 
 impl std::fmt::Debug for InMemoryBackend {
@@ -155,6 +157,32 @@ impl InMemoryBackend {
         stats
     }
 
+    /// What the [`ResultBackend`] calls made on this backend have counted: operations by kind
+    /// and outcome, and their latencies (see [`operations`](crate::operations)).
+    pub fn operations(&self) -> OperationMetrics {
+        self.operations.snapshot()
+    }
+
+    /// The operation `kind` begins, in its span.
+    fn call(&self, kind: OperationKind, task_id: Option<&str>) -> Call {
+        let span = match task_id {
+            Some(task_id) => op_span!("resulthub::memory", "memory", kind, task_id),
+            None => op_span!("resulthub::memory", "memory", kind),
+        };
+        Call::begin(kind, span)
+    }
+
+    /// Runs `work`, a whole operation of `call`, inside its span, and counts it.
+    fn observe<T>(
+        &self,
+        call: Call,
+        work: impl FnOnce() -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let result = call.in_span(work);
+        call.finish(Some(&self.operations), &result);
+        result
+    }
+
     /// Removes every expired record.
     fn sweep(&self) {
         if self.config.result_ttl.is_none() && self.config.pending_ttl.is_none() {
@@ -236,7 +264,7 @@ impl InMemoryBackend {
             slot.is_empty()
         });
         self.evicted.fetch_add(1, Ordering::AcqRel);
-        tracing::debug!(name: "memory.evict", task_id = %victim);
+        tracing::debug!(task_id = %victim, "resulthub.memory.evict");
         Ok(())
     }
 
@@ -355,8 +383,100 @@ impl InMemoryBackend {
 #[async_trait::async_trait]
 impl ResultBackend for InMemoryBackend {
     async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
+        let status = result.status.as_str();
+        let call = Call::begin(
+            OperationKind::Store,
+            op_span!(
+                "resulthub::memory",
+                "memory",
+                OperationKind::Store,
+                task_id,
+                status
+            ),
+        );
+        self.observe(call, || self.store_now(task_id, result))
+    }
+
+    /// Each record is stored as `store` would, one operation for the batch.
+    async fn store_many(&self, records: Vec<TaskResult>) -> Vec<Result<(), BackendError>> {
+        let call = self.call(OperationKind::StoreMany, None);
+        call.count(records.len());
+        let results: Vec<_> = call.in_span(|| {
+            records
+                .into_iter()
+                .map(|record| {
+                    let task_id = record.task_id.clone();
+                    self.store_now(&task_id, record)
+                })
+                .collect()
+        });
+        call.end(Some(&self.operations), Outcome::of_batch(&results));
+        results
+    }
+
+    async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
+        let call = self.call(OperationKind::Get, Some(task_id));
+        self.observe(call, || self.get_now(task_id))
+    }
+
+    async fn get_many(&self, task_ids: &[&str]) -> Result<Vec<Option<TaskResult>>, BackendError> {
+        let call = self.call(OperationKind::GetMany, None);
+        call.count(task_ids.len());
+        self.observe(call, || {
+            crate::many::non_empty(task_ids, "get_many")?;
+            task_ids
+                .iter()
+                .map(|task_id| self.get_now(task_id))
+                .collect()
+        })
+    }
+
+    async fn wait_for(
+        &self,
+        task_id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<TaskResult, BackendError> {
+        let call = self.call(OperationKind::WaitFor, Some(task_id));
+        call.run(|| Some(&self.operations), self.wait(task_id, timeout))
+            .await
+    }
+
+    async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
+        let call = self.call(OperationKind::Delete, Some(task_id));
+        self.observe(call, || self.delete_now(task_id))
+    }
+
+    async fn clear(&self) -> Result<usize, BackendError> {
+        let call = self.call(OperationKind::Clear, None);
+        self.observe(call, || Ok(self.clear_now()))
+    }
+
+    async fn list_page(
+        &self,
+        status: TaskStatus,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<Page, BackendError> {
+        let call = self.call(OperationKind::ListPage, None);
+        self.observe(call, || self.list_page_now(status, limit, after))
+    }
+
+    async fn list_by_status(
+        &self,
+        status: TaskStatus,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> Result<Vec<TaskResult>, BackendError> {
+        let call = self.call(OperationKind::ListByStatus, None);
+        self.observe(call, || Ok(self.list_by_status_now(status, limit, offset)))
+    }
+}
+
+/// The operations themselves, counted and traced by the trait's methods above.
+impl InMemoryBackend {
+    fn store_now(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
         validate::store(task_id, &result, &self.config)?;
-        tracing::debug!(name: "memory.store", task_id = %task_id, status = ?result.status);
+        tracing::debug!(task_id = %task_id, status = %result.status, "resulthub.memory.store");
         let mut eviction = self.lock_eviction();
         let now = self.config.clock.now();
         if let Some(order) = eviction.as_deref_mut() {
@@ -391,18 +511,18 @@ impl ResultBackend for InMemoryBackend {
         Ok(())
     }
 
-    async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
+    fn get_now(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
         validate::id_length(task_id, &self.config)?;
         Ok(self.live_record(task_id))
     }
 
-    async fn wait_for(
+    async fn wait(
         &self,
         task_id: &str,
         timeout: Option<Duration>,
     ) -> Result<TaskResult, BackendError> {
         validate::waitable_id(task_id, &self.config)?;
-        tracing::debug!(name: "memory.wait_for", task_id = %task_id);
+        tracing::debug!(task_id = %task_id, "resulthub.memory.wait_for");
         let waiter_id = self.next_waiter_id.fetch_add(1, Ordering::Relaxed);
         let now = self.config.clock.now();
         let receiver = {
@@ -437,7 +557,7 @@ impl ResultBackend for InMemoryBackend {
         crate::wait::bounded(task_id, pending, timeout).await
     }
 
-    async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
+    fn delete_now(&self, task_id: &str) -> Result<bool, BackendError> {
         validate::id_length(task_id, &self.config)?;
         let mut eviction = self.lock_eviction();
         let now = self.config.clock.now();
@@ -450,7 +570,7 @@ impl ResultBackend for InMemoryBackend {
         Ok(existed)
     }
 
-    async fn clear(&self) -> Result<usize, BackendError> {
+    fn clear_now(&self) -> usize {
         let mut eviction = self.lock_eviction();
         let now = self.config.clock.now();
         let mut removed = 0;
@@ -462,12 +582,12 @@ impl ResultBackend for InMemoryBackend {
             !slot.is_empty()
         });
         self.slots.shrink_to_fit();
-        Ok(removed)
+        removed
     }
 
     /// One pass over the records, keeping the `limit + 1` first after `after` in a bounded
     /// heap: a record is cloned only when it may be on the page.
-    async fn list_page(
+    fn list_page_now(
         &self,
         status: TaskStatus,
         limit: usize,
@@ -504,12 +624,12 @@ impl ResultBackend for InMemoryBackend {
         Ok(Page::new(records, next.flatten()))
     }
 
-    async fn list_by_status(
+    fn list_by_status_now(
         &self,
         status: TaskStatus,
         limit: Option<usize>,
         offset: usize,
-    ) -> Result<Vec<TaskResult>, BackendError> {
+    ) -> Vec<TaskResult> {
         let now = self.config.clock.now();
         let mut keyed: Vec<(ListKey, TaskResult)> = self
             .slots
@@ -526,11 +646,7 @@ impl ResultBackend for InMemoryBackend {
             })
             .collect();
         keyed.sort_unstable_by_key(|(key, _)| *key);
-        Ok(page(
-            keyed.into_iter().map(|(_, record)| record),
-            limit,
-            offset,
-        ))
+        page(keyed.into_iter().map(|(_, record)| record), limit, offset)
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- [--quick] [--workload L|W|P|M|B|all] [--json FILE] [--peer-flowrra]
+//!     [--system KEY]... [--tracing LEVEL]
 //! ```
 //!
 //! Workloads, systems and how to read the table: docs/benchmarks.md.
@@ -63,6 +64,9 @@ struct Args {
     peer_flowrra: bool,
     /// Only these systems (`--system KEY`, repeatable), for profiling one at a time.
     systems: Vec<System>,
+    /// `--tracing LEVEL`: a global `tracing` subscriber (a registry, no output) at this level,
+    /// to measure what the backends' spans cost; none by default.
+    tracing: Option<tracing::level_filters::LevelFilter>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -73,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
         json: None,
         peer_flowrra: false,
         systems: RUST_SYSTEMS.to_vec(),
+        tracing: None,
     };
     let mut chosen = Vec::new();
     let mut it = std::env::args().skip(1);
@@ -100,10 +105,16 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("--system needs hub-arbiter, hub-thread, memory or naive")?;
                 chosen.push(System::from_key(&key).ok_or(format!("unknown system {key:?}"))?);
             }
+            "--tracing" => {
+                let level = it
+                    .next()
+                    .ok_or("--tracing needs a level: info, debug, ...")?;
+                args.tracing = Some(level.parse().map_err(|_| format!("bad level {level:?}"))?);
+            }
             "--help" | "-h" => {
                 return Err(
                     "usage: bench [--quick] [--workload L|W|P|M|B|all] [--json FILE] \
-                            [--peer-flowrra] [--system KEY]..."
+                            [--peer-flowrra] [--system KEY]... [--tracing LEVEL]"
                         .to_owned(),
                 );
             }
@@ -129,6 +140,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(level) = args.tracing {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(level);
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            eprintln!("a tracing subscriber was set already");
+            return ExitCode::from(2);
+        }
+    }
     if cfg!(debug_assertions) && !args.quick {
         eprintln!("note: a debug build; run with --release for meaningful numbers");
     }

@@ -27,7 +27,7 @@ impl ResultHub {
     ) -> Result<T, BackendError> {
         self.drain_all(ctx);
         let (reply, mut answer) = oneshot::channel();
-        self.apply(make(reply), ctx);
+        self.apply(make(reply).into(), ctx);
         answer
             .try_recv()
             .unwrap_or_else(|_| Err(BackendError::hub_stopped()))
@@ -121,7 +121,8 @@ impl Handler<WaitFor> for ResultHub {
                 task_id: Arc::clone(&task_id),
                 poll: false,
                 reply,
-            },
+            }
+            .into(),
             ctx,
         );
         match answer.try_recv() {
@@ -243,7 +244,8 @@ impl Handler<crate::testing::StopHub> for ResultHub {
 
     fn handle(&mut self, _: crate::testing::StopHub, ctx: &mut Context<Self>) {
         use actix::ActorContext;
-        tracing::warn!(name: "hub.stop_for_test", "stopping the hub's context on request");
+        // Stopping the hub's context on request.
+        tracing::warn!("resulthub.hub.stop_for_test");
         ctx.stop();
     }
 }

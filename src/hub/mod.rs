@@ -32,7 +32,7 @@ use actix::{
 };
 
 use crate::{BackendError, HubConfig};
-use ops::{Op, StoreAnswer};
+use ops::{Op, Queued, StoreAnswer};
 use shared::{Applied, Shared};
 use state::HubState;
 
@@ -74,7 +74,7 @@ pub struct ResultHub {
     state: Option<HubState>,
     shared: Arc<Shared>,
     /// Operations taken from the queue and not applied yet (a turn ended first).
-    backlog: VecDeque<Op>,
+    backlog: VecDeque<Queued>,
     /// Set by `HubHandle::spawn`: the hub's thread runs nothing else, and ends with it.
     pub(crate) stops_its_system: bool,
 }
@@ -157,12 +157,8 @@ impl ResultHub {
             Ok(outcome) => outcome,
             Err(payload) => {
                 let reason = panic_message(payload.as_ref());
-                tracing::error!(
-                    name: "hub.panic",
-                    operation,
-                    reason = %reason,
-                    "a hub handler panicked; state repaired, the hub keeps serving"
-                );
+                // The state is repaired below; the hub keeps serving.
+                tracing::error!(operation, reason = %reason, "resulthub.hub.panic");
                 state.repair();
                 Err(BackendError::Internal {
                     reason: format!("the hub's {operation} handler panicked: {reason}"),
@@ -171,9 +167,29 @@ impl ResultHub {
         }
     }
 
-    /// Applies one operation and answers its caller.
-    pub(crate) fn apply(&mut self, op: Op, ctx: &mut Context<Self>) {
-        self.apply_op(op, ctx);
+    /// Applies one operation and answers its caller, inside the caller's operation span when
+    /// it carries one.
+    pub(crate) fn apply(&mut self, Queued { op, span }: Queued, ctx: &mut Context<Self>) {
+        match span {
+            None => self.apply_op(op, ctx),
+            Some(span) => {
+                let mut op = Some(op);
+                // The span's own subscriber, made the default while applying: on a hub thread
+                // of its own, the thread's default may be another (or none), and the events
+                // the hub emits for this operation belong where its span goes.
+                span.with_subscriber(|(_, dispatch)| {
+                    tracing::dispatcher::with_default(dispatch, || {
+                        let _entered = span.enter();
+                        if let Some(op) = op.take() {
+                            self.apply_op(op, ctx);
+                        }
+                    })
+                });
+                if let Some(op) = op {
+                    self.apply_op(op, ctx);
+                }
+            }
+        }
         if let Some(state) = &self.state {
             self.shared.publish_waiters(state.waiter_count());
         }
@@ -195,7 +211,7 @@ impl ResultHub {
                 let pipelined = fold.is_some();
                 let outcome =
                     self.with_state("store", |state| state.store(&task_id, record, at, fold));
-                tracing::debug!(name: "hub.store", task_id = %task_id, status = ?status, ok = outcome.is_ok());
+                tracing::debug!(task_id = %task_id, status = %status, ok = outcome.is_ok(), "resulthub.hub.store");
                 match (reply, outcome) {
                     (Some(StoreAnswer::Done(reply)), outcome) => {
                         let _ = reply.send(outcome.map(drop));
@@ -205,19 +221,15 @@ impl ResultHub {
                         let _ = reply.send(outcome);
                     }
                     (_, Err(error)) if pipelined => {
-                        // Its caller was told Ok already: only a bug (a panic) gets here.
-                        tracing::error!(
-                            name: "hub.store_failed",
-                            task_id = %task_id,
-                            %error,
-                            "a pipelined store failed after its caller had returned"
-                        );
+                        // A pipelined store failed after its caller had returned (was told Ok):
+                        // only a bug (a panic) gets here.
+                        tracing::error!(task_id = %task_id, %error, "resulthub.hub.store_failed");
                     }
                     _ => {}
                 }
             }
             Op::Get { task_id, reply } => {
-                tracing::debug!(name: "hub.get", task_id = %task_id);
+                tracing::debug!(task_id = %task_id, "resulthub.hub.get");
                 let _ = reply.send(self.with_state("get", |state| state.get(&task_id)));
             }
             Op::WaitFor {
@@ -225,7 +237,7 @@ impl ResultHub {
                 poll,
                 reply,
             } => {
-                tracing::debug!(name: "hub.wait_for", task_id = %task_id);
+                tracing::debug!(task_id = %task_id, "resulthub.hub.wait_for");
                 match self.with_state("wait_for", |state| state.wait_for(&task_id)) {
                     Ok(None) if poll => {
                         let timeout = Duration::ZERO;
@@ -245,19 +257,19 @@ impl ResultHub {
                 }
             }
             Op::CancelWait { task_id } => {
-                tracing::debug!(name: "hub.cancel_wait", task_id = %task_id);
+                tracing::debug!(task_id = %task_id, "resulthub.hub.cancel_wait");
                 let _ = self.with_state("cancel_wait", |state| {
                     state.cancel_wait(&task_id);
                     Ok(())
                 });
             }
             Op::Delete { task_id, reply } => {
-                tracing::debug!(name: "hub.delete", task_id = %task_id);
+                tracing::debug!(task_id = %task_id, "resulthub.hub.delete");
                 let _ = reply.send(self.with_state("delete", |state| state.delete(&task_id)));
             }
             Op::Clear { reply } => {
                 let removed = self.with_state("clear", |state| Ok(state.clear()));
-                tracing::debug!(name: "hub.clear", removed = ?removed);
+                tracing::debug!(removed = ?removed, "resulthub.hub.clear");
                 let _ = reply.send(removed);
             }
             Op::ListByStatus {
@@ -266,7 +278,7 @@ impl ResultHub {
                 offset,
                 reply,
             } => {
-                tracing::debug!(name: "hub.list_by_status", status = ?status, limit = ?limit, offset);
+                tracing::debug!(status = %status, limit = ?limit, offset, "resulthub.hub.list_by_status");
                 let page = self.with_state("list_by_status", |state| {
                     Ok(state.list_by_status(status, limit, offset))
                 });
@@ -278,24 +290,24 @@ impl ResultHub {
                 after,
                 reply,
             } => {
-                tracing::debug!(name: "hub.list_page", status = ?status, limit, after = ?after);
+                tracing::debug!(status = %status, limit, after = ?after, "resulthub.hub.list_page");
                 let page = self.with_state("list_page", |state| {
                     Ok(state.list_page(status, limit, after))
                 });
                 let _ = reply.send(page);
             }
             Op::Stats { reply } => {
-                tracing::debug!(name: "hub.stats", "stats");
+                tracing::debug!("resulthub.hub.stats");
                 let _ = reply.send(self.with_state("stats", |state| Ok(state.stats())));
             }
             Op::Snapshot { reply } => {
                 let records = self.with_state("snapshot", |state| Ok(state.snapshot()));
-                tracing::debug!(name: "hub.snapshot", ok = records.is_ok());
+                tracing::debug!(ok = records.is_ok(), "resulthub.hub.snapshot");
                 let _ = reply.send(records);
             }
             Op::Restore { records, reply } => {
                 let outcome = self.with_state("restore", |state| state.restore(records));
-                tracing::debug!(name: "hub.restore", ok = outcome.is_ok());
+                tracing::debug!(ok = outcome.is_ok(), "resulthub.hub.restore");
                 let _ = reply.send(outcome);
             }
             Op::Subscribe {
@@ -303,7 +315,7 @@ impl ResultHub {
                 after,
                 reply,
             } => {
-                tracing::debug!(name: "hub.subscribe", resumable, "subscribe");
+                tracing::debug!(resumable, "resulthub.hub.subscribe");
                 let _ = reply.send(
                     self.with_state("subscribe", |state| Ok(state.subscribe(resumable, after))),
                 );
@@ -327,7 +339,7 @@ impl ResultHub {
     }
 
     fn close_for_good(&mut self, ctx: &mut Context<Self>) {
-        tracing::debug!(name: "hub.shutdown", open = self.state.is_some());
+        tracing::debug!(open = self.state.is_some(), "resulthub.hub.shutdown");
         // Dropping the state drops every waiter's reply: pending waits end with Unavailable.
         self.state = None;
         self.shared.close();
@@ -372,7 +384,7 @@ impl Actor for ResultHub {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        tracing::debug!(name: "hub.started", open = self.state.is_some());
+        tracing::debug!(open = self.state.is_some(), "resulthub.hub.started");
         self.shared.hub_started(ctx.address().downgrade());
         // Whatever was queued before the hub ran (or while it restarted).
         self.drain(ctx);
@@ -393,7 +405,7 @@ impl Actor for ResultHub {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        tracing::debug!(name: "hub.stopped", open = self.state.is_some());
+        tracing::debug!(open = self.state.is_some(), "resulthub.hub.stopped");
         if self.stops_its_system {
             if let Some(system) = actix_rt::System::try_current() {
                 system.stop();
@@ -421,7 +433,8 @@ fn sweep_period(config: &HubConfig) -> Option<Duration> {
 
 impl Supervised for ResultHub {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        tracing::warn!(name: "hub.restarting", open = self.state.is_some(), "result hub restarting; state kept");
+        // Its state is kept.
+        tracing::warn!(open = self.state.is_some(), "resulthub.hub.restarting");
         // `started` drains what came meanwhile; no push needs to ring until then.
         self.shared.schedule();
     }
@@ -448,7 +461,7 @@ impl Handler<Doorbell> for ResultHub {
 /// An operation sent through the mailbox, by a handle that does not know the hub's queue yet
 /// ([`HubHandle::from_addr`](crate::HubHandle::from_addr)).
 #[derive(Debug)]
-pub(crate) struct Mailed(pub(crate) Op);
+pub(crate) struct Mailed(pub(crate) Queued);
 
 impl Message for Mailed {
     type Result = ();
@@ -457,9 +470,9 @@ impl Message for Mailed {
 impl Handler<Mailed> for ResultHub {
     type Result = ();
 
-    fn handle(&mut self, Mailed(op): Mailed, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Mailed(queued): Mailed, ctx: &mut Context<Self>) {
         self.drain_all(ctx);
-        self.apply(op, ctx);
+        self.apply(queued, ctx);
     }
 }
 

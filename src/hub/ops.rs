@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, oneshot};
 use super::records::{Fold, SharedRecord};
 use crate::compact::CompactRecord;
 use crate::events::{Backlog, EventId, RawEvent};
+use crate::operations::Carried;
 use crate::order::ListKey;
 use crate::{BackendError, HubStats, TaskStatus};
 
@@ -87,6 +88,21 @@ pub(crate) enum Op {
         snapshot: bool,
         reply: Reply<Vec<Keyed>>,
     },
+}
+
+/// An operation on the queue, with the span of the call that made it when a subscriber wants
+/// that span: the hub applies the operation inside it, so that what the hub logs while
+/// applying it belongs to the caller's operation, on whatever thread the hub runs.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    pub(crate) op: Op,
+    pub(crate) span: Carried,
+}
+
+impl From<Op> for Queued {
+    fn from(op: Op) -> Self {
+        Queued { op, span: None }
+    }
 }
 
 /// Who hears how a store went.

@@ -74,9 +74,10 @@ impl Drop for PendingWait {
         // Answered meanwhile, or the hub is gone: nothing to cancel.
         self.receiver.close();
         if self.receiver.try_recv().is_err() && !hub.is_closed() {
-            let _ = hub.push(Op::CancelWait {
+            let cancel = Op::CancelWait {
                 task_id: Arc::clone(&self.task_id),
-            });
+            };
+            let _ = hub.push(cancel, None);
         }
     }
 }

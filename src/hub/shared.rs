@@ -13,10 +13,11 @@ use std::time::Instant;
 use actix::WeakAddr;
 use tokio::sync::Notify;
 
-use super::ops::{Op, StoreAnswer};
+use super::ops::{Op, Queued, StoreAnswer};
 use super::records::Records;
 use super::{Doorbell, ResultHub};
 use crate::compact::CompactRecord;
+use crate::operations::{Carried, Operations};
 use crate::{BackendError, HubConfig, Limit, TerminalPolicy};
 
 /// How many operations a hub's handles may have queued that the hub has not applied yet before
@@ -37,6 +38,8 @@ pub const MAX_UNAPPLIED_WHILE_WAITING: usize = 64;
 pub(crate) struct Shared {
     pub(crate) config: HubConfig,
     pub(crate) records: Records,
+    /// What every handle of this hub counts of its operations.
+    pub(crate) operations: Operations,
     queue: Mutex<Queue>,
     /// How many pushed operations the hub has applied (or answered as stopped).
     applied: AtomicU64,
@@ -61,7 +64,7 @@ pub(crate) struct Applied {
 }
 
 impl Applied {
-    pub(crate) fn count(&mut self, op: &Op) {
+    pub(crate) fn count(&mut self, Queued { op, .. }: &Queued) {
         self.ops += 1;
         if op.is_untracked_change() {
             self.untracked += 1;
@@ -71,7 +74,7 @@ impl Applied {
 
 #[derive(Debug)]
 struct Queue {
-    ops: VecDeque<Op>,
+    ops: VecDeque<Queued>,
     /// A doorbell is on its way or the hub is applying: a push needs not ring.
     scheduled: bool,
     /// No more pushes: the hub is shutting down or gone.
@@ -87,6 +90,7 @@ impl Shared {
         Shared {
             config,
             records: Records::default(),
+            operations: Operations::default(),
             queue: Mutex::new(Queue {
                 ops: VecDeque::new(),
                 // Until the hub has started and drained what came before it.
@@ -154,11 +158,11 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `op`; a shutdown closes the queue in the same step. Returns the operation's
-    /// number, or the operation back if the queue is closed.
-    pub(crate) fn push(&self, op: Op) -> Result<u64, Op> {
+    /// Queues `op`, to be applied inside `span`; a shutdown closes the queue in the same step.
+    /// Returns the operation's number, or the operation back if the queue is closed.
+    pub(crate) fn push(&self, op: Op, span: Carried) -> Result<u64, Queued> {
         let mut queue = self.lock();
-        let (number, ring) = queue.push(op, &self.closed)?;
+        let (number, ring) = queue.push(Queued { op, span }, &self.closed)?;
         drop(queue);
         if ring {
             self.ring();
@@ -173,6 +177,7 @@ impl Shared {
         task_id: &str,
         record: CompactRecord,
         at: Option<Instant>,
+        span: Carried,
     ) -> Result<u64, BackendError> {
         let mut pushed = None;
         self.records
@@ -186,7 +191,7 @@ impl Shared {
                 let mut queue = self.lock();
                 let opaque = queue.untracked > 0 || at.is_some();
                 let (number, ring) = queue
-                    .push(op, &self.closed)
+                    .push(Queued { op, span }, &self.closed)
                     .map_err(|_| BackendError::hub_stopped())?;
                 pushed = Some((number, ring));
                 Ok(opaque)
@@ -256,7 +261,7 @@ impl Shared {
     /// Moves everything queued into `backlog` (which the hub has emptied), after counting
     /// what the hub applied since the last call. `false`, and the hub is idle until the next
     /// doorbell, when nothing was queued.
-    pub(crate) fn take(&self, backlog: &mut VecDeque<Op>, applied: Applied) -> bool {
+    pub(crate) fn take(&self, backlog: &mut VecDeque<Queued>, applied: Applied) -> bool {
         let mut queue = self.lock();
         queue.untracked -= applied.untracked.min(queue.untracked);
         let found = !queue.ops.is_empty();
@@ -318,10 +323,11 @@ impl Shared {
 }
 
 impl Queue {
-    fn push(&mut self, op: Op, closed: &AtomicBool) -> Result<(u64, bool), Op> {
+    fn push(&mut self, queued: Queued, closed: &AtomicBool) -> Result<(u64, bool), Queued> {
         if self.closed {
-            return Err(op);
+            return Err(queued);
         }
+        let op = &queued.op;
         if op.is_untracked_change() {
             self.untracked += 1;
         }
@@ -329,7 +335,7 @@ impl Queue {
             self.closed = true;
             closed.store(true, Ordering::Release);
         }
-        self.ops.push_back(op);
+        self.ops.push_back(queued);
         self.pushed += 1;
         let ring = !self.scheduled;
         self.scheduled = true;

@@ -329,7 +329,7 @@ impl HubState {
             // Reported as expired: the hub's retention rules removed it, not a caller.
             self.remove_record(&oldest, EventKind::Expired);
             self.evicted += 1;
-            tracing::debug!(name: "hub.evict", task_id = %oldest);
+            tracing::debug!(task_id = %oldest, "resulthub.hub.evict");
         }
         Ok(())
     }

@@ -45,7 +45,8 @@ impl HubThread {
                 {
                     // `run` drops the runtime, and with it the hub and its records, on return.
                     if let Err(error) = system.run() {
-                        tracing::error!(name: "hub.thread", %error, "hub system ended with an error");
+                        // The hub's actix System ended with an error.
+                        tracing::error!(%error, "resulthub.hub.thread_failed");
                     }
                 }
                 // Only then does dropping the watch sender tell `shutdown` the thread is done.
@@ -88,7 +89,7 @@ impl HubThread {
                 Err(_) => join.join().is_ok(),
             };
             if !joined {
-                tracing::error!(name: "hub.thread", "the hub thread panicked");
+                tracing::error!("resulthub.hub.thread_panicked");
             }
         }
     }

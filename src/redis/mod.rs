@@ -8,6 +8,7 @@ mod feed;
 mod inflight;
 mod keys;
 mod listing;
+mod operations;
 mod pool;
 mod stats;
 mod store;
@@ -98,6 +99,7 @@ struct Inner {
     waiters: Arc<Waiters>,
     in_flight: Arc<InFlight>,
     runtime: Handle,
+    operations: crate::operations::Operations,
 }
 
 impl Drop for Inner {
@@ -219,6 +221,7 @@ impl RedisBackend {
                 pool,
                 in_flight: Arc::default(),
                 runtime,
+                operations: crate::operations::Operations::default(),
             }),
         };
         backend
@@ -594,58 +597,75 @@ impl ResultBackend for RedisBackend {
     /// as with the hub: the rest of it is handed to a task on the backend's runtime then, and
     /// only then.
     async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
-        self.inner.started_store(task_id, result)?.run(self).await
+        let call = self.store_call(task_id, result.status.as_str());
+        let stored = async move { self.inner.started_store(task_id, result)?.run(self).await };
+        call.run(|| self.counters(), stored).await
     }
 
     /// Every store starts at once, in the order given (so stores of one id apply in that
     /// order), and their reads and scripts share round trips on the multiplexed connections
     /// instead of waiting for each other. A record refused by a check fails alone.
     async fn store_many(&self, records: Vec<TaskResult>) -> Vec<Result<(), BackendError>> {
-        let started: Vec<_> = records
-            .into_iter()
-            .map(|record| {
-                let task_id = record.task_id.clone();
-                self.inner.started_store(&task_id, record)
-            })
-            .collect();
-        futures_util::future::join_all(started.into_iter().map(|store| async move {
-            match store {
-                Ok(store) => store.run(self).await,
-                Err(error) => Err(error),
-            }
-        }))
-        .await
+        let call = self.call(crate::operations::OperationKind::StoreMany, None);
+        call.count(records.len());
+        let stored = async move {
+            let started: Vec<_> = records
+                .into_iter()
+                .map(|record| {
+                    let task_id = record.task_id.clone();
+                    self.inner.started_store(&task_id, record)
+                })
+                .collect();
+            futures_util::future::join_all(started.into_iter().map(|store| async move {
+                match store {
+                    Ok(store) => store.run(self).await,
+                    Err(error) => Err(error),
+                }
+            }))
+            .await
+        };
+        let outcome = |results: &Vec<_>| crate::operations::Outcome::of_batch(results);
+        call.run_with(|| self.counters(), outcome, stored).await
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
-        validate::id_length(task_id, &self.inner.limits)?;
-        if task_id.is_empty() {
-            return Ok(None);
-        }
-        let inner = Arc::clone(&self.inner);
-        let task_id = task_id.to_owned();
-        self.on_runtime(async move {
-            inner.in_flight.settled(Some(&task_id)).await;
-            inner.get(&task_id).await
-        })
-        .await
+        let call = self.call(crate::operations::OperationKind::Get, Some(task_id));
+        let read = async move {
+            validate::id_length(task_id, &self.inner.limits)?;
+            if task_id.is_empty() {
+                return Ok(None);
+            }
+            let inner = Arc::clone(&self.inner);
+            let task_id = task_id.to_owned();
+            self.on_runtime(async move {
+                inner.in_flight.settled(Some(&task_id)).await;
+                inner.get(&task_id).await
+            })
+            .await
+        };
+        call.run(|| self.counters(), read).await
     }
 
     /// One `MGET` for the whole batch, after the stores this process started on those ids.
     async fn get_many(&self, task_ids: &[&str]) -> Result<Vec<Option<TaskResult>>, BackendError> {
-        crate::many::non_empty(task_ids, "get_many")?;
-        for task_id in task_ids {
-            validate::id_length(task_id, &self.inner.limits)?;
-        }
-        let inner = Arc::clone(&self.inner);
-        let task_ids: Vec<String> = task_ids.iter().map(|&id| id.to_owned()).collect();
-        self.on_runtime(async move {
-            for task_id in &task_ids {
-                inner.in_flight.settled(Some(task_id)).await;
+        let call = self.call(crate::operations::OperationKind::GetMany, None);
+        call.count(task_ids.len());
+        let read = async move {
+            crate::many::non_empty(task_ids, "get_many")?;
+            for task_id in task_ids {
+                validate::id_length(task_id, &self.inner.limits)?;
             }
-            inner.get_many(&task_ids).await
-        })
-        .await
+            let inner = Arc::clone(&self.inner);
+            let task_ids: Vec<String> = task_ids.iter().map(|&id| id.to_owned()).collect();
+            self.on_runtime(async move {
+                for task_id in &task_ids {
+                    inner.in_flight.settled(Some(task_id)).await;
+                }
+                inner.get_many(&task_ids).await
+            })
+            .await
+        };
+        call.run(|| self.counters(), read).await
     }
 
     async fn wait_for(
@@ -653,34 +673,66 @@ impl ResultBackend for RedisBackend {
         task_id: &str,
         timeout: Option<Duration>,
     ) -> Result<TaskResult, BackendError> {
-        validate::waitable_id(task_id, &self.inner.limits)?;
-        let inner = Arc::clone(&self.inner);
-        let task_id = task_id.to_owned();
-        self.on_runtime(async move { inner.wait_for(&task_id, timeout).await })
-            .await
+        let call = self.call(crate::operations::OperationKind::WaitFor, Some(task_id));
+        let waited = async move {
+            validate::waitable_id(task_id, &self.inner.limits)?;
+            let inner = Arc::clone(&self.inner);
+            let task_id = task_id.to_owned();
+            self.on_runtime(async move { inner.wait_for(&task_id, timeout).await })
+                .await
+        };
+        call.run(|| self.counters(), waited).await
     }
 
     async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
-        validate::id_length(task_id, &self.inner.limits)?;
-        if task_id.is_empty() {
-            return Ok(false);
-        }
-        let inner = Arc::clone(&self.inner);
-        let task_id = task_id.to_owned();
-        self.on_runtime(async move {
-            inner.in_flight.settled(Some(&task_id)).await;
-            inner.delete(&task_id).await
-        })
-        .await
+        let call = self.call(crate::operations::OperationKind::Delete, Some(task_id));
+        let deleted = async move {
+            validate::id_length(task_id, &self.inner.limits)?;
+            if task_id.is_empty() {
+                return Ok(false);
+            }
+            let inner = Arc::clone(&self.inner);
+            let task_id = task_id.to_owned();
+            self.on_runtime(async move {
+                inner.in_flight.settled(Some(&task_id)).await;
+                inner.delete(&task_id).await
+            })
+            .await
+        };
+        call.run(|| self.counters(), deleted).await
     }
 
     async fn clear(&self) -> Result<usize, BackendError> {
+        let call = self.call(crate::operations::OperationKind::Clear, None);
         let inner = Arc::clone(&self.inner);
-        self.on_runtime(async move {
+        let cleared = self.on_runtime(async move {
             inner.in_flight.settled(None).await;
             inner.clear().await
-        })
-        .await
+        });
+        call.run(|| self.counters(), cleared).await
+    }
+
+    /// The trait's paging by offset, through one listing, counted as one `list_page`.
+    async fn list_page(
+        &self,
+        status: TaskStatus,
+        limit: usize,
+        after: Option<&crate::Cursor>,
+    ) -> Result<crate::Page, BackendError> {
+        let call = self.call(crate::operations::OperationKind::ListPage, None);
+        let listed = async move {
+            crate::backend::check_page_limit(limit)?;
+            let offset = after.map(crate::Cursor::offset).transpose()?.unwrap_or(0);
+            let mut records = self
+                .listing(status, Some(limit.saturating_add(1)), offset)
+                .await?;
+            let next = (records.len() > limit).then(|| {
+                records.truncate(limit);
+                crate::Cursor::after_offset(offset + limit)
+            });
+            Ok(crate::Page::new(records, next))
+        };
+        call.run(|| self.counters(), listed).await
     }
 
     async fn list_by_status(
@@ -689,11 +741,8 @@ impl ResultBackend for RedisBackend {
         limit: Option<usize>,
         offset: usize,
     ) -> Result<Vec<TaskResult>, BackendError> {
-        let inner = Arc::clone(&self.inner);
-        self.on_runtime(async move {
-            inner.in_flight.settled(None).await;
-            inner.list_by_status(status, limit, offset).await
-        })
-        .await
+        let call = self.call(crate::operations::OperationKind::ListByStatus, None);
+        let listed = self.listing(status, limit, offset);
+        call.run(|| self.counters(), listed).await
     }
 }
