@@ -22,11 +22,11 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::waiters::{CompletionHook, Link, Listening};
+use super::waiters::{Announcement, CompletionHook, Link, Listening};
 use super::{Inner, RedisBackend};
 use crate::compact::CompactRecord;
 use crate::events::{Backlog, EventBus};
@@ -208,13 +208,18 @@ impl Inner {
     /// Starts the completion reader, with the dispatcher held and the hook set. Under the
     /// feed's lock, so a reader that stops cannot remove a newer reader's hook.
     fn start_reader(self: &Arc<Self>) -> AbortOnDropHandle<()> {
-        let (queue, completions) = mpsc::channel::<String>(QUEUE);
+        let (queue, completions) = mpsc::channel::<Queued>(QUEUE);
         let overflowed = Arc::new(AtomicBool::new(false));
         let hook = {
             let overflowed = Arc::clone(&overflowed);
-            CompletionHook(Box::new(move |task_id: &str| {
-                // Never waits: the dispatcher's loop must keep up with the server.
-                if queue.try_send(task_id.to_owned()).is_err() {
+            CompletionHook(Box::new(move |announcement: Announcement<'_>| {
+                let queued = match announcement {
+                    Announcement::Completed(task_id) => Queued::Completed(task_id.to_owned()),
+                    Announcement::Resubscribed => Queued::Resubscribed,
+                };
+                // Never waits: the dispatcher's loop must keep up with the server. A dropped
+                // resubscription is a gap all the same.
+                if queue.try_send(queued).is_err() {
                     overflowed.store(true, Ordering::Relaxed);
                 }
             }))
@@ -224,7 +229,6 @@ impl Inner {
             inner: Arc::downgrade(self),
             completions,
             overflowed,
-            link: self.waiters.watch_link(),
             idle: Arc::clone(&self.feed.idle),
             linger: self.waiters.linger(),
             listening: self.waiters.listen(),
@@ -268,9 +272,8 @@ impl Inner {
 /// The task that turns completions into events while anyone is subscribed.
 struct Reader {
     inner: Weak<Inner>,
-    completions: mpsc::Receiver<String>,
+    completions: mpsc::Receiver<Queued>,
     overflowed: Arc<AtomicBool>,
-    link: watch::Receiver<Link>,
     idle: Arc<Notify>,
     linger: std::time::Duration,
     /// Keeps the dispatcher subscribed for as long as the reader runs.
@@ -278,10 +281,17 @@ struct Reader {
     listening: Listening,
 }
 
+/// What the dispatcher's hook queues for the reader, in the order it happened.
+#[derive(Debug)]
+enum Queued {
+    /// A completion announced for this id.
+    Completed(String),
+    /// The subscription was made again: what was announced without it was not received.
+    Resubscribed,
+}
+
 impl Reader {
     async fn run(mut self) {
-        let mut previous = self.link.borrow_and_update().clone();
-        let mut been_up = previous == Link::Up;
         // Set when the last subscriber left: the reader stops at it if none came back.
         let mut stop_at: Option<Instant> = None;
         loop {
@@ -295,32 +305,32 @@ impl Reader {
                 first = self.completions.recv() => {
                     // The hook went with the backend.
                     let Some(first) = first else { return };
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match self.completions.try_recv() {
-                            Ok(task_id) => batch.push(task_id),
-                            Err(_) => break,
+                    let mut batch = Vec::new();
+                    let mut resubscribed = false;
+                    let mut next = Some(first);
+                    while let Some(queued) = next.take() {
+                        match queued {
+                            Queued::Completed(task_id) => batch.push(task_id),
+                            // Sent after the completions received before it.
+                            Queued::Resubscribed => {
+                                resubscribed = true;
+                                break;
+                            }
+                        }
+                        if batch.len() < BATCH {
+                            next = self.completions.try_recv().ok();
                         }
                     }
                     let Some(inner) = self.inner.upgrade() else { return };
                     if self.overflowed.swap(false, Ordering::Relaxed) {
                         inner.feed.lock().bus.gap();
                     }
-                    inner.read_completions(&batch).await;
-                }
-                changed = self.link.changed() => {
-                    if changed.is_err() {
-                        return;
+                    if !batch.is_empty() {
+                        inner.read_completions(&batch).await;
                     }
-                    let now = self.link.borrow_and_update().clone();
-                    // Up again after a time without the subscription: what was announced
-                    // meanwhile is only in the keys.
-                    let resumed = now == Link::Up
-                        && (matches!(previous, Link::Down(_)) || (been_up && previous != Link::Up));
-                    been_up |= now == Link::Up;
-                    previous = now;
-                    if resumed {
-                        let Some(inner) = self.inner.upgrade() else { return };
+                    if resubscribed {
+                        // Up again after a time without the subscription: what was announced
+                        // meanwhile is only in the keys.
                         tracing::debug!("resulthub.redis.events_gap");
                         inner.feed.lock().bus.gap();
                     }
