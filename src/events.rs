@@ -267,7 +267,7 @@ impl EventStream {
         receiver: broadcast::Receiver<RawEvent>,
         filter: EventFilter,
     ) -> Self {
-        let lagged = (backlog.missed > 0).then_some(HubEvent::Lagged {
+        let lagged = (backlog.missed > 0 || backlog.gap).then_some(HubEvent::Lagged {
             missed: backlog.missed,
         });
         // Unpacked one at a time as the stream is read, not all before the first is sent.
@@ -385,6 +385,9 @@ impl RawEvent {
 #[derive(Debug, Default)]
 pub(crate) struct Backlog {
     missed: u64,
+    /// The subscriber may have missed events this bus cannot count (its id came from another
+    /// hub or process): a `Lagged` comes first even when `missed` is 0.
+    gap: bool,
     events: Vec<RawEvent>,
 }
 
@@ -452,15 +455,19 @@ impl EventBus {
             }
             (Some(after), Some(first)) if after.hub == self.hub => Backlog {
                 missed: oldest.saturating_sub(first),
+                gap: false,
                 events: held
                     .iter()
                     .filter(|event| event.number > after.number)
                     .cloned()
                     .collect(),
             },
-            // An id this bus did not give: the client has seen none of its events.
+            // An id this bus did not give: the client has seen none of its events, and missed
+            // an unknown number elsewhere (another replica's, a previous hub's): a `Lagged`
+            // always, with the count this bus knows it lost (0 when it lost none: unknown).
             (Some(_), _) => Backlog {
                 missed: oldest,
+                gap: true,
                 events: held.iter().cloned().collect(),
             },
             (None, _) => Backlog::default(),

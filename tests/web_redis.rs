@@ -434,3 +434,35 @@ async fn a_resume_past_the_buffer_starts_with_the_count_it_lost() {
         assert!(event["task_id"].as_str().unwrap().starts_with("many-"));
     }
 }
+
+#[actix_rt::test]
+async fn a_client_back_with_another_replicas_event_id_is_told_of_a_gap() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    // The replica the client was on: it saw an event there.
+    let before = app(&redis.backend, WebOptions::default()).await;
+    let mut frames = Frames::open(&before, get("/hub/events")).await;
+    redis
+        .backend
+        .store("seen", rec("seen", TaskStatus::Success))
+        .await
+        .unwrap();
+    let (last, _) = frames.task().await;
+    drop(frames);
+
+    // A fresh replica (a rolling deploy) that holds no event yet: the client cannot know what
+    // it missed in between, and is told so before anything else.
+    let replica = Redis::connect(&redis.server).await;
+    let after = app(&replica, WebOptions::default()).await;
+    let mut frames = Frames::open(&after, events_after(&last)).await;
+    replica
+        .store("next", rec("next", TaskStatus::Success))
+        .await
+        .unwrap();
+    assert_eq!(
+        frames.next().await.map(|(_, name, data)| (name, data)),
+        Some(("lagged".to_owned(), r#"{"missed":0}"#.to_owned()))
+    );
+    assert_eq!(frames.task().await.1["task_id"], "next");
+}
