@@ -302,6 +302,37 @@ impl EventStream {
 }
 
 impl EventStream {
+    /// A stream of the given events, for a [`WebBackend`](crate::web::WebBackend) (or any
+    /// backend) of your own: its events, with [`HubEvent::Lagged`] where it lost some (`missed`
+    /// 0 when it cannot count them). Dropping the `EventStream` drops `events`, which is where a
+    /// subscription is released.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use futures::StreamExt;
+    /// use resulthub::{EventStream, HubEvent};
+    ///
+    /// let mut events = EventStream::from_stream(futures::stream::iter([
+    ///     HubEvent::Lagged { missed: 0 },
+    /// ]));
+    /// assert!(matches!(events.next().await, Some(HubEvent::Lagged { missed: 0 })));
+    /// assert!(events.next().await.is_none());
+    /// # });
+    /// ```
+    pub fn from_stream(events: impl Stream<Item = HubEvent> + Send + 'static) -> Self {
+        EventStream {
+            inner: Mutex::new(Box::pin(events)),
+        }
+    }
+
+    /// A stream that stays open and sends nothing: for a backend without events, whose
+    /// `/events` clients then get only the keep-alive comments until they leave.
+    pub fn pending() -> Self {
+        Self::from_stream(futures_util::stream::pending())
+    }
+
     /// The same stream, holding `guard` until it is dropped: a backend that must know when a
     /// subscription ends (to stop a feed nobody reads) hands out such a stream.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]

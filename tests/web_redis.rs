@@ -19,7 +19,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::test;
 use chrono::{TimeZone, Utc};
-use resulthub::web::{WebBackend, WebOptions};
+use resulthub::web::WebOptions;
 use resulthub::{RedisBackend, ResultBackend, TaskStatus};
 use serde_json::{Value, json};
 use support::{eventually, rec, within};
@@ -188,11 +188,11 @@ async fn the_subscription_lasts_while_someone_listens() {
     let first = Frames::open(&app, get("/hub/events")).await;
     let second = Frames::open(&app, get("/hub/events?status=failed")).await;
     assert_eq!(patterns(&server), "1", "one subscription for every client");
-    assert_eq!(WebBackend::stats(&backend).await.unwrap().subscribers, 2);
+    assert_eq!(backend.stats().await.unwrap().subscribers, 2);
     drop(first);
-    assert_eq!(WebBackend::stats(&backend).await.unwrap().subscribers, 1);
+    assert_eq!(backend.stats().await.unwrap().subscribers, 1);
     drop(second);
-    assert_eq!(WebBackend::stats(&backend).await.unwrap().subscribers, 0);
+    assert_eq!(backend.stats().await.unwrap().subscribers, 0);
     // Gone once the linger has passed: an idle backend receives no completion traffic.
     eventually("the pattern subscription gone", || patterns(&server) == "0").await;
     // And back for the next client.
