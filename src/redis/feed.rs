@@ -49,6 +49,8 @@ const REMEMBERED: usize = 16_384;
 #[derive(Debug)]
 pub(super) struct Feed {
     state: Mutex<State>,
+    /// Hashes records for `sent`, outside the lock.
+    hasher: RandomState,
     /// Told when the last subscriber leaves.
     idle: Arc<Notify>,
 }
@@ -58,7 +60,6 @@ struct State {
     bus: EventBus,
     /// A hash of the last record sent, per id.
     sent: HashMap<String, u64>,
-    hasher: RandomState,
     /// Live subscriptions.
     subscribers: usize,
     /// The completion reader runs (and holds the dispatcher).
@@ -72,11 +73,11 @@ impl Feed {
             state: Mutex::new(State {
                 bus: EventBus::new(config),
                 sent: HashMap::new(),
-                hasher: RandomState::new(),
                 subscribers: 0,
                 running: false,
                 reader: None,
             }),
+            hasher: RandomState::new(),
             idle: Arc::new(Notify::new()),
         }
     }
@@ -98,24 +99,32 @@ impl Feed {
     }
 }
 
-impl State {
-    /// Sends `record` as stored, unless it is the record last sent for its id.
-    fn stored(&mut self, task_id: &str, bytes: &[u8], record: impl FnOnce() -> TaskResult) {
-        if !self.bus.active() {
-            return;
-        }
+impl Feed {
+    /// Sends `record` as stored, unless it is the record last sent for its id. The record is
+    /// hashed and packed outside the lock, which every store and the reader take: only the
+    /// comparison, the memory of it and the event's emission are under it.
+    fn stored(&self, task_id: &str, bytes: &[u8], record: impl FnOnce() -> TaskResult) {
         let hash = self.hasher.hash_one(bytes);
-        if self.sent.get(task_id) == Some(&hash) {
+        {
+            let state = self.lock();
+            if !state.bus.active() || state.sent.get(task_id) == Some(&hash) {
+                return;
+            }
+        }
+        let record = Arc::new(CompactRecord::pack(record()));
+        let task_id_arc: Arc<str> = Arc::from(task_id);
+        let mut state = self.lock();
+        // Decided again: another thread may have sent the same record meanwhile.
+        if !state.bus.active() || state.sent.get(task_id) == Some(&hash) {
             return;
         }
-        if self.sent.len() >= REMEMBERED {
-            self.sent.clear();
+        if state.sent.len() >= REMEMBERED {
+            state.sent.clear();
         }
-        self.sent.insert(task_id.to_owned(), hash);
-        let record = Arc::new(CompactRecord::pack(record()));
-        self.bus.emit(
+        state.sent.insert(task_id.to_owned(), hash);
+        state.bus.emit(
             EventKind::Stored,
-            &Arc::from(task_id),
+            &task_id_arc,
             &record,
             &crate::Clock::system(),
         );
@@ -140,17 +149,20 @@ impl Drop for Subscriber {
 impl Inner {
     /// A store of this process was written.
     pub(super) fn announce_stored(&self, task_id: &str, record: &TaskResult, bytes: &[u8]) {
-        self.feed.lock().stored(task_id, bytes, || record.clone());
+        self.feed.stored(task_id, bytes, || record.clone());
     }
 
     /// A delete of this process removed a record of `status`.
     pub(super) fn announce_deleted(&self, task_id: &str, status: TaskStatus) {
+        if !self.feed.active() {
+            return;
+        }
+        let removed = Arc::new(CompactRecord::pack(TaskResult::new(task_id, status)));
         let mut state = self.feed.lock();
         if !state.bus.active() {
             return;
         }
         state.sent.remove(task_id);
-        let removed = Arc::new(CompactRecord::pack(TaskResult::new(task_id, status)));
         state.bus.emit(
             EventKind::Deleted,
             &Arc::from(task_id),
@@ -264,7 +276,7 @@ impl Inner {
                     continue;
                 }
             };
-            self.feed.lock().stored(task_id, &bytes, || record);
+            self.feed.stored(task_id, &bytes, || record);
         }
     }
 }
@@ -508,31 +520,24 @@ impl RedisBackend {
 mod tests {
     use super::*;
 
-    fn state() -> State {
-        State {
-            bus: EventBus::new(&HubConfig::default()),
-            sent: HashMap::new(),
-            hasher: RandomState::new(),
-            subscribers: 0,
-            running: false,
-            reader: None,
-        }
+    fn feed() -> Feed {
+        Feed::new(&HubConfig::default())
     }
 
     #[test]
     fn a_record_is_sent_once_per_id_however_often_it_is_seen() {
-        let mut state = state();
+        let feed = feed();
         let mut built = 0;
         // Nobody listens: nothing is built.
-        state.stored("t", b"one", || {
+        feed.stored("t", b"one", || {
             built += 1;
             TaskResult::new("t", TaskStatus::Success)
         });
         assert_eq!(built, 0);
 
-        let mut receiver = state.bus.subscribe();
+        let mut receiver = feed.lock().bus.subscribe();
         for (task_id, bytes) in [("t", "one"), ("t", "one"), ("t", "two"), ("u", "one")] {
-            state.stored(task_id, bytes.as_bytes(), || {
+            feed.stored(task_id, bytes.as_bytes(), || {
                 built += 1;
                 TaskResult::new(task_id, TaskStatus::Success)
             });
@@ -546,13 +551,25 @@ mod tests {
     }
 
     #[test]
+    fn a_record_is_built_without_the_feed_locked() {
+        let feed = feed();
+        let _receiver = feed.lock().bus.subscribe();
+        feed.stored("t", b"one", || {
+            // Another store, or the reader, could take the lock now.
+            assert!(feed.state.try_lock().is_ok(), "built under the feed's lock");
+            TaskResult::new("t", TaskStatus::Success)
+        });
+        assert_eq!(feed.lock().sent.len(), 1);
+    }
+
+    #[test]
     fn the_memory_of_sent_records_is_bounded() {
-        let mut state = state();
-        let _receiver = state.bus.subscribe();
+        let feed = feed();
+        let _receiver = feed.lock().bus.subscribe();
         for n in 0..REMEMBERED + 10 {
             let id = n.to_string();
-            state.stored(&id, b"r", || TaskResult::new(&id, TaskStatus::Success));
+            feed.stored(&id, b"r", || TaskResult::new(&id, TaskStatus::Success));
         }
-        assert!(state.sent.len() <= REMEMBERED);
+        assert!(feed.lock().sent.len() <= REMEMBERED);
     }
 }
