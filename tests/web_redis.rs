@@ -466,3 +466,50 @@ async fn a_client_back_with_another_replicas_event_id_is_told_of_a_gap() {
     );
     assert_eq!(frames.task().await.1["task_id"], "next");
 }
+
+#[actix_rt::test]
+async fn a_listing_starts_at_most_at_max_offset() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    for n in 0..3 {
+        let id = format!("m{n}");
+        redis
+            .backend
+            .store(&id, rec(&id, TaskStatus::Success))
+            .await
+            .unwrap();
+    }
+    let wide = app(&redis.backend, WebOptions::default()).await;
+    for uri in [
+        "/hub/tasks?status=success&cursor=o18446744073709551615",
+        "/hub/tasks?status=success&offset=18446744073709551615",
+        "/hub/tasks?status=success&offset=10001",
+    ] {
+        let (status, body) = send(&wide, get(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(body.to_string().contains("max_offset"), "{uri}: {body}");
+    }
+    let (status, body) = send(&wide, get("/hub/tasks?status=success&offset=10000")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["items"], json!([]));
+
+    // A lower bound applies to the cursor a page gave as well.
+    let narrow = app(&redis.backend, WebOptions::default().with_max_offset(1)).await;
+    let (status, body) = send(&narrow, get("/hub/tasks?status=success&limit=1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let next = body["next"].as_str().expect("a next page").to_owned();
+    let (status, body) = send(
+        &narrow,
+        get(&format!("/hub/tasks?status=success&limit=1&cursor={next}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let next = body["next"].as_str().expect("a next page").to_owned();
+    let (status, body) = send(
+        &narrow,
+        get(&format!("/hub/tasks?status=success&limit=1&cursor={next}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
