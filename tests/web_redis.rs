@@ -513,3 +513,22 @@ async fn a_listing_starts_at_most_at_max_offset() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[actix_rt::test]
+async fn a_clear_is_reported_as_a_gap() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    redis
+        .backend
+        .store("gone", rec("gone", TaskStatus::Success))
+        .await
+        .unwrap();
+    let app = app(&redis.backend, WebOptions::default()).await;
+    let mut frames = Frames::open(&app, get("/hub/events")).await;
+    assert_eq!(redis.backend.clear().await.unwrap(), 1);
+    assert_eq!(
+        frames.next().await.map(|(_, name, data)| (name, data)),
+        Some(("lagged".to_owned(), r#"{"missed":0}"#.to_owned()))
+    );
+}

@@ -171,6 +171,15 @@ impl Inner {
         );
     }
 
+    /// A clear of this process ran (whole or in part): the records it removed are not sent
+    /// one by one (Redis's `UNLINK` does not say which they were), so subscribers are told of
+    /// a gap (`Lagged` with `missed` 0) and read the state afresh, as after a lost link.
+    pub(super) fn announce_cleared(&self) {
+        let mut state = self.feed.lock();
+        state.sent.clear();
+        state.bus.gap();
+    }
+
     /// The status of the record a delete is about to remove, read only when an event would
     /// carry it; `None` when there is none (or it cannot be read: the delete goes on).
     pub(super) async fn status_before_delete(&self, task_id: &str) -> Option<TaskStatus> {
@@ -302,8 +311,42 @@ enum Queued {
     Resubscribed,
 }
 
+/// Runs its closure when dropped armed: a reader that ends other than by its decision to stop
+/// (a panic, the task aborted) still marks the feed stopped, so the next subscriber starts a
+/// new one.
+struct OnAbnormalExit<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnAbnormalExit<F> {
+    /// The exit was the reader's own decision: nothing to do on drop.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for OnAbnormalExit<F> {
+    fn drop(&mut self) {
+        if let Some(on_exit) = self.0.take() {
+            on_exit();
+        }
+    }
+}
+
 impl Reader {
     async fn run(mut self) {
+        let inner = self.inner.clone();
+        let mut exit = OnAbnormalExit(Some(move || {
+            let Some(inner) = inner.upgrade() else { return };
+            let mut state = inner.feed.lock();
+            if !state.running {
+                return;
+            }
+            // No newer reader can have started while this one was marked running: its hook
+            // is this one's.
+            state.running = false;
+            inner.waiters.set_completion_hook(None);
+            state.bus.gap();
+            tracing::warn!("resulthub.redis.events_reader_ended");
+        }));
         // Set when the last subscriber left: the reader stops at it if none came back.
         let mut stop_at: Option<Instant> = None;
         loop {
@@ -363,6 +406,7 @@ impl Reader {
                     inner.waiters.set_completion_hook(None);
                     // From here on, other processes' completions go unseen.
                     state.bus.gap();
+                    exit.disarm();
                     tracing::debug!("resulthub.redis.events_idle");
                     return;
                 }
@@ -381,7 +425,9 @@ impl RedisBackend {
     /// What it cannot show: stores by other processes that announce nothing (in flowrra's
     /// layout only terminal stores are announced, so another process's PENDING, RUNNING and
     /// RETRYING stores are not seen), deletes and expiries by other processes or by Redis,
-    /// and [`clear`](crate::ResultBackend::clear). A completion's record is read when the
+    /// and the records a [`clear`](crate::ResultBackend::clear) removes: a clear by this
+    /// process is sent as a gap (`Lagged` with `missed` 0; the hub sends one `cleared` event
+    /// per record instead). A completion's record is read when the
     /// announcement arrives, so a record changed again in between is sent as it is then. A
     /// time without the pub/sub subscription (the link was lost) is reported, not hidden: a
     /// [`HubEvent::Lagged`](crate::HubEvent) with `missed` 0 when the link is back.
@@ -560,6 +606,28 @@ mod tests {
             TaskResult::new("t", TaskStatus::Success)
         });
         assert_eq!(feed.lock().sent.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_panics_still_runs_its_exit() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let task = {
+            let ran = Arc::clone(&ran);
+            tokio::spawn(async move {
+                let _exit = OnAbnormalExit(Some(move || ran.store(true, Ordering::SeqCst)));
+                tokio::task::yield_now().await;
+                panic!("a bug in the reader");
+            })
+        };
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(ran.load(Ordering::SeqCst));
+
+        // Disarmed (the reader's own stop), it does not run.
+        let ran = AtomicBool::new(false);
+        let mut exit = OnAbnormalExit(Some(|| ran.store(true, Ordering::SeqCst)));
+        exit.disarm();
+        drop(exit);
+        assert!(!ran.load(Ordering::SeqCst));
     }
 
     #[test]

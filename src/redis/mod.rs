@@ -678,7 +678,9 @@ impl ResultBackend for RedisBackend {
         let inner = Arc::clone(&self.inner);
         self.on_runtime(async move {
             inner.in_flight.settled(None).await;
-            inner.clear().await
+            let cleared = inner.clear().await;
+            inner.announce_cleared();
+            cleared
         })
         .await
     }
