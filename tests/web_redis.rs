@@ -532,3 +532,42 @@ async fn a_clear_is_reported_as_a_gap() {
         Some(("lagged".to_owned(), r#"{"missed":0}"#.to_owned()))
     );
 }
+
+#[actix_rt::test]
+async fn a_waiter_and_an_events_client_share_one_subscription() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = short_lingering(&server).await;
+    let app = app(&backend, WebOptions::default()).await;
+    let frames = Frames::open(&app, get("/hub/events")).await;
+    let waiter = {
+        let backend = backend.clone();
+        actix_rt::spawn(async move { backend.wait_for("w", Some(Duration::from_secs(30))).await })
+    };
+    within("the waiter registered", async {
+        while backend.stats().await.unwrap().waiters == 0 {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(backend.stats().await.unwrap().subscribers, 1);
+    // An events client held well past twice the linger keeps the one subscription.
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(patterns(&server), "1", "one subscription for both");
+
+    // The events client leaves: the waiter still holds it, past the linger.
+    drop(frames);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(patterns(&server), "1", "kept for the waiter");
+
+    // The waiter leaves too: then it goes.
+    let other = Redis::connect(&server).await;
+    other
+        .store("w", rec("w", TaskStatus::Success))
+        .await
+        .unwrap();
+    let record = within("the waiter", waiter).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Success);
+    eventually("the subscription gone", || patterns(&server) == "0").await;
+}
