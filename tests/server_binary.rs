@@ -365,13 +365,23 @@ fn every_command_and_flag_has_help() {
                 "--redis",
                 "--prefix",
                 "--stats-interval",
+                "RESULTHUB_REDIS_URL",
             ][..],
         ),
         (
             &["export", "--help"],
-            &["--redis", "--prefix", "--output", "--list-timeout"],
+            &[
+                "--redis",
+                "--prefix",
+                "--output",
+                "--list-timeout",
+                "RESULTHUB_REDIS_URL",
+            ],
         ),
-        (&["import", "--help"], &["--redis", "--prefix", "--input"]),
+        (
+            &["import", "--help"],
+            &["--redis", "--prefix", "--input", "RESULTHUB_REDIS_URL"],
+        ),
         (&["--help"], &["serve", "export", "import", "--log-json"]),
     ] {
         let output = Command::new(BINARY).args(args).output().expect("run");
