@@ -267,7 +267,7 @@ impl EventStream {
         receiver: broadcast::Receiver<RawEvent>,
         filter: EventFilter,
     ) -> Self {
-        let lagged = (backlog.missed > 0).then_some(HubEvent::Lagged {
+        let lagged = (backlog.missed > 0 || backlog.gap).then_some(HubEvent::Lagged {
             missed: backlog.missed,
         });
         // Unpacked one at a time as the stream is read, not all before the first is sent.
@@ -302,6 +302,37 @@ impl EventStream {
 }
 
 impl EventStream {
+    /// A stream of the given events, for a [`WebBackend`](crate::web::WebBackend) (or any
+    /// backend) of your own: its events, with [`HubEvent::Lagged`] where it lost some (`missed`
+    /// 0 when it cannot count them). Dropping the `EventStream` drops `events`, which is where a
+    /// subscription is released.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use futures::StreamExt;
+    /// use resulthub::{EventStream, HubEvent};
+    ///
+    /// let mut events = EventStream::from_stream(futures::stream::iter([
+    ///     HubEvent::Lagged { missed: 0 },
+    /// ]));
+    /// assert!(matches!(events.next().await, Some(HubEvent::Lagged { missed: 0 })));
+    /// assert!(events.next().await.is_none());
+    /// # });
+    /// ```
+    pub fn from_stream(events: impl Stream<Item = HubEvent> + Send + 'static) -> Self {
+        EventStream {
+            inner: Mutex::new(Box::pin(events)),
+        }
+    }
+
+    /// A stream that stays open and sends nothing: for a backend without events, whose
+    /// `/events` clients then get only the keep-alive comments until they leave.
+    pub fn pending() -> Self {
+        Self::from_stream(futures_util::stream::pending())
+    }
+
     /// The same stream, holding `guard` until it is dropped: a backend that must know when a
     /// subscription ends (to stop a feed nobody reads) hands out such a stream.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -385,6 +416,9 @@ impl RawEvent {
 #[derive(Debug, Default)]
 pub(crate) struct Backlog {
     missed: u64,
+    /// The subscriber may have missed events this bus cannot count (its id came from another
+    /// hub or process): a `Lagged` comes first even when `missed` is 0.
+    gap: bool,
     events: Vec<RawEvent>,
 }
 
@@ -452,15 +486,19 @@ impl EventBus {
             }
             (Some(after), Some(first)) if after.hub == self.hub => Backlog {
                 missed: oldest.saturating_sub(first),
+                gap: false,
                 events: held
                     .iter()
                     .filter(|event| event.number > after.number)
                     .cloned()
                     .collect(),
             },
-            // An id this bus did not give: the client has seen none of its events.
+            // An id this bus did not give: the client has seen none of its events, and missed
+            // an unknown number elsewhere (another replica's, a previous hub's): a `Lagged`
+            // always, with the count this bus knows it lost (0 when it lost none: unknown).
             (Some(_), _) => Backlog {
                 missed: oldest,
+                gap: true,
                 events: held.iter().cloned().collect(),
             },
             (None, _) => Backlog::default(),

@@ -272,8 +272,8 @@ impl HubHandle {
     /// starts with the events after `after` (the [`TaskEvent::id`](crate::TaskEvent::id) of the
     /// last one it saw) that the hub still holds, and a [`HubEvent::Lagged`](crate::HubEvent)
     /// first if it no longer holds them all; then the live events, with no gap and no repeat.
-    /// `None`, or an id of another hub (or of this one before a restart), starts with every
-    /// event held.
+    /// `None` starts with every event held; an id of another hub (or of this one before a
+    /// restart) too, after a `Lagged` (`missed` 0 when the count is unknown).
     ///
     /// From the first such subscription on, the hub holds its latest
     /// [`event_buffer`](crate::HubConfig::event_buffer) events, and builds events even while

@@ -481,3 +481,43 @@ async fn an_event_serializes_as_documented_and_reads_back() {
     assert_eq!(json["kind"], "deleted");
     assert_eq!(json["record"], serde_json::Value::Null);
 }
+
+#[tokio::test]
+async fn resuming_with_a_previous_hubs_event_id_starts_with_lagged() {
+    let previous = HubHandle::spawn(HubConfig::default());
+    let mut events = previous
+        .subscribe_after(EventFilter::default(), None)
+        .await
+        .unwrap();
+    previous.store("a", record("a", Success)).await.unwrap();
+    let seen = next_task(&mut events).await.id;
+    drop(events);
+
+    // A new hub (a restart) with no event yet: what happened in between is unknown.
+    let hub = HubHandle::spawn(HubConfig::default());
+    let mut events = hub
+        .subscribe_after(EventFilter::default(), Some(seen))
+        .await
+        .unwrap();
+    hub.store("b", record("b", Success)).await.unwrap();
+    match within("the first item", events.next()).await {
+        Some(HubEvent::Lagged { missed: 0 }) => {}
+        other => panic!("expected lagged 0, got {other:?}"),
+    }
+    assert_eq!(next_task(&mut events).await.task_id, "b");
+
+    // Its own ids resume without one.
+    let mut again = hub
+        .subscribe_after(EventFilter::default(), Some(next_task_id(&hub).await))
+        .await
+        .unwrap();
+    hub.store("c", record("c", Success)).await.unwrap();
+    assert_eq!(next_task(&mut again).await.task_id, "c");
+}
+
+/// The id of a fresh event of `hub`'s.
+async fn next_task_id(hub: &HubHandle) -> resulthub::EventId {
+    let mut events = hub.subscribe().await.unwrap();
+    hub.store("probe", record("probe", Pending)).await.unwrap();
+    next_task(&mut events).await.id
+}

@@ -62,11 +62,17 @@ struct Served {
 
 impl Served {
     fn start(args: &[&str]) -> Served {
+        Self::start_with_env(args, &[])
+    }
+
+    /// `start`, with these environment variables set.
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
         let addr = free_addr();
         let child = Command::new(BINARY)
             .arg("serve")
             .args(["--bind", &addr.to_string()])
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -221,30 +227,124 @@ fn serve_refuses_an_empty_token_file_and_says_why() {
     assert!(stderr.contains("holds no token"), "{stderr}");
 }
 
+/// Runs the binary with `args` (and `RESULTHUB_REDIS_URL` set to `env_url`, or unset): its
+/// exit code and standard error.
+fn run(args: &[&str], env_url: Option<&str>) -> (Option<i32>, String) {
+    let mut command = Command::new(BINARY);
+    command.args(args).env_remove("RESULTHUB_REDIS_URL");
+    if let Some(url) = env_url {
+        command.env("RESULTHUB_REDIS_URL", url);
+    }
+    let output = command.output().expect("run");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn serve_redis_refuses_the_hubs_own_flags_and_an_unreachable_server() {
-    let output = Command::new(BINARY)
-        .args([
-            "serve",
-            "--redis",
-            "redis://127.0.0.1:1/0",
-            "--snapshot",
-            "x.jsonl",
-        ])
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    for flag in [
+        &["--snapshot", "x.jsonl"][..],
+        &["--snapshot-every", "5s"],
+        &["--max-results", "10"],
+    ] {
+        let mut args = vec!["serve", "--redis", "redis://127.0.0.1:1/0"];
+        args.extend_from_slice(flag);
+        let (code, stderr) = run(&args, None);
+        // A usage error: clap's exit code, before anything starts.
+        assert_eq!(code, Some(2), "{flag:?}: {stderr}");
+        assert!(stderr.contains("cannot be used with"), "{flag:?}: {stderr}");
+        assert!(stderr.contains(flag[0]), "{flag:?}: {stderr}");
+    }
     // Nothing listens on port 1: said at start, not at the first request.
-    let output = Command::new(BINARY)
-        .args(["serve", "--bind", &free_addr().to_string()])
-        .args(["--redis", "redis://127.0.0.1:1/0"])
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let bind = free_addr().to_string();
+    let (code, stderr) = run(
+        &["serve", "--bind", &bind, "--redis", "redis://127.0.0.1:1/0"],
+        None,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("cannot connect to Redis"), "{stderr}");
+}
+
+#[test]
+fn serve_redis_names_invalid_input_as_such() {
+    let bind = free_addr().to_string();
+    for (args, expected) in [
+        (
+            &["--redis", "redis://127.0.0.1:1/0", "--prefix", ""][..],
+            "invalid --prefix",
+        ),
+        (&["--redis", "no-scheme:/x"], "invalid input in --redis"),
+        (
+            &["--redis", "redis://127.0.0.1:1/0", "--result-ttl", "1500ms"],
+            "invalid --result-ttl",
+        ),
+    ] {
+        let mut all = vec!["serve", "--bind", &bind];
+        all.extend_from_slice(args);
+        let (code, stderr) = run(&all, None);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("cannot connect"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_redis_url_comes_from_the_environment_only_when_redis_is_given() {
+    // The variable alone changes nothing: `serve` serves a hub (which needs no server, so it
+    // is ready although nothing listens on port 1).
+    let served = Served::start_with_env(&[], &[("RESULTHUB_REDIS_URL", "redis://127.0.0.1:1/0")]);
+    let addr = served.addr;
+    assert_eq!(get(addr, "/readyz", "").expect("GET /readyz").0, 200);
+    assert!(served.stop().success());
+
+    // `--redis` without a URL reads it: the server named there is the one tried.
+    let bind = free_addr().to_string();
+    for args in [
+        &["serve", "--bind", &bind, "--redis"][..],
+        &["export", "--redis", "--output", "-"],
+        &["import", "--redis", "--input", "/dev/null"],
+    ] {
+        let (code, stderr) = run(args, Some("redis://127.0.0.1:1/0"));
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot connect to Redis"),
+            "{args:?}: {stderr}"
+        );
+        // Unset, it says where the URL was looked for.
+        let (code, stderr) = run(args, None);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("RESULTHUB_REDIS_URL"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn serve_redis_stores_with_the_result_ttl() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let served = Served::start(&["--redis", &url, "--allow-writes", "--result-ttl", "1h"]);
+    let addr = served.addr;
+    let body = r#"{"status": "success", "result": 1}"#;
+    let (status, _) = http(
+        addr,
+        &format!(
+            "POST /tasks/ttl-1 HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .expect("POST");
+    assert_eq!(status, 201);
+    let ttl: i64 = server
+        .command_text(&["TTL", "flowrra:task:ttl-1"])
+        .trim()
+        .parse()
+        .expect("a TTL");
+    assert!((3590..=3600).contains(&ttl), "TTL {ttl}");
+    assert!(served.stop().success());
 }
 
 #[test]
@@ -265,13 +365,23 @@ fn every_command_and_flag_has_help() {
                 "--redis",
                 "--prefix",
                 "--stats-interval",
+                "RESULTHUB_REDIS_URL",
             ][..],
         ),
         (
             &["export", "--help"],
-            &["--redis", "--prefix", "--output", "--list-timeout"],
+            &[
+                "--redis",
+                "--prefix",
+                "--output",
+                "--list-timeout",
+                "RESULTHUB_REDIS_URL",
+            ],
         ),
-        (&["import", "--help"], &["--redis", "--prefix", "--input"]),
+        (
+            &["import", "--help"],
+            &["--redis", "--prefix", "--input", "RESULTHUB_REDIS_URL"],
+        ),
         (&["--help"], &["serve", "export", "import", "--log-json"]),
     ] {
         let output = Command::new(BINARY).args(args).output().expect("run");

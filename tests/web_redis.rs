@@ -19,7 +19,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::test;
 use chrono::{TimeZone, Utc};
-use resulthub::web::{WebBackend, WebOptions};
+use resulthub::web::WebOptions;
 use resulthub::{RedisBackend, ResultBackend, TaskStatus};
 use serde_json::{Value, json};
 use support::{eventually, rec, within};
@@ -188,11 +188,11 @@ async fn the_subscription_lasts_while_someone_listens() {
     let first = Frames::open(&app, get("/hub/events")).await;
     let second = Frames::open(&app, get("/hub/events?status=failed")).await;
     assert_eq!(patterns(&server), "1", "one subscription for every client");
-    assert_eq!(WebBackend::stats(&backend).await.unwrap().subscribers, 2);
+    assert_eq!(backend.stats().await.unwrap().subscribers, 2);
     drop(first);
-    assert_eq!(WebBackend::stats(&backend).await.unwrap().subscribers, 1);
+    assert_eq!(backend.stats().await.unwrap().subscribers, 1);
     drop(second);
-    assert_eq!(WebBackend::stats(&backend).await.unwrap().subscribers, 0);
+    assert_eq!(backend.stats().await.unwrap().subscribers, 0);
     // Gone once the linger has passed: an idle backend receives no completion traffic.
     eventually("the pattern subscription gone", || patterns(&server) == "0").await;
     // And back for the next client.
@@ -266,14 +266,30 @@ async fn a_lost_pubsub_link_is_reported_as_a_gap_when_it_is_back() {
     };
     let app = app(&redis.backend, WebOptions::default()).await;
     let mut frames = Frames::open(&app, get("/hub/events")).await;
-    // Cut every client connection: the pub/sub link is lost and made again.
+    // Keep the feed's reader busy reading completions back while the link goes: it must not
+    // need to see the link down to report the gap (the link may be back before it looks).
+    let busy = Redis::connect(&redis.server).await;
+    for n in 0..200 {
+        let id = format!("busy{n}");
+        busy.store(&id, rec(&id, TaskStatus::Success))
+            .await
+            .unwrap();
+    }
+    // Cut the pub/sub connection only (the pool's stay): the link is lost and made again.
     redis
         .server
         .command_text(&["CLIENT", "KILL", "TYPE", "pubsub"]);
-    assert_eq!(
-        frames.next().await.map(|(_, name, data)| (name, data)),
-        Some(("lagged".to_owned(), r#"{"missed":0}"#.to_owned()))
-    );
+    loop {
+        let (_, name, data) = frames.next().await.expect("a frame");
+        if name == "task" {
+            continue;
+        }
+        assert_eq!(
+            (name.as_str(), data.as_str()),
+            ("lagged", r#"{"missed":0}"#)
+        );
+        break;
+    }
     // And completions reach the client again.
     let other = Redis::connect(&redis.server).await;
     other
@@ -417,4 +433,141 @@ async fn a_resume_past_the_buffer_starts_with_the_count_it_lost() {
         let (_, event) = frames.task().await;
         assert!(event["task_id"].as_str().unwrap().starts_with("many-"));
     }
+}
+
+#[actix_rt::test]
+async fn a_client_back_with_another_replicas_event_id_is_told_of_a_gap() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    // The replica the client was on: it saw an event there.
+    let before = app(&redis.backend, WebOptions::default()).await;
+    let mut frames = Frames::open(&before, get("/hub/events")).await;
+    redis
+        .backend
+        .store("seen", rec("seen", TaskStatus::Success))
+        .await
+        .unwrap();
+    let (last, _) = frames.task().await;
+    drop(frames);
+
+    // A fresh replica (a rolling deploy) that holds no event yet: the client cannot know what
+    // it missed in between, and is told so before anything else.
+    let replica = Redis::connect(&redis.server).await;
+    let after = app(&replica, WebOptions::default()).await;
+    let mut frames = Frames::open(&after, events_after(&last)).await;
+    replica
+        .store("next", rec("next", TaskStatus::Success))
+        .await
+        .unwrap();
+    assert_eq!(
+        frames.next().await.map(|(_, name, data)| (name, data)),
+        Some(("lagged".to_owned(), r#"{"missed":0}"#.to_owned()))
+    );
+    assert_eq!(frames.task().await.1["task_id"], "next");
+}
+
+#[actix_rt::test]
+async fn a_listing_starts_at_most_at_max_offset() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    for n in 0..3 {
+        let id = format!("m{n}");
+        redis
+            .backend
+            .store(&id, rec(&id, TaskStatus::Success))
+            .await
+            .unwrap();
+    }
+    let wide = app(&redis.backend, WebOptions::default()).await;
+    for uri in [
+        "/hub/tasks?status=success&cursor=o18446744073709551615",
+        "/hub/tasks?status=success&offset=18446744073709551615",
+        "/hub/tasks?status=success&offset=10001",
+    ] {
+        let (status, body) = send(&wide, get(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(body.to_string().contains("max_offset"), "{uri}: {body}");
+    }
+    let (status, body) = send(&wide, get("/hub/tasks?status=success&offset=10000")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["items"], json!([]));
+
+    // A lower bound applies to the cursor a page gave as well.
+    let narrow = app(&redis.backend, WebOptions::default().with_max_offset(1)).await;
+    let (status, body) = send(&narrow, get("/hub/tasks?status=success&limit=1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let next = body["next"].as_str().expect("a next page").to_owned();
+    let (status, body) = send(
+        &narrow,
+        get(&format!("/hub/tasks?status=success&limit=1&cursor={next}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let next = body["next"].as_str().expect("a next page").to_owned();
+    let (status, body) = send(
+        &narrow,
+        get(&format!("/hub/tasks?status=success&limit=1&cursor={next}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[actix_rt::test]
+async fn a_clear_is_reported_as_a_gap() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    redis
+        .backend
+        .store("gone", rec("gone", TaskStatus::Success))
+        .await
+        .unwrap();
+    let app = app(&redis.backend, WebOptions::default()).await;
+    let mut frames = Frames::open(&app, get("/hub/events")).await;
+    assert_eq!(redis.backend.clear().await.unwrap(), 1);
+    assert_eq!(
+        frames.next().await.map(|(_, name, data)| (name, data)),
+        Some(("lagged".to_owned(), r#"{"missed":0}"#.to_owned()))
+    );
+}
+
+#[actix_rt::test]
+async fn a_waiter_and_an_events_client_share_one_subscription() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let backend = short_lingering(&server).await;
+    let app = app(&backend, WebOptions::default()).await;
+    let frames = Frames::open(&app, get("/hub/events")).await;
+    let waiter = {
+        let backend = backend.clone();
+        actix_rt::spawn(async move { backend.wait_for("w", Some(Duration::from_secs(30))).await })
+    };
+    within("the waiter registered", async {
+        while backend.stats().await.unwrap().waiters == 0 {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(backend.stats().await.unwrap().subscribers, 1);
+    // An events client held well past twice the linger keeps the one subscription.
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(patterns(&server), "1", "one subscription for both");
+
+    // The events client leaves: the waiter still holds it, past the linger.
+    drop(frames);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(patterns(&server), "1", "kept for the waiter");
+
+    // The waiter leaves too: then it goes.
+    let other = Redis::connect(&server).await;
+    other
+        .store("w", rec("w", TaskStatus::Success))
+        .await
+        .unwrap();
+    let record = within("the waiter", waiter).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Success);
+    eventually("the subscription gone", || patterns(&server) == "0").await;
 }

@@ -22,11 +22,11 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::waiters::{CompletionHook, Link, Listening};
+use super::waiters::{Announcement, CompletionHook, Link, Listening};
 use super::{Inner, RedisBackend};
 use crate::compact::CompactRecord;
 use crate::events::{Backlog, EventBus};
@@ -49,6 +49,8 @@ const REMEMBERED: usize = 16_384;
 #[derive(Debug)]
 pub(super) struct Feed {
     state: Mutex<State>,
+    /// Hashes records for `sent`, outside the lock.
+    hasher: RandomState,
     /// Told when the last subscriber leaves.
     idle: Arc<Notify>,
 }
@@ -58,7 +60,6 @@ struct State {
     bus: EventBus,
     /// A hash of the last record sent, per id.
     sent: HashMap<String, u64>,
-    hasher: RandomState,
     /// Live subscriptions.
     subscribers: usize,
     /// The completion reader runs (and holds the dispatcher).
@@ -72,11 +73,11 @@ impl Feed {
             state: Mutex::new(State {
                 bus: EventBus::new(config),
                 sent: HashMap::new(),
-                hasher: RandomState::new(),
                 subscribers: 0,
                 running: false,
                 reader: None,
             }),
+            hasher: RandomState::new(),
             idle: Arc::new(Notify::new()),
         }
     }
@@ -98,24 +99,32 @@ impl Feed {
     }
 }
 
-impl State {
-    /// Sends `record` as stored, unless it is the record last sent for its id.
-    fn stored(&mut self, task_id: &str, bytes: &[u8], record: impl FnOnce() -> TaskResult) {
-        if !self.bus.active() {
-            return;
-        }
+impl Feed {
+    /// Sends `record` as stored, unless it is the record last sent for its id. The record is
+    /// hashed and packed outside the lock, which every store and the reader take: only the
+    /// comparison, the memory of it and the event's emission are under it.
+    fn stored(&self, task_id: &str, bytes: &[u8], record: impl FnOnce() -> TaskResult) {
         let hash = self.hasher.hash_one(bytes);
-        if self.sent.get(task_id) == Some(&hash) {
+        {
+            let state = self.lock();
+            if !state.bus.active() || state.sent.get(task_id) == Some(&hash) {
+                return;
+            }
+        }
+        let record = Arc::new(CompactRecord::pack(record()));
+        let task_id_arc: Arc<str> = Arc::from(task_id);
+        let mut state = self.lock();
+        // Decided again: another thread may have sent the same record meanwhile.
+        if !state.bus.active() || state.sent.get(task_id) == Some(&hash) {
             return;
         }
-        if self.sent.len() >= REMEMBERED {
-            self.sent.clear();
+        if state.sent.len() >= REMEMBERED {
+            state.sent.clear();
         }
-        self.sent.insert(task_id.to_owned(), hash);
-        let record = Arc::new(CompactRecord::pack(record()));
-        self.bus.emit(
+        state.sent.insert(task_id.to_owned(), hash);
+        state.bus.emit(
             EventKind::Stored,
-            &Arc::from(task_id),
+            &task_id_arc,
             &record,
             &crate::Clock::system(),
         );
@@ -140,23 +149,35 @@ impl Drop for Subscriber {
 impl Inner {
     /// A store of this process was written.
     pub(super) fn announce_stored(&self, task_id: &str, record: &TaskResult, bytes: &[u8]) {
-        self.feed.lock().stored(task_id, bytes, || record.clone());
+        self.feed.stored(task_id, bytes, || record.clone());
     }
 
     /// A delete of this process removed a record of `status`.
     pub(super) fn announce_deleted(&self, task_id: &str, status: TaskStatus) {
+        if !self.feed.active() {
+            return;
+        }
+        let removed = Arc::new(CompactRecord::pack(TaskResult::new(task_id, status)));
         let mut state = self.feed.lock();
         if !state.bus.active() {
             return;
         }
         state.sent.remove(task_id);
-        let removed = Arc::new(CompactRecord::pack(TaskResult::new(task_id, status)));
         state.bus.emit(
             EventKind::Deleted,
             &Arc::from(task_id),
             &removed,
             &crate::Clock::system(),
         );
+    }
+
+    /// A clear of this process ran (whole or in part): the records it removed are not sent
+    /// one by one (Redis's `UNLINK` does not say which they were), so subscribers are told of
+    /// a gap (`Lagged` with `missed` 0) and read the state afresh, as after a lost link.
+    pub(super) fn announce_cleared(&self) {
+        let mut state = self.feed.lock();
+        state.sent.clear();
+        state.bus.gap();
     }
 
     /// The status of the record a delete is about to remove, read only when an event would
@@ -208,13 +229,18 @@ impl Inner {
     /// Starts the completion reader, with the dispatcher held and the hook set. Under the
     /// feed's lock, so a reader that stops cannot remove a newer reader's hook.
     fn start_reader(self: &Arc<Self>) -> AbortOnDropHandle<()> {
-        let (queue, completions) = mpsc::channel::<String>(QUEUE);
+        let (queue, completions) = mpsc::channel::<Queued>(QUEUE);
         let overflowed = Arc::new(AtomicBool::new(false));
         let hook = {
             let overflowed = Arc::clone(&overflowed);
-            CompletionHook(Box::new(move |task_id: &str| {
-                // Never waits: the dispatcher's loop must keep up with the server.
-                if queue.try_send(task_id.to_owned()).is_err() {
+            CompletionHook(Box::new(move |announcement: Announcement<'_>| {
+                let queued = match announcement {
+                    Announcement::Completed(task_id) => Queued::Completed(task_id.to_owned()),
+                    Announcement::Resubscribed => Queued::Resubscribed,
+                };
+                // Never waits: the dispatcher's loop must keep up with the server. A dropped
+                // resubscription is a gap all the same.
+                if queue.try_send(queued).is_err() {
                     overflowed.store(true, Ordering::Relaxed);
                 }
             }))
@@ -224,7 +250,6 @@ impl Inner {
             inner: Arc::downgrade(self),
             completions,
             overflowed,
-            link: self.waiters.watch_link(),
             idle: Arc::clone(&self.feed.idle),
             linger: self.waiters.linger(),
             listening: self.waiters.listen(),
@@ -260,7 +285,7 @@ impl Inner {
                     continue;
                 }
             };
-            self.feed.lock().stored(task_id, &bytes, || record);
+            self.feed.stored(task_id, &bytes, || record);
         }
     }
 }
@@ -268,9 +293,8 @@ impl Inner {
 /// The task that turns completions into events while anyone is subscribed.
 struct Reader {
     inner: Weak<Inner>,
-    completions: mpsc::Receiver<String>,
+    completions: mpsc::Receiver<Queued>,
     overflowed: Arc<AtomicBool>,
-    link: watch::Receiver<Link>,
     idle: Arc<Notify>,
     linger: std::time::Duration,
     /// Keeps the dispatcher subscribed for as long as the reader runs.
@@ -278,10 +302,51 @@ struct Reader {
     listening: Listening,
 }
 
+/// What the dispatcher's hook queues for the reader, in the order it happened.
+#[derive(Debug)]
+enum Queued {
+    /// A completion announced for this id.
+    Completed(String),
+    /// The subscription was made again: what was announced without it was not received.
+    Resubscribed,
+}
+
+/// Runs its closure when dropped armed: a reader that ends other than by its decision to stop
+/// (a panic, the task aborted) still marks the feed stopped, so the next subscriber starts a
+/// new one.
+struct OnAbnormalExit<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnAbnormalExit<F> {
+    /// The exit was the reader's own decision: nothing to do on drop.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for OnAbnormalExit<F> {
+    fn drop(&mut self) {
+        if let Some(on_exit) = self.0.take() {
+            on_exit();
+        }
+    }
+}
+
 impl Reader {
     async fn run(mut self) {
-        let mut previous = self.link.borrow_and_update().clone();
-        let mut been_up = previous == Link::Up;
+        let inner = self.inner.clone();
+        let mut exit = OnAbnormalExit(Some(move || {
+            let Some(inner) = inner.upgrade() else { return };
+            let mut state = inner.feed.lock();
+            if !state.running {
+                return;
+            }
+            // No newer reader can have started while this one was marked running: its hook
+            // is this one's.
+            state.running = false;
+            inner.waiters.set_completion_hook(None);
+            state.bus.gap();
+            tracing::warn!("resulthub.redis.events_reader_ended");
+        }));
         // Set when the last subscriber left: the reader stops at it if none came back.
         let mut stop_at: Option<Instant> = None;
         loop {
@@ -295,32 +360,32 @@ impl Reader {
                 first = self.completions.recv() => {
                     // The hook went with the backend.
                     let Some(first) = first else { return };
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match self.completions.try_recv() {
-                            Ok(task_id) => batch.push(task_id),
-                            Err(_) => break,
+                    let mut batch = Vec::new();
+                    let mut resubscribed = false;
+                    let mut next = Some(first);
+                    while let Some(queued) = next.take() {
+                        match queued {
+                            Queued::Completed(task_id) => batch.push(task_id),
+                            // Sent after the completions received before it.
+                            Queued::Resubscribed => {
+                                resubscribed = true;
+                                break;
+                            }
+                        }
+                        if batch.len() < BATCH {
+                            next = self.completions.try_recv().ok();
                         }
                     }
                     let Some(inner) = self.inner.upgrade() else { return };
                     if self.overflowed.swap(false, Ordering::Relaxed) {
                         inner.feed.lock().bus.gap();
                     }
-                    inner.read_completions(&batch).await;
-                }
-                changed = self.link.changed() => {
-                    if changed.is_err() {
-                        return;
+                    if !batch.is_empty() {
+                        inner.read_completions(&batch).await;
                     }
-                    let now = self.link.borrow_and_update().clone();
-                    // Up again after a time without the subscription: what was announced
-                    // meanwhile is only in the keys.
-                    let resumed = now == Link::Up
-                        && (matches!(previous, Link::Down(_)) || (been_up && previous != Link::Up));
-                    been_up |= now == Link::Up;
-                    previous = now;
-                    if resumed {
-                        let Some(inner) = self.inner.upgrade() else { return };
+                    if resubscribed {
+                        // Up again after a time without the subscription: what was announced
+                        // meanwhile is only in the keys.
                         tracing::debug!("resulthub.redis.events_gap");
                         inner.feed.lock().bus.gap();
                     }
@@ -341,6 +406,7 @@ impl Reader {
                     inner.waiters.set_completion_hook(None);
                     // From here on, other processes' completions go unseen.
                     state.bus.gap();
+                    exit.disarm();
                     tracing::debug!("resulthub.redis.events_idle");
                     return;
                 }
@@ -359,7 +425,9 @@ impl RedisBackend {
     /// What it cannot show: stores by other processes that announce nothing (in flowrra's
     /// layout only terminal stores are announced, so another process's PENDING, RUNNING and
     /// RETRYING stores are not seen), deletes and expiries by other processes or by Redis,
-    /// and [`clear`](crate::ResultBackend::clear). A completion's record is read when the
+    /// and the records a [`clear`](crate::ResultBackend::clear) removes: a clear by this
+    /// process is sent as a gap (`Lagged` with `missed` 0; the hub sends one `cleared` event
+    /// per record instead). A completion's record is read when the
     /// announcement arrives, so a record changed again in between is sent as it is then. A
     /// time without the pub/sub subscription (the link was lost) is reported, not hidden: a
     /// [`HubEvent::Lagged`](crate::HubEvent) with `missed` 0 when the link is back.
@@ -498,31 +566,24 @@ impl RedisBackend {
 mod tests {
     use super::*;
 
-    fn state() -> State {
-        State {
-            bus: EventBus::new(&HubConfig::default()),
-            sent: HashMap::new(),
-            hasher: RandomState::new(),
-            subscribers: 0,
-            running: false,
-            reader: None,
-        }
+    fn feed() -> Feed {
+        Feed::new(&HubConfig::default())
     }
 
     #[test]
     fn a_record_is_sent_once_per_id_however_often_it_is_seen() {
-        let mut state = state();
+        let feed = feed();
         let mut built = 0;
         // Nobody listens: nothing is built.
-        state.stored("t", b"one", || {
+        feed.stored("t", b"one", || {
             built += 1;
             TaskResult::new("t", TaskStatus::Success)
         });
         assert_eq!(built, 0);
 
-        let mut receiver = state.bus.subscribe();
+        let mut receiver = feed.lock().bus.subscribe();
         for (task_id, bytes) in [("t", "one"), ("t", "one"), ("t", "two"), ("u", "one")] {
-            state.stored(task_id, bytes.as_bytes(), || {
+            feed.stored(task_id, bytes.as_bytes(), || {
                 built += 1;
                 TaskResult::new(task_id, TaskStatus::Success)
             });
@@ -536,13 +597,47 @@ mod tests {
     }
 
     #[test]
+    fn a_record_is_built_without_the_feed_locked() {
+        let feed = feed();
+        let _receiver = feed.lock().bus.subscribe();
+        feed.stored("t", b"one", || {
+            // Another store, or the reader, could take the lock now.
+            assert!(feed.state.try_lock().is_ok(), "built under the feed's lock");
+            TaskResult::new("t", TaskStatus::Success)
+        });
+        assert_eq!(feed.lock().sent.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_panics_still_runs_its_exit() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let task = {
+            let ran = Arc::clone(&ran);
+            tokio::spawn(async move {
+                let _exit = OnAbnormalExit(Some(move || ran.store(true, Ordering::SeqCst)));
+                tokio::task::yield_now().await;
+                panic!("a bug in the reader");
+            })
+        };
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(ran.load(Ordering::SeqCst));
+
+        // Disarmed (the reader's own stop), it does not run.
+        let ran = AtomicBool::new(false);
+        let mut exit = OnAbnormalExit(Some(|| ran.store(true, Ordering::SeqCst)));
+        exit.disarm();
+        drop(exit);
+        assert!(!ran.load(Ordering::SeqCst));
+    }
+
+    #[test]
     fn the_memory_of_sent_records_is_bounded() {
-        let mut state = state();
-        let _receiver = state.bus.subscribe();
+        let feed = feed();
+        let _receiver = feed.lock().bus.subscribe();
         for n in 0..REMEMBERED + 10 {
             let id = n.to_string();
-            state.stored(&id, b"r", || TaskResult::new(&id, TaskStatus::Success));
+            feed.stored(&id, b"r", || TaskResult::new(&id, TaskStatus::Success));
         }
-        assert!(state.sent.len() <= REMEMBERED);
+        assert!(feed.lock().sent.len() <= REMEMBERED);
     }
 }

@@ -707,7 +707,9 @@ impl ResultBackend for RedisBackend {
         let inner = Arc::clone(&self.inner);
         let cleared = self.on_runtime(async move {
             inner.in_flight.settled(None).await;
-            inner.clear().await
+            let cleared = inner.clear().await;
+            inner.announce_cleared();
+            cleared
         });
         call.run(|| self.counters(), cleared).await
     }

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -117,10 +118,25 @@ pub(crate) struct Waiters {
     /// Told every completion announced, besides the waiters of its id: the event feed, while
     /// it runs.
     completion_hook: Mutex<Option<CompletionHook>>,
+    /// The running dispatcher has been without its subscription since its last one (or its
+    /// first attempt failed): the next subscription is announced as
+    /// [`Announcement::Resubscribed`].
+    lost: AtomicBool,
 }
 
-/// Called with the id of each completion the dispatcher receives; must not wait.
-pub(crate) struct CompletionHook(pub(crate) Box<dyn Fn(&str) + Send + Sync>);
+/// What the dispatcher tells the completion hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Announcement<'a> {
+    /// A completion was announced for this id.
+    Completed(&'a str),
+    /// The subscription was made again after a time without it (a lost link, or a first
+    /// attempt that failed): what was announced meanwhile was not received. Told in order
+    /// with the completions, however fast the link came back.
+    Resubscribed,
+}
+
+/// Called with each [`Announcement`] of the dispatcher; must not wait.
+pub(crate) struct CompletionHook(pub(crate) Box<dyn Fn(Announcement<'_>) + Send + Sync>);
 
 impl std::fmt::Debug for CompletionHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,6 +166,7 @@ impl Waiters {
             client,
             settings,
             completion_hook: Mutex::new(None),
+            lost: AtomicBool::new(false),
         })
     }
 
@@ -185,9 +202,9 @@ impl Waiters {
         self.settings.connect_timeout
     }
 
-    fn announce(&self, task_id: &str) {
+    fn announce(&self, announcement: Announcement<'_>) {
         if let Some(hook) = lock(&self.completion_hook).as_ref() {
-            (hook.0)(task_id);
+            (hook.0)(announcement);
         }
     }
 
@@ -257,6 +274,8 @@ impl Waiters {
             return;
         }
         table.running = true;
+        // A new dispatcher's first subscription is not a resubscription.
+        self.lost.store(false, Ordering::Relaxed);
         // A waiter must see the new dispatcher's subscription, not an old link's state.
         self.link.send_replace(Link::Connecting);
         // The task holds the registry weakly: dropping the last backend ends it.
@@ -436,6 +455,8 @@ async fn links(waiters: &Arc<Waiters>) {
     let mut was_up = false;
     loop {
         let failure = serve(waiters, &mut backoff, &mut was_up).await;
+        // Until the next subscription, completions announced go unreceived.
+        waiters.lost.store(true, Ordering::Relaxed);
         tracing::warn!(reason = %failure.reason, retry_in = ?backoff, "resulthub.redis.pubsub_down");
         waiters.link.send_replace(Link::Down(failure));
         let pause = tokio::time::sleep(backoff);
@@ -469,6 +490,9 @@ async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration, was_up: &mut bool
     let (mut sink, mut messages) = pubsub.split();
     *backoff = settings.backoff_min;
     waiters.link.send_replace(Link::Up);
+    if waiters.lost.swap(false, Ordering::Relaxed) {
+        waiters.announce(Announcement::Resubscribed);
+    }
     // Completions published while there was no subscription are only in the keys. Waiters
     // that came before this dispatcher's first subscription read once it is live anyway.
     if std::mem::replace(was_up, true) {
@@ -491,7 +515,7 @@ async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration, was_up: &mut bool
                 Some(message) => {
                     if let Some(task_id) = waiters.keys.completed_id(message.get_channel_name().as_bytes()) {
                         waiters.wake(task_id);
-                        waiters.announce(task_id);
+                        waiters.announce(Announcement::Completed(task_id));
                     }
                 }
                 None => return LinkFailure::unreachable("pub/sub connection lost".to_owned()),

@@ -20,7 +20,15 @@ use crate::{
 /// | paging (`cursor`) | by position: stable under inserts | by offset behind the same opaque cursor: records added before the position shift later pages |
 /// | `ready` | the hub answers | the server answers a `PING` |
 ///
-/// Implement it for a backend of your own to serve it with the same routes, JSON and page.
+/// Implement it for a backend of your own to serve it with the same routes, JSON and page
+/// (the second example). Its events come as an [`EventStream`] made with
+/// [`EventStream::from_stream`] (or [`EventStream::pending`] for a backend without any).
+///
+/// # Evolution
+///
+/// A method added to this trait in a minor release comes with a default implementation, so an
+/// implementation of your own keeps compiling; the required methods change only in a major
+/// release.
 ///
 /// # Examples
 ///
@@ -35,6 +43,104 @@ use crate::{
 ///     config.service(web::scope("/results").configure(configure(backend, WebOptions::default())));
 /// }
 /// # let _ = mount::<resulthub::HubHandle>;
+/// ```
+///
+/// A backend of your own, here a wrapper around [`InMemoryBackend`](crate::InMemoryBackend)
+/// that has no events:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use resulthub::web::{WebBackend, WebOptions, configure};
+/// use resulthub::{
+///     BackendError, EventFilter, EventId, EventStream, HubStats, InMemoryBackend,
+///     ResultBackend, TaskResult, TaskStatus, async_trait,
+/// };
+///
+/// #[derive(Debug, Default)]
+/// struct Mine(InMemoryBackend);
+///
+/// #[async_trait]
+/// impl ResultBackend for Mine {
+///     async fn store(&self, task_id: &str, result: TaskResult) -> Result<(), BackendError> {
+///         self.0.store(task_id, result).await
+///     }
+///
+///     async fn get(&self, task_id: &str) -> Result<Option<TaskResult>, BackendError> {
+///         self.0.get(task_id).await
+///     }
+///
+///     async fn wait_for(
+///         &self,
+///         task_id: &str,
+///         timeout: Option<Duration>,
+///     ) -> Result<TaskResult, BackendError> {
+///         self.0.wait_for(task_id, timeout).await
+///     }
+///
+///     async fn delete(&self, task_id: &str) -> Result<bool, BackendError> {
+///         self.0.delete(task_id).await
+///     }
+///
+///     async fn list_by_status(
+///         &self,
+///         status: TaskStatus,
+///         limit: Option<usize>,
+///         offset: usize,
+///     ) -> Result<Vec<TaskResult>, BackendError> {
+///         self.0.list_by_status(status, limit, offset).await
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl WebBackend for Mine {
+///     async fn stats(&self) -> Result<HubStats, BackendError> {
+///         Ok(self.0.stats())
+///     }
+///
+///     async fn subscribe_after(
+///         &self,
+///         _filter: EventFilter,
+///         _after: Option<EventId>,
+///     ) -> Result<EventStream, BackendError> {
+///         // No events: `/events` clients stay connected and hear nothing.
+///         Ok(EventStream::pending())
+///     }
+///
+///     async fn store_merged(
+///         &self,
+///         task_id: &str,
+///         result: TaskResult,
+///     ) -> Result<TaskResult, BackendError> {
+///         // Not one step with the read here: a backend that others write must merge and
+///         // write at once.
+///         self.0.store(task_id, result).await?;
+///         self.0
+///             .get(task_id)
+///             .await?
+///             .ok_or_else(|| BackendError::Internal {
+///                 reason: "stored, then gone".to_owned(),
+///             })
+///     }
+///
+///     async fn task_id_limit(&self) -> Option<usize> {
+///         None
+///     }
+/// }
+///
+/// # actix_rt::System::new().block_on(async {
+/// use actix_web::{App, test};
+///
+/// let mine = Mine::default();
+/// mine.store("t-1", TaskResult::new("t-1", TaskStatus::Success)).await?;
+/// let app = test::init_service(App::new().configure(configure(mine, WebOptions::default())))
+///     .await;
+/// for uri in ["/tasks/t-1", "/stats", "/tasks?status=success"] {
+///     let request = test::TestRequest::get().uri(uri).to_request();
+///     assert!(test::call_service(&app, request).await.status().is_success(), "{uri}");
+/// }
+/// # Ok::<(), BackendError>(())
+/// # }).unwrap();
 /// ```
 #[async_trait::async_trait]
 pub trait WebBackend: ResultBackend + std::fmt::Debug + 'static {
@@ -72,7 +178,10 @@ pub trait WebBackend: ResultBackend + std::fmt::Debug + 'static {
 
     /// The longest task id the backend accepts, in bytes, if it knows (the routes' own
     /// bound, [`MAX_ID_BYTES`](super::MAX_ID_BYTES), applies too).
-    async fn max_task_id_len(&self) -> Option<usize>;
+    ///
+    /// Named apart from the backends' own `max_task_id_len`, so that calling either needs no
+    /// qualified path.
+    async fn task_id_limit(&self) -> Option<usize>;
 
     /// Whether the backend answers now, for `/readyz`. The default asks for the stats.
     ///
@@ -106,7 +215,7 @@ impl WebBackend for HubHandle {
         HubHandle::store_merged(self, task_id, result).await
     }
 
-    async fn max_task_id_len(&self) -> Option<usize> {
+    async fn task_id_limit(&self) -> Option<usize> {
         HubHandle::max_task_id_len(self).await
     }
 }
@@ -134,7 +243,7 @@ impl WebBackend for crate::RedisBackend {
         crate::RedisBackend::store_merged(self, task_id, result).await
     }
 
-    async fn max_task_id_len(&self) -> Option<usize> {
+    async fn task_id_limit(&self) -> Option<usize> {
         Some(crate::RedisBackend::max_task_id_len(self))
     }
 

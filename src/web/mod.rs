@@ -162,6 +162,14 @@ pub struct WebOptions {
     ///
     /// Default: 50.
     pub default_limit: usize,
+    /// The largest position a listing starts at: its `offset`, or the position behind an
+    /// offset `cursor` (a `RedisBackend`'s); past it, 400. A listing at an offset reads every
+    /// record of the status before it (over Redis, all held in memory while the page is
+    /// made), so this bounds what one request costs. The hub's own cursors are positions in
+    /// its order, not offsets, and are not bounded.
+    ///
+    /// Default: 10,000.
+    pub max_offset: usize,
     /// The longest `GET /tasks/{id}/wait`: a larger or missing `timeout` waits this long.
     ///
     /// Default: 60 seconds.
@@ -221,6 +229,7 @@ impl Default for WebOptions {
         WebOptions {
             max_limit: 500,
             default_limit: 50,
+            max_offset: 10_000,
             max_wait: Duration::from_secs(60),
             allow_writes: false,
             token: None,
@@ -247,6 +256,20 @@ impl WebOptions {
     #[must_use]
     pub fn with_max_limit(mut self, max_limit: usize) -> Self {
         self.max_limit = max_limit;
+        self
+    }
+
+    /// Sets [`max_offset`](Self::max_offset): the largest position a listing starts at.
+    ///
+    /// ```
+    /// use resulthub::web::WebOptions;
+    ///
+    /// let options = WebOptions::default().with_max_offset(100_000);
+    /// assert_eq!(options.max_offset, 100_000);
+    /// ```
+    #[must_use]
+    pub fn with_max_offset(mut self, max_offset: usize) -> Self {
+        self.max_offset = max_offset;
         self
     }
 
@@ -421,6 +444,7 @@ impl std::fmt::Debug for WebOptions {
         f.debug_struct("WebOptions")
             .field("max_limit", &self.max_limit)
             .field("default_limit", &self.default_limit)
+            .field("max_offset", &self.max_offset)
             .field("max_wait", &self.max_wait)
             .field("allow_writes", &self.allow_writes)
             .field("token", &self.token.as_ref().map(|_| "<set>"))

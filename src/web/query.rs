@@ -163,7 +163,7 @@ fn status_names() -> String {
 /// Refuses an id over [`MAX_ID_BYTES`], or over the backend's own `max_task_id_len` if lower.
 pub(crate) async fn check_id(backend: &dyn WebBackend, task_id: &str) -> Result<(), ApiError> {
     let limit = backend
-        .max_task_id_len()
+        .task_id_limit()
         .await
         .map_or(MAX_ID_BYTES, |own_limit| own_limit.min(MAX_ID_BYTES));
     if task_id.len() > limit {

@@ -235,6 +235,18 @@ async fn list(request: HttpRequest, state: State) -> Answer {
     let limit = query.limit(&state.options)?;
     let cursor = query.cursor()?;
     let offset = query.offset()?;
+    // Where the listing starts, if that is an offset: every record before it is read.
+    let start = cursor
+        .as_ref()
+        .and_then(|cursor| cursor.offset().ok())
+        .unwrap_or(offset);
+    if start > state.options.max_offset {
+        return Err(ApiError::bad_request(format!(
+            "a listing starts at most at position {} (max_offset), not {start}: narrow it \
+             (another status) or page from the start",
+            state.options.max_offset
+        )));
+    }
     // A page from the start or after a cursor also says where the next one starts; a page
     // at an offset (and an empty page) does not.
     let by_position = offset == 0 && limit > 0;

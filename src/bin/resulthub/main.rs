@@ -36,6 +36,33 @@ enum Command {
     Import(transfer::ImportArgs),
 }
 
+/// The environment variable `--redis` without a URL reads it from.
+pub(crate) const REDIS_URL_VARIABLE: &str = "RESULTHUB_REDIS_URL";
+
+/// The URL `--redis` gave, or, given without one, the one in [`REDIS_URL_VARIABLE`].
+pub(crate) fn redis_url(given: Option<String>) -> Result<String, String> {
+    match given {
+        Some(url) => Ok(url),
+        None => match std::env::var(REDIS_URL_VARIABLE) {
+            Ok(url) if !url.is_empty() => Ok(url),
+            _ => Err(format!(
+                "--redis without a URL reads it from {REDIS_URL_VARIABLE}, which is not set"
+            )),
+        },
+    }
+}
+
+/// Why a `RedisBackend` was not built: settings it refused (named as invalid input), or a
+/// server it could not reach.
+pub(crate) fn build_error(error: resulthub::BackendError) -> String {
+    match error {
+        resulthub::BackendError::InvalidInput { .. } => {
+            format!("invalid input in --redis (or its options): {error}")
+        }
+        error => format!("cannot connect to Redis: {error}"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

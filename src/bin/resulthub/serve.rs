@@ -40,7 +40,10 @@ pub(crate) struct ServeArgs {
     /// Keep at most this many records: past it, the oldest finished ones are evicted.
     #[arg(long, value_name = "N")]
     max_results: Option<usize>,
-    /// Remove a finished record this long after its last store, e.g. `1h`.
+    /// Remove a finished record this long after its last store, e.g. `1h`. With `--redis`:
+    /// every record this process stores (`POST /tasks/{id}`) expires this long after the
+    /// store (Redis's `SETEX`, whole seconds, as flowrra's `ttl`); records other processes
+    /// store keep theirs.
     #[arg(long, value_parser = humantime::parse_duration)]
     result_ttl: Option<Duration>,
     /// The longest `GET /tasks/{id}/wait`, e.g. `60s`.
@@ -49,16 +52,16 @@ pub(crate) struct ServeArgs {
     /// Serve the records of a Redis server instead of an in-process hub: the ones Python
     /// flowrra workers (or other resulthub processes) write there, with their completions as
     /// live events. `redis://[user:password@]host:port/db`; `rediss://` over TLS when built
-    /// with the `redis-tls` feature. A URL with a password is best given in the environment
-    /// variable, which `ps` does not show.
+    /// with the `redis-tls` feature. `--redis` without a URL reads it from the environment
+    /// variable `RESULTHUB_REDIS_URL`, which `ps` does not show (best for a URL with a
+    /// password); the variable alone changes nothing: without `--redis`, `serve` serves a hub.
     #[arg(
         long,
         value_name = "URL",
-        env = "RESULTHUB_REDIS_URL",
-        hide_env_values = true,
-        conflicts_with_all = ["snapshot", "snapshot_every", "max_results", "result_ttl"]
+        num_args = 0..=1,
+        conflicts_with_all = ["snapshot", "snapshot_every", "max_results"]
     )]
-    redis: Option<String>,
+    redis: Option<Option<String>>,
     /// With `--redis`: the key prefix of the records (`{prefix}:task:{id}`); flowrra's is
     /// `flowrra`.
     #[arg(long, default_value = "flowrra", requires = "redis")]
@@ -95,7 +98,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         .with_result_ttl(args.result_ttl);
     actix_rt::System::new().block_on(async move {
         match args.redis.clone() {
-            Some(url) => serve_redis(&url, args, options).await,
+            Some(url) => serve_redis(&crate::redis_url(url)?, args, options).await,
             None => serve(args, config, options).await,
         }
     })
@@ -125,9 +128,25 @@ fn http_server<B: WebBackend>(
 
 /// `serve --redis`: the routes over a `RedisBackend`, until SIGINT or SIGTERM.
 async fn serve_redis(url: &str, args: ServeArgs, options: WebOptions) -> Result<(), String> {
+    if args.prefix.is_empty() {
+        return Err("invalid --prefix: it must not be empty".to_owned());
+    }
     let builder = RedisBackend::builder(url)
         .prefix(&args.prefix)
         .stats_interval(args.stats_interval);
+    let builder = match args.result_ttl {
+        Some(ttl) => {
+            if ttl < Duration::from_secs(1) || ttl.subsec_nanos() != 0 {
+                return Err(format!(
+                    "invalid --result-ttl {}: with --redis it must be a whole number of \
+                     seconds, at least 1s (Redis expires keys in whole seconds)",
+                    humantime::format_duration(ttl)
+                ));
+            }
+            builder.ttl(ttl)
+        }
+        None => builder,
+    };
     #[cfg(feature = "redis-tls")]
     let builder = match &args.redis_ca {
         Some(path) => builder.tls_root_certificate(
@@ -136,10 +155,7 @@ async fn serve_redis(url: &str, args: ServeArgs, options: WebOptions) -> Result<
         ),
         None => builder,
     };
-    let backend = builder
-        .build()
-        .await
-        .map_err(|error| format!("cannot connect to Redis: {error}"))?;
+    let backend = builder.build().await.map_err(crate::build_error)?;
     let server = http_server(backend, args.bind, options)?;
     let handle = server.handle();
     tracing::info!(address = %args.bind, prefix = %args.prefix, "resulthub.server.listening");

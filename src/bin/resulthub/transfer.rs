@@ -14,9 +14,11 @@ const BATCH: usize = 1000;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ExportArgs {
-    /// The Redis server: `redis://host:port/db`, or `rediss://` over TLS.
-    #[arg(long, value_name = "URL")]
-    redis: String,
+    /// The Redis server: `redis://[user:password@]host:port/db`, or `rediss://` over TLS.
+    /// `--redis` without a URL reads it from the environment variable `RESULTHUB_REDIS_URL`,
+    /// which `ps` does not show (best for a URL with a password).
+    #[arg(long, value_name = "URL", num_args = 0..=1, required = true)]
+    redis: Option<Option<String>>,
     /// The key prefix of the records (flowrra's is `flowrra`).
     #[arg(long, default_value = "flowrra")]
     prefix: String,
@@ -30,9 +32,11 @@ pub(crate) struct ExportArgs {
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ImportArgs {
-    /// The Redis server: `redis://host:port/db`, or `rediss://` over TLS.
-    #[arg(long, value_name = "URL")]
-    redis: String,
+    /// The Redis server: `redis://[user:password@]host:port/db`, or `rediss://` over TLS.
+    /// `--redis` without a URL reads it from the environment variable `RESULTHUB_REDIS_URL`,
+    /// which `ps` does not show (best for a URL with a password).
+    #[arg(long, value_name = "URL", num_args = 0..=1, required = true)]
+    redis: Option<Option<String>>,
     /// The key prefix to store the records under (flowrra's is `flowrra`).
     #[arg(long, default_value = "flowrra")]
     prefix: String,
@@ -43,12 +47,13 @@ pub(crate) struct ImportArgs {
 
 pub(crate) fn export(args: ExportArgs) -> Result<(), String> {
     runtime()?.block_on(async {
-        let backend = RedisBackend::builder(&args.redis)
+        let url = crate::redis_url(args.redis.clone().flatten())?;
+        let backend = RedisBackend::builder(&url)
             .prefix(&args.prefix)
             .list_timeout(args.list_timeout)
             .build()
             .await
-            .map_err(|error| format!("cannot connect to Redis: {error}"))?;
+            .map_err(crate::build_error)?;
         let progress = progress(None, "listing");
         let mut records = Vec::new();
         for status in TaskStatus::ALL {
@@ -98,11 +103,12 @@ pub(crate) fn import(args: ImportArgs) -> Result<(), String> {
     let records = jsonl::read_records(reader)
         .map_err(|error| format!("cannot read {}: {error}", args.input.display()))?;
     runtime()?.block_on(async {
-        let backend = RedisBackend::builder(&args.redis)
+        let url = crate::redis_url(args.redis.clone().flatten())?;
+        let backend = RedisBackend::builder(&url)
             .prefix(&args.prefix)
             .build()
             .await
-            .map_err(|error| format!("cannot connect to Redis: {error}"))?;
+            .map_err(crate::build_error)?;
         let progress = progress(Some(records.len() as u64), "storing");
         let (mut stored, mut failed) = (0usize, 0usize);
         let total = records.len();
