@@ -117,6 +117,44 @@ async fn metrics_count_records_waiters_evictions_and_requests() {
         ) == Some(3.0),
         "{text}"
     );
+    // The hub's own operations, whoever called them: the five stores above and the three
+    // reads of the routes (a missing record is an answer, not an error).
+    assert_eq!(
+        sample(
+            &text,
+            "resulthub_operations_total{op=\"store\",outcome=\"ok\"}"
+        ),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "resulthub_operations_total{op=\"get\",outcome=\"ok\"}"
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "resulthub_operation_duration_seconds_count{op=\"store\"}"
+        ),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "resulthub_operation_duration_seconds_bucket{le=\"+Inf\",op=\"get\"}"
+        )
+        .or_else(|| sample(
+            &text,
+            "resulthub_operation_duration_seconds_bucket{op=\"get\",le=\"+Inf\"}"
+        )),
+        Some(3.0),
+        "{text}"
+    );
     assert!(
         text.trim_end().ends_with("# EOF"),
         "one OpenMetrics document"

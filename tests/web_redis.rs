@@ -381,6 +381,9 @@ async fn metrics_count_the_prefix_records_and_the_events_clients() {
     }
     let app = app(&redis.backend, WebOptions::default()).await;
     let _frames = Frames::open(&app, get("/hub/events")).await;
+    for path in ["/hub/tasks/a", "/hub/tasks/b", "/hub/tasks/missing"] {
+        test::call_service(&app, get(path).to_request()).await;
+    }
     let response = within(
         "/metrics",
         test::call_service(&app, get("/hub/metrics").to_request()),
@@ -399,6 +402,22 @@ async fn metrics_count_the_prefix_records_and_the_events_clients() {
     assert_eq!(sample(r#"resulthub_records{status="pending"}"#), Some(0.0));
     assert_eq!(sample("resulthub_event_subscribers"), Some(1.0));
     assert_eq!(sample("resulthub_sse_clients"), Some(1.0));
+    // This backend's operations: the three reads, not the other process's stores.
+    assert_eq!(
+        sample(r#"resulthub_operations_total{op="get",outcome="ok"}"#),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(r#"resulthub_operations_total{op="store",outcome="ok"}"#),
+        None,
+        "{text}"
+    );
+    assert_eq!(
+        sample(r#"resulthub_operation_duration_seconds_count{op="get"}"#),
+        Some(3.0),
+        "{text}"
+    );
 }
 
 #[actix_rt::test]

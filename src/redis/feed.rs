@@ -532,10 +532,15 @@ impl RedisBackend {
         task_id: &str,
         result: TaskResult,
     ) -> Result<TaskResult, BackendError> {
-        self.inner
-            .started_store(task_id, result)?
-            .run_merged(self)
-            .await
+        // Counted and traced as a store: it is one, that also answers the record.
+        let call = self.store_call(task_id, result.status.as_str());
+        let stored = async move {
+            self.inner
+                .started_store(task_id, result)?
+                .run_merged(self)
+                .await
+        };
+        call.run(|| self.counters(), stored).await
     }
 
     /// Whether the server answers: one `PING` on the backend's connections.

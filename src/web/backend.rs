@@ -1,7 +1,8 @@
 //! [`WebBackend`]: what the routes need of a backend beyond [`ResultBackend`].
 
 use crate::{
-    BackendError, EventFilter, EventId, EventStream, HubHandle, HubStats, ResultBackend, TaskResult,
+    BackendError, EventFilter, EventId, EventStream, HubHandle, HubStats, OperationMetrics,
+    ResultBackend, TaskResult,
 };
 
 /// What [`configure`](super::configure) needs of a backend beyond [`ResultBackend`]: counts
@@ -191,6 +192,13 @@ pub trait WebBackend: ResultBackend + std::fmt::Debug + 'static {
     async fn ready(&self) -> Result<(), BackendError> {
         self.stats().await.map(|_| ())
     }
+
+    /// The backend's operation counts and latencies, for `/metrics`
+    /// (`resulthub_operations_total`, `resulthub_operation_duration_seconds`). The default
+    /// has none, and `/metrics` then leaves both out.
+    fn operations(&self) -> Option<OperationMetrics> {
+        None
+    }
 }
 
 #[async_trait::async_trait]
@@ -217,6 +225,10 @@ impl WebBackend for HubHandle {
 
     async fn task_id_limit(&self) -> Option<usize> {
         HubHandle::max_task_id_len(self).await
+    }
+
+    fn operations(&self) -> Option<OperationMetrics> {
+        Some(HubHandle::operations(self))
     }
 }
 
@@ -250,5 +262,9 @@ impl WebBackend for crate::RedisBackend {
     /// A `PING`, not the stats: those walk the whole prefix.
     async fn ready(&self) -> Result<(), BackendError> {
         self.ping().await
+    }
+
+    fn operations(&self) -> Option<OperationMetrics> {
+        Some(crate::RedisBackend::operations(self))
     }
 }

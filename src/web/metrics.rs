@@ -1,23 +1,26 @@
 //! `GET /metrics`: Prometheus' text format (OpenMetrics), through the `prometheus-client`
-//! crate. What the hub holds is read from its stats at each scrape; the HTTP requests are
+//! crate. What the backend holds is read from its stats at each scrape, and its operation
+//! counts and latencies from [`WebBackend::operations`] by a collector; the HTTP requests are
 //! counted as they are answered, by a middleware around the routes.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::WebState;
 use super::auth::{TokenIn, authorize_token};
 use super::error::ApiError;
+use super::{WebBackend, WebState};
 use crate::TaskStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,6 +38,66 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
     route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    op: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    op: &'static str,
+}
+
+/// The backend's own operation metrics, read at each scrape. They are totals kept by the
+/// backend (every caller's, not only this scope's), so they are encoded as they are rather
+/// than copied into counters of the registry.
+#[derive(Debug)]
+struct Operations(Arc<dyn WebBackend>);
+
+impl Collector for Operations {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(operations) = self.0.operations() else {
+            return Ok(());
+        };
+        let mut family = encoder.encode_descriptor(
+            "operations",
+            "Backend operations ended, by kind and outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for row in &operations.counts {
+            let labels = OperationLabels {
+                op: row.kind.as_str(),
+                outcome: row.outcome.as_str(),
+            };
+            family
+                .encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&row.count, None)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "operation_duration_seconds",
+            "Time from a backend operation's call to its answer, by kind",
+            None,
+            MetricType::Histogram,
+        )?;
+        for histogram in &operations.latencies {
+            let label = OperationLabel {
+                op: histogram.kind.as_str(),
+            };
+            family
+                .encode_family(&label)?
+                .encode_histogram::<NoLabelSet>(
+                    histogram.sum_seconds,
+                    histogram.count,
+                    &histogram.buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
 }
 
 /// The metrics of one mounted scope, shared by every worker.
@@ -59,8 +122,9 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(backend: Arc<dyn WebBackend>) -> Self {
         let mut registry = Registry::with_prefix("resulthub");
+        registry.register_collector(Box::new(Operations(backend)));
         let records = Family::<StatusLabel, Gauge>::default();
         registry.register("records", "Records held, by status", records.clone());
         let waiters = Gauge::default();

@@ -507,7 +507,7 @@ pub fn configure<B: WebBackend>(
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + Sync + 'static {
     let backend: Arc<dyn WebBackend> = Arc::new(backend);
     let event_clients = Arc::new(sse::EventClients::default());
-    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::new(Arc::clone(&backend)));
     move |config: &mut web::ServiceConfig| {
         let state = web::Data::new(WebState {
             backend: Arc::clone(&backend),
