@@ -1,6 +1,7 @@
 //! [`RedisBackend`]: results shared across processes through Redis, in flowrra's layout.
 
 mod builder;
+mod cluster;
 mod connect;
 mod delete;
 mod errors;
@@ -121,6 +122,53 @@ impl RedisBackend {
         RedisBackendBuilder::new(url)
     }
 
+    /// Starts building a backend for a Redis Cluster, reached through any of its nodes
+    /// (`seeds`: `redis://[user:password@]host:port` URLs; with the `redis-tls` feature
+    /// `rediss://` ones, all seeds alike). The cluster names its other nodes itself. Every
+    /// option of [`RedisBackendBuilder`] keeps its meaning; the few that differ say how.
+    ///
+    /// The layout is flowrra's, as on one server: a store touches one key and stays atomic,
+    /// `MOVED` and `ASK` are followed, a failover is ridden out within `response_timeout`, and
+    /// listings, `clear` and [`stats`](RedisBackend::stats) walk every primary (a `SCAN` on
+    /// each). Waiters share one pattern subscription on one node, which receives every node's
+    /// completions and moves to another node when that one fails.
+    ///
+    /// `build` refuses (`InvalidInput`) no seeds, a malformed seed, a unix socket, a database
+    /// other than 0, and seeds that mix `rediss://` and plain URLs.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), resulthub::BackendError> {
+    /// use std::time::Duration;
+    /// use resulthub::RedisBackend;
+    ///
+    /// let backend = RedisBackend::cluster_builder([
+    ///     "redis://10.0.0.1:7000",
+    ///     "redis://10.0.0.2:7000",
+    ///     "redis://10.0.0.3:7000",
+    /// ])
+    /// // Longer than a failover: the cluster's node timeout and an election.
+    /// .response_timeout(Duration::from_secs(10))
+    /// .build()
+    /// .await?;
+    /// # let _ = backend;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cluster_builder<I>(seeds: I) -> RedisBackendBuilder
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        RedisBackendBuilder::cluster(
+            seeds
+                .into_iter()
+                .map(|seed| seed.as_ref().to_owned())
+                .collect(),
+        )
+    }
+
     /// The prefix of every key and channel this backend uses.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
@@ -159,17 +207,17 @@ impl RedisBackend {
                 operation: "RedisBackend outside a Tokio runtime",
             });
         };
-        let client = connect::client(&options)?;
+        let (connector, subscriber) = connect::connections(&options)?;
         let pool = Arc::new(
             Pool::open(
-                client.clone(),
+                connector.clone(),
                 options.pool_size,
                 options.connect_timeout,
                 options.response_timeout,
                 runtime.clone(),
             )
             .await
-            .map_err(|error| connect::in_context(&client, error))?,
+            .map_err(|error| connect::in_context(&connector, error))?,
         );
         let settings = LinkSettings {
             connect_timeout: options.connect_timeout,
@@ -190,7 +238,7 @@ impl RedisBackend {
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 waiters: Waiters::new(
-                    client.clone(),
+                    subscriber,
                     keys.clone(),
                     settings,
                     options.max_waiters,
@@ -217,7 +265,7 @@ impl RedisBackend {
             .pool
             .query::<String>(&redis::cmd("PING"))
             .await
-            .map_err(|error| connect::in_context(&client, error))?;
+            .map_err(|error| connect::in_context(&connector, error))?;
         Ok(backend)
     }
 

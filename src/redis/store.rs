@@ -78,7 +78,7 @@ impl Attempt<'_> {
     /// Runs the compare-and-store script once.
     pub(crate) async fn run(
         &self,
-        connection: &mut redis::aio::ConnectionManager,
+        connection: &mut super::pool::Connection,
     ) -> Result<Outcome, redis::RedisError> {
         let expected = self
             .previous

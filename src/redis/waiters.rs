@@ -24,6 +24,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::cluster::Subscriber;
 use super::keys::Keys;
 use super::pool::Pool;
 use crate::{BackendError, Limit};
@@ -109,13 +110,13 @@ pub(crate) struct Waiters {
     pool: Arc<Pool>,
     runtime: Handle,
     keys: Keys,
-    client: redis::Client,
+    subscriber: Subscriber,
     settings: LinkSettings,
 }
 
 impl Waiters {
     pub(crate) fn new(
-        client: redis::Client,
+        subscriber: Subscriber,
         keys: Keys,
         settings: LinkSettings,
         max_waiters: Option<usize>,
@@ -132,7 +133,7 @@ impl Waiters {
             pool,
             runtime,
             keys,
-            client,
+            subscriber,
             settings,
         })
     }
@@ -380,9 +381,11 @@ async fn links(waiters: &Arc<Waiters>) {
 /// One life of the link. Returns why it ended.
 async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration, was_up: &mut bool) -> LinkFailure {
     let settings = &waiters.settings;
-    super::connect::warn_if_insecure(&waiters.client);
     let connect = async {
-        let mut pubsub = waiters.client.get_async_pubsub().await?;
+        let mut pubsub = waiters
+            .subscriber
+            .pubsub(&waiters.pool, &waiters.runtime)
+            .await?;
         pubsub.psubscribe(waiters.keys.complete_pattern()).await?;
         Ok::<_, redis::RedisError>(pubsub)
     };
