@@ -66,31 +66,39 @@ impl Subscriber {
 /// hostname`) and port.
 pub(crate) type Node = (String, u16);
 
-/// The primaries that own slots now, each once, in address order; from `CLUSTER SLOTS`.
-pub(crate) async fn primaries(pool: &Pool) -> Result<Vec<Node>, BackendError> {
+/// One slot of each primary that owns slots now, in address order, from `CLUSTER SLOTS`: a
+/// command that is about a node, not a key (`SCAN`), is routed to "the primary of this slot".
+/// Routed so rather than by address, a command the client sends again after a failover goes to
+/// the promoted replica instead of failing on a node that is gone (and a command routed by
+/// address that fails makes the cluster client reconnect to its seeds, which under a failover
+/// can stall it).
+pub(crate) async fn primaries(pool: &Pool) -> Result<Vec<u16>, BackendError> {
     let reply: Value = pool.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
-    let ranges = slot_ranges(&reply)?;
-    let mut primaries: Vec<Node> = ranges
+    let mut primaries: Vec<(Node, u16)> = slot_ranges(&reply)?
         .into_iter()
-        .filter_map(|nodes| nodes.into_iter().next())
+        .filter_map(|(start, nodes)| nodes.into_iter().next().map(|node| (node, start)))
         .collect();
     primaries.sort();
-    primaries.dedup();
-    Ok(primaries)
+    primaries.dedup_by(|a, b| a.0 == b.0);
+    Ok(primaries.into_iter().map(|(_, slot)| slot).collect())
 }
 
 /// Every node `CLUSTER SLOTS` names, primaries and replicas, each once.
 async fn every_node(pool: &Pool) -> Result<Vec<Node>, BackendError> {
     let reply: Value = pool.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
-    let mut nodes: Vec<Node> = slot_ranges(&reply)?.into_iter().flatten().collect();
+    let mut nodes: Vec<Node> = slot_ranges(&reply)?
+        .into_iter()
+        .flat_map(|(_, nodes)| nodes)
+        .collect();
     nodes.sort();
     nodes.dedup();
     Ok(nodes)
 }
 
-/// The nodes of each slot range of a `CLUSTER SLOTS` reply, primary first. A node without an
-/// address (a node that has not learned its own IP yet answers an empty one) is left out.
-fn slot_ranges(reply: &Value) -> Result<Vec<Vec<Node>>, BackendError> {
+/// The first slot and the nodes of each slot range of a `CLUSTER SLOTS` reply, primary first.
+/// A node without an address (a node that has not learned its own IP yet answers an empty one)
+/// is left out.
+fn slot_ranges(reply: &Value) -> Result<Vec<(u16, Vec<Node>)>, BackendError> {
     let malformed = |what: &str| {
         BackendError::Storage(format!("CLUSTER SLOTS answered {what}: {reply:?}").into())
     };
@@ -103,6 +111,13 @@ fn slot_ranges(reply: &Value) -> Result<Vec<Vec<Node>>, BackendError> {
             return Err(malformed("a range that is not an array"));
         };
         // [start, end, primary, replica...]
+        let start = match fields.first() {
+            Some(Value::Int(start)) => u16::try_from(*start).ok(),
+            _ => None,
+        };
+        let Some(start) = start else {
+            return Err(malformed("a range without a first slot"));
+        };
         let mut nodes = Vec::new();
         for node in fields.iter().skip(2) {
             let Value::Array(parts) = node else {
@@ -124,7 +139,7 @@ fn slot_ranges(reply: &Value) -> Result<Vec<Vec<Node>>, BackendError> {
                 nodes.push((host, port));
             }
         }
-        out.push(nodes);
+        out.push((start, nodes));
     }
     Ok(out)
 }
@@ -266,10 +281,11 @@ mod tests {
         ]);
         let ranges = slot_ranges(&reply).expect("parses");
         assert_eq!(ranges.len(), 3);
-        assert_eq!(ranges[0][0], ("127.0.0.1".to_owned(), 7000));
-        assert_eq!(ranges[0][1], ("127.0.0.1".to_owned(), 7004));
+        assert_eq!(ranges[1].0, 5461);
+        assert_eq!(ranges[0].1[0], ("127.0.0.1".to_owned(), 7000));
+        assert_eq!(ranges[0].1[1], ("127.0.0.1".to_owned(), 7004));
         // The node without an address is left out.
-        assert_eq!(ranges[2].len(), 1);
+        assert_eq!(ranges[2].1.len(), 1);
     }
 
     #[test]
@@ -277,6 +293,7 @@ mod tests {
         for reply in [
             Value::Nil,
             Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![Value::Array(vec![Value::Nil, Value::Int(1)])]),
             Value::Array(vec![Value::Array(vec![
                 Value::Int(0),
                 Value::Int(1),

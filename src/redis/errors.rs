@@ -9,7 +9,8 @@ use crate::BackendError;
 pub(crate) fn from_redis(error: RedisError) -> BackendError {
     let unreachable = is_connection_error(&error)
         || is_passing(&error)
-        || matches!(error.kind(), ErrorKind::ClusterConnectionNotFound);
+        || is_cluster_route_lost(&error)
+        || is_redirect(&error);
     if unreachable {
         BackendError::Unavailable {
             reason: format!("redis cannot be reached: {error}"),
@@ -61,6 +62,18 @@ pub(crate) fn is_cluster_route_lost(error: &RedisError) -> bool {
     matches!(error.kind(), ErrorKind::ClusterConnectionNotFound)
 }
 
+/// Whether a cluster node sent the command elsewhere (`MOVED`, `ASK`) and the cluster client
+/// gave up following: a command redirected did not run. The client follows each redirection
+/// itself, but an `ASK` it follows on a multiplexed connection can lose its `ASKING` to another
+/// command sent in between, and bounce between the two nodes of a migrating slot until its
+/// retries run out; the pool sends it again after a pause.
+pub(crate) fn is_redirect(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +121,20 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn a_redirect_the_client_gave_up_on_is_unavailable() {
+        for line in ["ASK 6093 127.0.0.1:7001", "MOVED 6093 127.0.0.1:7001"] {
+            let error = server_error(line);
+            assert!(is_redirect(&error), "{line}");
+            assert!(!is_passing(&error), "{line}");
+            assert!(
+                matches!(from_redis(error), BackendError::Unavailable { .. }),
+                "{line}"
+            );
+        }
+        assert!(!is_redirect(&server_error("ERR no")));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::Inner;
-use super::cluster::{self, Node};
+use super::cluster;
 use super::keys::Keys;
 use crate::{BackendError, TaskResult, TaskStatus, order};
 
@@ -33,8 +33,9 @@ const BATCH: usize = 512;
 /// A walk over the keys of the prefix: one `SCAN` cursor on one server; on a cluster one per
 /// primary (as `CLUSTER SLOTS` names them when the walk starts), one after another.
 pub(super) struct KeyScan {
-    /// `None`: the one server.
-    nodes: Vec<Option<Node>>,
+    /// `None`: the one server; on a cluster, a slot of each primary (the walk's `SCAN`s on that
+    /// primary are routed by it).
+    nodes: Vec<Option<u16>>,
     index: usize,
     cursor: u64,
 }
@@ -73,8 +74,7 @@ impl Inner {
             .arg(self.keys.task_pattern())
             .arg("COUNT")
             .arg(BATCH);
-        let (next, keys): (u64, Vec<Vec<u8>>) =
-            self.pool.query_node(&command, node.as_ref()).await?;
+        let (next, keys): (u64, Vec<Vec<u8>>) = self.pool.query_node(&command, *node).await?;
         if next == 0 {
             scan.index += 1;
         }
@@ -133,9 +133,7 @@ impl Inner {
             while let Some(keys) = self.next_keys(&mut scan).await? {
                 // SCAN may answer more keys than its COUNT.
                 for batch in keys.chunks(BATCH) {
-                    let mut command = redis::cmd("MGET");
-                    command.arg(batch);
-                    let values: Vec<Option<Vec<u8>>> = self.pool.query(&command).await?;
+                    let values = self.pool.mget(batch).await?;
                     for (key, value) in batch.iter().zip(values) {
                         // Deleted or expired since the scan.
                         if let Some(bytes) = value {

@@ -348,23 +348,11 @@ impl Inner {
         }
     }
 
-    /// One `MGET` for every id; an empty id, which nothing can be stored under, reads `None`.
+    /// One `MGET` for every id (on a cluster, one per hash slot); an empty id, which nothing
+    /// can be stored under, reads `None`.
     async fn get_many(&self, task_ids: &[String]) -> Result<Vec<Option<TaskResult>>, BackendError> {
-        let mut command = redis::cmd("MGET");
-        for task_id in task_ids {
-            command.arg(self.keys.task(task_id));
-        }
-        let values: Vec<Option<Vec<u8>>> = self.pool.query(&command).await?;
-        if values.len() != task_ids.len() {
-            return Err(BackendError::Storage(
-                format!(
-                    "MGET of {} keys answered {} values",
-                    task_ids.len(),
-                    values.len()
-                )
-                .into(),
-            ));
-        }
+        let keys: Vec<String> = task_ids.iter().map(|id| self.keys.task(id)).collect();
+        let values = self.pool.mget(&keys).await?;
         task_ids
             .iter()
             .zip(values)

@@ -20,7 +20,9 @@
 //! node by itself. What it gives up on within its own retries (a master that died and whose
 //! replica is not promoted yet: refused connections, `CLUSTERDOWN`, no route to the slot) is
 //! sent again here, after a growing pause, until the call's one deadline: a failover takes
-//! the cluster's node timeout and an election, longer than the client's quick retries.
+//! the cluster's node timeout and an election, longer than the client's quick retries. So is a
+//! `MOVED` or `ASK` it stopped following (see `errors::is_redirect`): a redirected command
+//! did not run.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,12 +32,14 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, RedisError, RedisFuture, Value};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
-use super::errors::{from_redis, is_cluster_route_lost, is_connection_error, is_passing};
+use super::errors::{
+    from_redis, is_cluster_route_lost, is_connection_error, is_passing, is_redirect,
+};
 use crate::BackendError;
 
 /// What the pool's connections are made from: one server's client, or a cluster's.
@@ -67,19 +71,18 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Sends `command` to the node at `node` (host and port, as the cluster names it); on one
+    /// Sends `command` to the primary that serves `slot` (see `cluster::primaries`); on one
     /// server, to that server. For commands that are about a node, not a key (`SCAN`).
     pub(crate) async fn query_node<T: redis::FromRedisValue>(
         &mut self,
         command: &Cmd,
-        node: Option<&(String, u16)>,
+        slot: Option<u16>,
     ) -> Result<T, RedisError> {
-        match (self, node) {
-            (Connection::Cluster(connection), Some((host, port))) => {
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                    host: host.clone(),
-                    port: *port,
-                });
+        match (self, slot) {
+            (Connection::Cluster(connection), Some(slot)) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::new(slot, SlotAddr::Master),
+                ));
                 let value = connection.route_command(command.clone(), routing).await?;
                 redis::from_redis_value(value).map_err(RedisError::from)
             }
@@ -205,7 +208,16 @@ impl Pool {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            match tokio::time::timeout_at(deadline, command(connection)).await {
+            // A cluster connection's own task can stall for good while it recovers from a
+            // node's death (the redis crate's recovery and a node's repair wait on each other's
+            // lock): nothing it was given is answered. So on a cluster each send gets half the
+            // call's time, and one unanswered by then is sent again on a new connection.
+            let attempt_end = if cluster {
+                (Instant::now() + self.response_timeout / 2).min(deadline)
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(attempt_end, command(connection)).await {
                 Ok(Ok(value)) => return Ok(value),
                 // The manager's own response timeout: same as ours, never repeated.
                 Ok(Err(error)) if error.is_timeout() => {
@@ -218,7 +230,9 @@ impl Pool {
                 Ok(Err(error))
                     if is_passing(&error)
                         || (cluster
-                            && (is_connection_error(&error) || is_cluster_route_lost(&error))) =>
+                            && (is_connection_error(&error)
+                                || is_cluster_route_lost(&error)
+                                || is_redirect(&error))) =>
                 {
                     // A name or a proxy may lead elsewhere by now (to the promoted master): a
                     // new connection finds out, the old one serves until it is made. A cluster
@@ -234,6 +248,17 @@ impl Pool {
                     pause = pause.saturating_mul(2).min(PASSING_PAUSE_MAX);
                 }
                 Ok(Err(error)) => return Err(from_redis(error)),
+                Err(_) if attempt_end < deadline => {
+                    tracing::warn!(
+                        after = ?self.response_timeout / 2,
+                        "resulthub.redis.cluster_connection_unanswered"
+                    );
+                    self.replace(slot);
+                    // The new connection is made in the background; the send waits for it.
+                    while slot.replacing.load(Ordering::Acquire) && Instant::now() < deadline {
+                        tokio::time::sleep(PASSING_PAUSE_MIN).await;
+                    }
+                }
                 Err(_) => {
                     self.replace(slot);
                     return Err(BackendError::Unavailable {
@@ -258,15 +283,59 @@ impl Pool {
             .await
     }
 
-    /// Runs one prepared command on the cluster node at `node` (see
-    /// [`Connection::query_node`]).
+    /// Runs one prepared command on the primary of `slot` (see [`Connection::query_node`]).
     pub(crate) async fn query_node<T: redis::FromRedisValue>(
         &self,
         command: &redis::Cmd,
-        node: Option<&(String, u16)>,
+        slot: Option<u16>,
     ) -> Result<T, BackendError> {
-        self.call(|mut connection| async move { connection.query_node(command, node).await })
+        self.call(|mut connection| async move { connection.query_node(command, slot).await })
             .await
+    }
+
+    /// The values of `keys`, in their order (`None` for a key that is missing). One `MGET` on
+    /// one server; on a cluster one `MGET` per hash slot, all at once. The cluster client would
+    /// split one `MGET` by slot itself, but it sends the parts to nodes by address, and a part
+    /// whose node failed makes it reconnect to its seeds, which under a failover can stall it;
+    /// a `MGET` of one slot is routed, and rerouted, by its slot.
+    pub(crate) async fn mget<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.is_cluster() {
+            let mut command = redis::cmd("MGET");
+            for key in keys {
+                command.arg(key.as_ref());
+            }
+            return checked_len(self.query(&command).await?, keys.len());
+        }
+        let mut by_slot: std::collections::HashMap<redis::cluster_routing::Slot, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (index, key) in keys.iter().enumerate() {
+            by_slot
+                .entry(redis::cluster_routing::Slot::for_key(key.as_ref()))
+                .or_default()
+                .push(index);
+        }
+        let parts = by_slot.into_values().map(|indices| async move {
+            let mut command = redis::cmd("MGET");
+            for &index in &indices {
+                command.arg(keys[index].as_ref());
+            }
+            let values = checked_len(self.query(&command).await?, indices.len())?;
+            Ok::<_, BackendError>((indices, values))
+        });
+        let mut out = vec![None; keys.len()];
+        for part in futures_util::future::join_all(parts).await {
+            let (indices, values) = part?;
+            for (index, value) in indices.into_iter().zip(values) {
+                out[index] = value;
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the connections are a cluster's.
@@ -299,6 +368,20 @@ impl Pool {
             }
             slot.replacing.store(false, Ordering::Release);
         });
+    }
+}
+
+/// An `MGET`'s values, if there is one per key asked.
+fn checked_len(
+    values: Vec<Option<Vec<u8>>>,
+    keys: usize,
+) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+    if values.len() == keys {
+        Ok(values)
+    } else {
+        Err(BackendError::Storage(
+            format!("MGET of {keys} keys answered {} values", values.len()).into(),
+        ))
     }
 }
 

@@ -59,9 +59,7 @@ impl Inner {
                     keys.retain(|key| seen.insert(super::cluster::fingerprint(key)));
                 }
                 if !keys.is_empty() {
-                    let mut command = redis::cmd("MGET");
-                    command.arg(&keys);
-                    let values: Vec<Option<Vec<u8>>> = self.pool.query(&command).await?;
+                    let values = self.pool.mget(&keys).await?;
                     // Deleted since the scan, or not a record: not counted.
                     for status in values
                         .iter()

@@ -253,11 +253,8 @@ impl Waiters {
     async fn recheck(&self) {
         let ids: Vec<String> = lock(&self.table).by_id.keys().cloned().collect();
         for batch in ids.chunks(RECHECK_BATCH) {
-            let mut command = redis::cmd("MGET");
-            for id in batch {
-                command.arg(self.keys.task(id));
-            }
-            match self.pool.query::<Vec<Option<Vec<u8>>>>(&command).await {
+            let keys: Vec<String> = batch.iter().map(|id| self.keys.task(id)).collect();
+            match self.pool.mget(&keys).await {
                 Ok(values) => {
                     for (id, value) in batch.iter().zip(values) {
                         if value.as_deref().is_some_and(may_be_finished) {
