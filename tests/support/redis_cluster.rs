@@ -352,7 +352,8 @@ impl RedisCluster {
         // The target first, so that the slot always has an owner that says so.
         self.command(to, &["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id]);
         self.command(from, &["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id]);
-        for port in self.live_ports() {
+        // The other masters; replicas learn it from their masters (SETSLOT is for masters).
+        for port in self.masters() {
             if port != to && port != from {
                 self.command(port, &["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id]);
             }
