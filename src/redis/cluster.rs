@@ -3,9 +3,9 @@
 //! fingerprint of a key that a walk may meet on two nodes.
 //!
 //! Commands on keys go through `ClusterConnection` (see pool.rs), which routes each by its
-//! slot, splits an `MGET` or `UNLINK` by slot and puts the answers back in order, and follows
-//! `MOVED` and `ASK`. What it does not do is walk the keyspace: `SCAN` is routed to a node by
-//! its address, once per primary, from the slot map `CLUSTER SLOTS` answers.
+//! slot and follows `MOVED` and `ASK`; multi-key reads are split by slot here (`Pool::mget`).
+//! What the client does not do is walk the keyspace: `SCAN` is sent once per primary (routed
+//! by a slot that primary serves), from the slot map `CLUSTER SLOTS` answers.
 //!
 //! The one pattern subscription is classic `PSUBSCRIBE` on one node: in a cluster every node,
 //! replicas too, receives every `PUBLISH` over the cluster bus, so one node sees every

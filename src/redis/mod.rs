@@ -53,7 +53,7 @@ use waiters::{Link, LinkSettings, Waiters};
 /// for as long as the backend is used. Callers may run on any runtime, or on none: a call from
 /// outside Tokio is run on the backend's runtime.
 ///
-/// Batches: `get_many` is one `MGET`; `store_many` starts every store at once, so their reads
+/// Batches: `get_many` is one `MGET` (on a cluster, one per hash slot); `store_many` starts every store at once, so their reads
 /// and scripts share round trips; `wait_for_all` and `wait_for_any` read the batch with one
 /// `MGET`, then each open id waits on the backend's one pattern subscription (no subscription
 /// of its own).
