@@ -548,6 +548,22 @@ async fn bad_seeds_are_refused_at_build() {
                 .await,
             "tls_insecure",
         );
+        refused(
+            "a CA with an insecure seed",
+            RedisBackend::cluster_builder(["rediss://127.0.0.1:7000/#insecure"])
+                .tls_root_certificate(b"-----BEGIN CERTIFICATE-----".to_vec())
+                .build()
+                .await,
+            "tls_insecure",
+        );
+        refused(
+            "a CA PEM without a certificate",
+            RedisBackend::cluster_builder(["rediss://127.0.0.1:7000"])
+                .tls_root_certificate(b"not a certificate".to_vec())
+                .build()
+                .await,
+            "tls_root_certificate",
+        );
     }
     #[cfg(not(feature = "redis-tls"))]
     refused(
