@@ -91,6 +91,40 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Runs `script` (whose text is `source`) with `keys` and `args`: `EVALSHA`, then, if the
+    /// node does not know the script, `SCRIPT LOAD` and `EVALSHA` again, as `Script` does; and
+    /// if the node still does not know it, `EVAL` with the whole text. On a cluster the client's
+    /// `SCRIPT LOAD` goes to the nodes it holds connections to, which may miss the one the key
+    /// lives on (a replica promoted since); `EVAL` runs on the key's node and caches the script
+    /// there.
+    pub(crate) async fn run_script<T: redis::FromRedisValue>(
+        &mut self,
+        script: &redis::Script,
+        source: &str,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> Result<T, RedisError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        match invocation.invoke_async(self).await {
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                let mut command = redis::cmd("EVAL");
+                command.arg(source).arg(keys.len()).arg(keys).arg(args);
+                command.query_async(self).await
+            }
+            outcome => outcome,
+        }
+    }
+}
+
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
