@@ -1,12 +1,17 @@
-//! `RedisBackend` against flowrra 0.1.8's `RedisBackend` on the same `redis-server`, in one run.
+//! `RedisBackend` against flowrra 0.1.8's `RedisBackend` on the same `redis-server`, in one run;
+//! with `--cluster`, also `RedisBackend` on one server against `RedisBackend` on a Redis Cluster.
 //!
 //! ```text
-//! cargo run --release --features redis --example bench_redis -- [--quick] [--no-flowrra]
+//! cargo run --release --features redis --example bench_redis -- [--quick] [--no-flowrra] [--cluster]
 //! ```
 //!
 //! Starts its own `redis-server` on a free loopback port (Debian: `apt-get install
-//! redis-server`). flowrra runs from a virtualenv under target/bench-venv, made on first use
-//! (`pip install flowrra==0.1.8 redis`). Workloads:
+//! redis-server`); with `--cluster`, also a cluster of its own: three masters without replicas
+//! (`--cluster-enabled yes`, joined by `redis-cli --cluster create`), on the same machine, so the
+//! cluster's numbers show what its routing costs a client, not what more machines give. flowrra
+//! runs from a virtualenv under target/bench-venv, made on first use (`pip install
+//! flowrra==0.1.8 redis`); it has no cluster support, so the cluster table is resulthub's alone.
+//! Workloads:
 //!
 //! - `lifecycle1`, `lifecycle64`: each task stored PENDING, RUNNING, SUCCESS and read back, by
 //!   1 and by 64 concurrent callers; tasks per second.
@@ -65,11 +70,14 @@ async fn main() {
         FULL
     };
     let with_flowrra = !args.iter().any(|a| a == "--no-flowrra");
+    let with_cluster = args.iter().any(|a| a == "--cluster");
     let server = Server::start();
     let url = server.url();
     let python = if with_flowrra { venv() } else { None };
 
     let mut rows: Vec<Row> = Vec::new();
+    let mut cluster_rows: Vec<Row> = Vec::new();
+    let cluster = with_cluster.then(Server::start_cluster);
     let workloads: [(&'static str, usize, &[&'static str]); 4] = [
         ("lifecycle1", sizes.lifecycle, &["tasks_per_sec"]),
         ("lifecycle64", sizes.lifecycle, &["tasks_per_sec"]),
@@ -92,6 +100,18 @@ async fn main() {
             server.flush();
             run_flowrra(python, &url, workload, n, sizes.rounds)
         });
+        let on_cluster = match &cluster {
+            Some(cluster) => {
+                eprintln!("{workload} (n = {n}): resulthub on the cluster ...");
+                let mut rounds = Vec::new();
+                for _ in 0..sizes.rounds {
+                    cluster.flush();
+                    rounds.push(run_rust(cluster, workload, n).await);
+                }
+                Some(rounds)
+            }
+            None => None,
+        };
         for metric in metrics {
             let pick = |rounds: &[Value]| -> Vec<f64> {
                 rounds.iter().filter_map(|r| r[*metric].as_f64()).collect()
@@ -102,6 +122,14 @@ async fn main() {
                 ours: pick(&ours),
                 theirs: theirs.as_ref().map(|t| pick(t)),
             });
+            if let Some(on_cluster) = &on_cluster {
+                cluster_rows.push(Row {
+                    workload,
+                    metric,
+                    ours: pick(&ours),
+                    theirs: Some(pick(on_cluster)),
+                });
+            }
         }
     }
 
@@ -127,10 +155,36 @@ async fn main() {
     println!(
         "\nratio: how many times better resulthub is (a rate over a rate, a time under a time)"
     );
+    if cluster_rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "| workload | metric | resulthub, one redis-server | resulthub, cluster of 3 masters | cluster / one server |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for row in cluster_rows {
+        let (workload, metric) = (row.workload, row.metric);
+        let single = median(&row.ours);
+        let on_cluster = row.theirs.as_deref().map_or(f64::NAN, median);
+        // As a rate over a rate and a time over a time: over 1 the cluster does more per
+        // second, or takes longer.
+        let ratio = if single > 0.0 {
+            format!("{:.2}x", on_cluster / single)
+        } else {
+            "-".to_owned()
+        };
+        println!(
+            "| {workload} | {metric} | {} | {} | {ratio} |",
+            fmt(single),
+            fmt(on_cluster)
+        );
+    }
+    println!("\ncluster / one server: the cluster's number over the one server's, for each metric");
 }
 
 async fn run_rust(server: &Server, workload: &str, n: usize) -> Value {
-    let backend = Arc::new(RedisBackend::connect(&server.url()).await.expect("connect"));
+    let backend = Arc::new(server.backend().await);
     match workload {
         "lifecycle1" => json!({"tasks_per_sec": lifecycle(&backend, n, 1).await}),
         "lifecycle64" => json!({"tasks_per_sec": lifecycle(&backend, n, 64).await}),
@@ -324,76 +378,170 @@ fn fmt(value: f64) -> String {
     }
 }
 
-/// A `redis-server` of the bench's own on a free loopback port, killed on drop.
+/// A `redis-server` of the bench's own on a free loopback port, or a cluster of three, killed
+/// on drop.
 struct Server {
-    child: Child,
-    port: u16,
+    children: Vec<Child>,
+    ports: Vec<u16>,
+    cluster: bool,
     dir: PathBuf,
 }
 
 impl Server {
     fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("resulthub-bench-redis-{port}"));
-        std::fs::create_dir_all(&dir).expect("a directory");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--maxclients", "20000"])
-            .arg("--dir")
-            .arg(&dir)
+        Self::spawn(1, false)
+    }
+
+    /// Three masters without replicas, `ok` on every node.
+    fn start_cluster() -> Server {
+        let server = Self::spawn(3, true);
+        let mut create = Command::new("redis-cli");
+        create.args(["--cluster", "create"]);
+        for port in &server.ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let status = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
             .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH (Debian: apt-get install redis-server)");
-        let server = Server { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server.try_command(&["PING"]).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
+            .status()
+            .expect("redis-cli on the PATH (Debian: apt-get install redis-tools)");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server.ports.iter().all(|&port| {
+            server
+                .try_command_on(port, &["CLUSTER", "INFO"])
+                .is_ok_and(|info| info.contains("cluster_state:ok"))
+        }) {
+            assert!(Instant::now() < deadline, "the cluster did not come up");
+            std::thread::sleep(Duration::from_millis(50));
         }
         server
     }
 
+    fn spawn(nodes: usize, cluster: bool) -> Server {
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < nodes {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            // A cluster node also listens on its port + 10000 (the cluster bus).
+            let bus_free = !cluster
+                || port
+                    .checked_add(10_000)
+                    .is_some_and(|bus| TcpListener::bind(("127.0.0.1", bus)).is_ok());
+            if bus_free && !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("resulthub-bench-redis-{}", ports[0]));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let children = ports
+            .iter()
+            .map(|port| {
+                let mut command = Command::new("redis-server");
+                command
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no", "--maxclients", "20000"])
+                    .arg("--dir")
+                    .arg(&dir);
+                if cluster {
+                    command
+                        .args(["--cluster-enabled", "yes"])
+                        .arg("--cluster-config-file")
+                        .arg(dir.join(format!("nodes-{port}.conf")));
+                }
+                command
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("redis-server on the PATH (Debian: apt-get install redis-server)")
+            })
+            .collect();
+        let server = Server {
+            children,
+            ports,
+            cluster,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for &port in &server.ports {
+            while server.try_command_on(port, &["PING"]).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        server
+    }
+
+    /// The one server's URL (flowrra's too).
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        format!("redis://127.0.0.1:{}/0", self.ports[0])
+    }
+
+    async fn backend(&self) -> RedisBackend {
+        if self.cluster {
+            RedisBackend::cluster_builder(
+                self.ports
+                    .iter()
+                    .map(|port| format!("redis://127.0.0.1:{port}")),
+            )
+            .build()
+            .await
+            .expect("connect to the cluster")
+        } else {
+            RedisBackend::connect(&self.url()).await.expect("connect")
+        }
     }
 
     fn flush(&self) {
-        self.command(&["FLUSHALL"]);
-        self.command(&["CONFIG", "RESETSTAT"]);
+        for &port in &self.ports {
+            self.command_on(port, &["FLUSHALL"]);
+            self.command_on(port, &["CONFIG", "RESETSTAT"]);
+        }
     }
 
+    /// `GET`s answered, on every node.
     fn get_calls(&self) -> u64 {
-        self.command(&["INFO", "commandstats"])
-            .lines()
-            .find_map(|line| line.strip_prefix("cmdstat_get:calls="))
-            .and_then(|rest| rest.split(',').next())
-            .map_or(0, |calls| calls.parse().unwrap_or(0))
-    }
-
-    fn pubsub_connections(&self) -> usize {
-        self.command(&["CLIENT", "LIST"])
-            .lines()
-            .filter(|line| {
-                line.split(' ').any(|f| {
-                    (f.starts_with("sub=") && f != "sub=0")
-                        || (f.starts_with("psub=") && f != "psub=0")
-                })
+        self.ports
+            .iter()
+            .map(|&port| {
+                self.command_on(port, &["INFO", "commandstats"])
+                    .lines()
+                    .find_map(|line| line.strip_prefix("cmdstat_get:calls="))
+                    .and_then(|rest| rest.split(',').next())
+                    .map_or(0, |calls| calls.parse().unwrap_or(0))
             })
-            .count()
+            .sum()
     }
 
-    fn command(&self, args: &[&str]) -> String {
-        self.try_command(args).expect("redis answered")
+    /// Connections subscribed to something, on every node.
+    fn pubsub_connections(&self) -> usize {
+        self.ports
+            .iter()
+            .map(|&port| {
+                self.command_on(port, &["CLIENT", "LIST"])
+                    .lines()
+                    .filter(|line| {
+                        line.split(' ').any(|f| {
+                            (f.starts_with("sub=") && f != "sub=0")
+                                || (f.starts_with("psub=") && f != "psub=0")
+                        })
+                    })
+                    .count()
+            })
+            .sum()
     }
 
-    /// One command over a fresh connection; the reply's text (a bulk or simple string).
-    fn try_command(&self, args: &[&str]) -> redis::RedisResult<String> {
+    fn command_on(&self, port: u16, args: &[&str]) -> String {
+        self.try_command_on(port, args).expect("redis answered")
+    }
+
+    /// One command over a fresh connection to the node at `port`; the reply's text (a bulk
+    /// or simple string).
+    fn try_command_on(&self, port: u16, args: &[&str]) -> redis::RedisResult<String> {
         let timeout = Duration::from_secs(10);
-        let mut connection =
-            redis::Client::open(self.url())?.get_connection_with_timeout(timeout)?;
+        let mut connection = redis::Client::open(format!("redis://127.0.0.1:{port}"))?
+            .get_connection_with_timeout(timeout)?;
         connection.set_read_timeout(Some(timeout))?;
         let (name, rest) = args.split_first().expect("a command");
         redis::cmd(name).arg(rest).query(&mut connection)
@@ -402,8 +550,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -31,6 +31,8 @@ use crate::{BackendError, NaiveTimes, TerminalPolicy};
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct RedisBackendBuilder {
     pub(super) url: String,
+    /// `Some` in cluster mode: the seed URLs given to `cluster_builder` (`url` is unused).
+    pub(super) seeds: Option<Vec<String>>,
     pub(super) prefix: String,
     pub(super) ttl: Option<Duration>,
     pub(super) pool_size: usize,
@@ -56,6 +58,7 @@ impl RedisBackendBuilder {
     pub(super) fn new(url: &str) -> Self {
         RedisBackendBuilder {
             url: url.to_owned(),
+            seeds: None,
             prefix: "flowrra".to_owned(),
             ttl: None,
             pool_size: 1,
@@ -75,6 +78,13 @@ impl RedisBackendBuilder {
             stats_interval: Duration::from_secs(2),
             #[cfg(feature = "redis-tls")]
             tls: super::connect::TlsOptions::default(),
+        }
+    }
+
+    pub(super) fn cluster(seeds: Vec<String>) -> Self {
+        RedisBackendBuilder {
+            seeds: Some(seeds),
+            ..Self::new("")
         }
     }
 
@@ -101,6 +111,10 @@ impl RedisBackendBuilder {
     /// How many multiplexed connections carry commands, used in turn. One connection already
     /// pipelines every concurrent call; more only spread the client's work over more tasks.
     ///
+    /// On a cluster ([`RedisBackend::cluster_builder`]) each of these is a whole cluster
+    /// connection: one multiplexed connection to every node, its own slot map and its own
+    /// background task. One is enough there too.
+    ///
     /// Default: 1. Zero is refused by `build`.
     pub fn pool_size(mut self, connections: usize) -> Self {
         self.pool_size = connections;
@@ -109,7 +123,8 @@ impl RedisBackendBuilder {
 
     /// How long making a connection may take, for the first and for every reconnection. The
     /// connection manager tries twice, so a server that does not answer fails a connection
-    /// after twice this.
+    /// after twice this. On a cluster, the bound of each node's connection, and of a whole
+    /// cluster connection (every seed, then every node) twice this.
     ///
     /// Default: 5 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -120,6 +135,12 @@ impl RedisBackendBuilder {
     /// How long one command may wait for its answer before the call fails with
     /// [`BackendError::Unavailable`]: a server that stopped answering never hangs a caller.
     ///
+    /// It bounds the whole call, retries included: a command refused for a reason that passes
+    /// (`LOADING`, `READONLY`; on a cluster also `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN` and a
+    /// master that cannot be reached) is sent again until it runs out. On a cluster, make it
+    /// longer than a failover takes (the cluster's `cluster-node-timeout` and an election) for
+    /// calls to ride one out instead of failing with `Unavailable`.
+    ///
     /// Default: 5 s.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
@@ -127,7 +148,8 @@ impl RedisBackendBuilder {
     }
 
     /// How often the pub/sub connection is pinged. One silent for a `response_timeout` is
-    /// replaced, and every waiter re-reads its key.
+    /// replaced, and every waiter re-reads its key. On a cluster the replacement is made to
+    /// another node.
     ///
     /// Default: 5 s.
     pub fn health_check_interval(mut self, interval: Duration) -> Self {
@@ -199,7 +221,8 @@ impl RedisBackendBuilder {
     /// `SCAN` and `MGET` included, before it fails with [`BackendError::Unavailable`]. A walk
     /// costs time in proportion to every record of the prefix, not to the page: this bounds
     /// what a listing of a huge prefix, or of a server that stopped answering, can hold a
-    /// caller (each command is bounded by `response_timeout` besides).
+    /// caller (each command is bounded by `response_timeout` besides). On a cluster the walk
+    /// covers every primary, one after another, within this one bound.
     ///
     /// Default: 30 s. Zero is refused by `build`.
     pub fn list_timeout(mut self, timeout: Duration) -> Self {
@@ -244,7 +267,8 @@ impl RedisBackendBuilder {
 
     /// Trusts the CA certificates in `pem` (one or more `CERTIFICATE` blocks) for a `rediss://`
     /// server, e.g. a private CA or the one a managed service publishes. Each call adds to the
-    /// ones before it.
+    /// ones before it. On a cluster, for every node (their certificates must name the
+    /// addresses the cluster announces, e.g. their IPs).
     ///
     /// Once any is given, only these are trusted: the default roots (Mozilla's, built in) are
     /// not consulted. Without any, a server must present a certificate from a public CA.
@@ -292,12 +316,15 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// Checks the options, connects and answers once the server has answered a `PING`.
+    /// Checks the options, connects and answers once the server has answered a `PING` (on a
+    /// cluster: once the slot map is read and every primary has answered).
     ///
     /// # Errors
     ///
     /// [`BackendError::InvalidInput`] for a malformed URL or option (nothing is connected),
     /// including TLS options on a URL that is not `rediss://` and a PEM without a certificate;
+    /// for a cluster also no seed, a unix socket or a database other than 0 as a seed, and
+    /// seeds that mix `rediss://` and plain URLs;
     /// [`BackendError::Unavailable`] when the server cannot be reached within twice
     /// `connect_timeout` (two tries), or the TLS handshake fails (a certificate not trusted or
     /// for another name, a client certificate the server requires, a port without TLS), with

@@ -6,10 +6,136 @@
 //! server can tell (a certificate from another CA, a name it was not issued for, a port that
 //! does not speak TLS) fails the first connection, within the connect timeout.
 
-use redis::ConnectionAddr;
+use std::sync::Arc;
+
+use redis::cluster::ClusterClientBuilder;
+use redis::{ConnectionAddr, IntoConnectionInfo};
 
 use super::RedisBackendBuilder;
+use super::cluster::{Listeners, Node, Subscriber};
+use super::pool::Connector;
 use crate::BackendError;
+
+/// The backend's connections as the options describe them: what the command pool connects
+/// with, and where the waiters' pub/sub connection is made.
+pub(super) fn connections(
+    options: &RedisBackendBuilder,
+) -> Result<(Connector, Subscriber), BackendError> {
+    match &options.seeds {
+        None => {
+            let client = client(options)?;
+            Ok((
+                Connector::Single(Box::new(client.clone())),
+                Subscriber::Single(Box::new(client)),
+            ))
+        }
+        Some(seeds) => cluster(options, seeds),
+    }
+}
+
+/// The cluster client of `cluster_builder`'s seeds. Every seed is checked here, before
+/// anything connects; a seed URL is never echoed (it may hold a password).
+fn cluster(
+    options: &RedisBackendBuilder,
+    seeds: &[String],
+) -> Result<(Connector, Subscriber), BackendError> {
+    if seeds.is_empty() {
+        return Err(BackendError::invalid(
+            "cluster_builder was given no seed URL; name at least one node of the cluster",
+        ));
+    }
+    let mut infos = Vec::with_capacity(seeds.len());
+    let mut nodes: Vec<Node> = Vec::with_capacity(seeds.len());
+    let mut tls_seeds = 0;
+    for (index, seed) in seeds.iter().enumerate() {
+        let which = format!("cluster seed {} of {}", index + 1, seeds.len());
+        let tls_url =
+            redis::parse_redis_url(seed).is_some_and(|url| TLS_SCHEMES.contains(&url.scheme()));
+        if tls_url && cfg!(not(feature = "redis-tls")) {
+            return Err(BackendError::invalid(format!(
+                "{which}: a rediss:// (TLS) URL needs resulthub's `redis-tls` cargo feature; \
+                 this build has `redis` without TLS"
+            )));
+        }
+        let info = seed
+            .as_str()
+            .into_connection_info()
+            .map_err(|error| BackendError::invalid(format!("{which}: bad Redis URL: {error}")))?;
+        match info.addr() {
+            ConnectionAddr::Tcp(host, port) => nodes.push((host.clone(), *port)),
+            ConnectionAddr::TcpTls { host, port, .. } => {
+                tls_seeds += 1;
+                nodes.push((host.clone(), *port));
+            }
+            _ => {
+                return Err(BackendError::invalid(format!(
+                    "{which}: not a TCP address (a unix socket?); the nodes of a cluster are \
+                     reached by host and port, as the cluster names them"
+                )));
+            }
+        }
+        if info.redis_settings().db() != 0 {
+            return Err(BackendError::invalid(format!(
+                "{which}: database {}; Redis Cluster has database 0 only",
+                info.redis_settings().db()
+            )));
+        }
+        infos.push(info);
+    }
+    if tls_seeds != 0 && tls_seeds != infos.len() {
+        return Err(BackendError::invalid(format!(
+            "cluster seeds mix rediss:// (TLS, {tls_seeds}) and plain ({}) URLs; every node of \
+             a cluster is reached the same way",
+            infos.len() - tls_seeds
+        )));
+    }
+    let builder = ClusterClientBuilder::new(infos.clone())
+        .connection_timeout(options.connect_timeout)
+        .response_timeout(options.response_timeout)
+        // The pool bounds each call by one deadline, retries included.
+        .overall_response_timeout(None)
+        // A failover's `CLUSTERDOWN` and a migration's `TRYAGAIN` are retried after a short,
+        // growing pause (10 ms to 0.5 s), not the client's default of over a second.
+        .min_retry_wait(10)
+        .max_retry_wait(500);
+    let mut template = infos.swap_remove(0);
+    #[cfg(feature = "redis-tls")]
+    let (builder, insecure, certificates) = tls::cluster(options, builder, tls_seeds != 0)?;
+    #[cfg(not(feature = "redis-tls"))]
+    let insecure = false;
+    if insecure {
+        if let ConnectionAddr::TcpTls {
+            host,
+            port,
+            tls_params,
+            ..
+        } = template.addr().clone()
+        {
+            template = template.set_addr(ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: true,
+                tls_params,
+            });
+        }
+    }
+    let client = builder
+        .build()
+        .map_err(|error| BackendError::invalid(format!("bad cluster seeds: {error}")))?;
+    let listeners = Listeners::new(
+        template,
+        nodes,
+        #[cfg(feature = "redis-tls")]
+        certificates,
+    );
+    Ok((
+        Connector::Cluster {
+            client: Box::new(client),
+            insecure,
+        },
+        Subscriber::Cluster(Arc::new(listeners)),
+    ))
+}
 
 /// The URL schemes the `redis` crate reaches over TLS.
 const TLS_SCHEMES: [&str; 2] = ["rediss", "valkeys"];
@@ -69,7 +195,18 @@ pub(super) fn warn_if_insecure(client: &redis::Client) {
 /// answers with a plain `-ERR` (rustls: "corrupt message"). Certificate problems already name
 /// themselves (rustls's `invalid peer certificate: ...`, `received fatal alert: ...`) and are
 /// kept whole.
-pub(super) fn in_context(client: &redis::Client, error: BackendError) -> BackendError {
+pub(super) fn in_context(connector: &Connector, error: BackendError) -> BackendError {
+    let client = match connector {
+        Connector::Single(client) => client,
+        Connector::Cluster { .. } => {
+            return match error {
+                BackendError::Unavailable { reason } => BackendError::Unavailable {
+                    reason: format!("redis cluster (no seed or node answered): {reason}"),
+                },
+                other => other,
+            };
+        }
+    };
     let ConnectionAddr::TcpTls { host, port, .. } = client.get_connection_info().addr() else {
         return error;
     };
@@ -205,6 +342,76 @@ mod tls {
         .map_err(|error| BackendError::invalid(format!("bad TLS options: {error}")))
     }
 
+    /// Applies the TLS options to a cluster client: the CA to trust and the client certificate
+    /// (`ClusterClientBuilder::certs`, used for every node), `tls_insecure` (no verification).
+    /// Returns whether verification is off, and the certificates the pub/sub connection uses.
+    pub(super) fn cluster(
+        options: &RedisBackendBuilder,
+        builder: redis::cluster::ClusterClientBuilder,
+        tls_seeds: bool,
+    ) -> Result<
+        (
+            redis::cluster::ClusterClientBuilder,
+            bool,
+            Option<TlsCertificates>,
+        ),
+        BackendError,
+    > {
+        let tls = &options.tls;
+        if !tls_seeds {
+            if tls.is_set() {
+                return Err(BackendError::invalid(format!(
+                    "{} set on cluster seeds that are not rediss:// (TLS); use rediss:// seeds \
+                     or drop the TLS options",
+                    set_options(tls)
+                )));
+            }
+            return Ok((builder, false, None));
+        }
+        let url_insecure = options.seeds.iter().flatten().any(|seed| {
+            seed.as_str().into_connection_info().is_ok_and(|info| {
+                matches!(info.addr(), ConnectionAddr::TcpTls { insecure: true, .. })
+            })
+        });
+        let insecure = url_insecure || tls.insecure;
+        if insecure && !tls.roots.is_empty() {
+            return Err(BackendError::invalid(
+                "tls_root_certificate set with tls_insecure (or #insecure in a seed URL): an \
+                 insecure connection verifies no certificate, so the CA would be ignored",
+            ));
+        }
+        let provider = crypto_provider();
+        let roots = root_bundle(&tls.roots)?;
+        let client_tls = match &tls.client {
+            Some((cert, key)) => {
+                check_client_certificate(&provider, cert, key)?;
+                Some(ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                })
+            }
+            None => None,
+        };
+        // Set before `certs`, which would otherwise make the mode `Secure`.
+        let builder = if insecure {
+            builder.tls(redis::TlsMode::Insecure)
+        } else {
+            builder
+        };
+        if roots.is_none() && client_tls.is_none() {
+            return Ok((builder, insecure, None));
+        }
+        let certificates = TlsCertificates {
+            client_tls,
+            root_cert: roots,
+        };
+        Ok((
+            builder.certs(certificates.clone()),
+            insecure,
+            Some(certificates),
+        ))
+    }
+
     /// The names of the TLS options that are set, for an error message.
     fn set_options(tls: &TlsOptions) -> String {
         let mut names = Vec::new();
@@ -323,7 +530,7 @@ mod tests {
     fn a_plain_client_gets_no_tls_context() {
         let plain = redis::Client::open("redis://127.0.0.1:6379/0").expect("a client");
         let error = in_context(
-            &plain,
+            &super::super::pool::Connector::Single(Box::new(plain)),
             BackendError::Unavailable {
                 reason: "no connection to redis within 1s".to_owned(),
             },

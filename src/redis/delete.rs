@@ -28,17 +28,15 @@ use crate::BackendError;
 /// ARGV: how long the marker lives, in milliseconds.
 /// Returns 1 when this call removed the record (now, or in an earlier send whose reply was
 /// lost), 0 when there was none.
-static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_LUA));
+
+const DELETE_LUA: &str = r"
 if redis.call('DEL', KEYS[1]) == 1 then
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
   return 1
 end
 return redis.call('EXISTS', KEYS[2])
-",
-    )
-});
+";
 
 /// The hash slots of Redis Cluster.
 const SLOTS: usize = 16_384;
@@ -102,11 +100,14 @@ impl Inner {
             .call(|mut connection| {
                 let (key, marker) = (&key, &marker);
                 async move {
-                    DELETE
-                        .key(key)
-                        .key(marker)
-                        .arg(lifetime)
-                        .invoke_async(&mut connection)
+                    let lifetime = lifetime.to_string();
+                    connection
+                        .run_script(
+                            &DELETE,
+                            DELETE_LUA,
+                            &[key.as_bytes(), marker.as_bytes()],
+                            &[lifetime.as_bytes()],
+                        )
                         .await
                 }
             })

@@ -1,6 +1,13 @@
 //! `clear` and `list_by_status` over every record of the prefix, found by `SCAN` (never
 //! `KEYS`, which blocks the server) and read by batched `MGET`.
 //!
+//! On a cluster the walk is a `SCAN` on every primary in turn ([`KeyScan`]). A resharding may
+//! show a key on two nodes (a key being migrated, or a slot that moved between two nodes'
+//! walks): a listing keeps a task id once, `stats` counts a key once, and `clear` counts only
+//! what its `UNLINK`s removed. A key that moves during the walk from a node not walked yet to
+//! one already walked is not seen by that walk, as `SCAN` guarantees nothing for a key that
+//! is not on its node for the whole walk.
+//!
 //! A listing holds only what can still be on its page: the first `offset + limit` records, in
 //! listing order, of those read so far ([`Best`]), besides one batch of raw values. A record's
 //! status and `submitted_at` are read first (serde skips over the rest), and only a record that
@@ -8,47 +15,103 @@
 
 use crate::timestamp::with_naive_times;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use redis::cluster_routing::Slot;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::Inner;
+use super::cluster;
 use super::keys::Keys;
 use crate::{BackendError, TaskResult, TaskStatus, order};
 
 /// Keys asked of each `SCAN` step, and records of each `MGET`.
 const BATCH: usize = 512;
 
+/// A walk over the keys of the prefix: one `SCAN` cursor on one server; on a cluster one per
+/// primary (as `CLUSTER SLOTS` names them when the walk starts), one after another.
+pub(super) struct KeyScan {
+    /// `None`: the one server; on a cluster, a slot of each primary (the walk's `SCAN`s on that
+    /// primary are routed by it).
+    nodes: Vec<Option<u16>>,
+    index: usize,
+    cursor: u64,
+}
+
 impl Inner {
-    /// One `SCAN` step: the next cursor and the keys it found.
-    pub(super) async fn scan_step(&self, cursor: u64) -> Result<(u64, Vec<Vec<u8>>), BackendError> {
+    /// Starts a walk over the keys of the prefix.
+    pub(super) async fn key_scan(&self) -> Result<KeyScan, BackendError> {
+        let nodes = if self.pool.is_cluster() {
+            cluster::primaries(&self.pool)
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None]
+        };
+        Ok(KeyScan {
+            nodes,
+            index: 0,
+            cursor: 0,
+        })
+    }
+
+    /// One `SCAN` step of the walk: the keys it found, or `None` once every node is walked.
+    pub(super) async fn next_keys(
+        &self,
+        scan: &mut KeyScan,
+    ) -> Result<Option<Vec<Vec<u8>>>, BackendError> {
+        let Some(node) = scan.nodes.get(scan.index) else {
+            return Ok(None);
+        };
         let mut command = redis::cmd("SCAN");
         command
-            .arg(cursor)
+            .arg(scan.cursor)
             .arg("MATCH")
             .arg(self.keys.task_pattern())
             .arg("COUNT")
             .arg(BATCH);
-        self.pool.query(&command).await
+        let (next, keys): (u64, Vec<Vec<u8>>) = self.pool.query_node(&command, *node).await?;
+        if next == 0 {
+            scan.index += 1;
+        }
+        scan.cursor = next;
+        Ok(Some(keys))
     }
 
-    /// Deletes every record of the prefix, a `SCAN` page at a time.
+    /// Deletes every record of the prefix, a `SCAN` page at a time. On a cluster, one `UNLINK`
+    /// per hash slot of the page, all at once: a multi-key command must stay within one slot,
+    /// and one that is sent again (a lost reply, a failover) repeats only its own slot's keys.
     pub(super) async fn clear(&self) -> Result<usize, BackendError> {
         let mut removed = 0;
-        let mut cursor = 0;
-        loop {
-            let (next, keys) = self.scan_step(cursor).await?;
-            if !keys.is_empty() {
+        let mut scan = self.key_scan().await?;
+        while let Some(keys) = self.next_keys(&mut scan).await? {
+            if keys.is_empty() {
+                continue;
+            }
+            if !self.pool.is_cluster() {
                 let mut command = redis::cmd("UNLINK");
                 command.arg(&keys);
                 removed += self.pool.query::<usize>(&command).await?;
+                continue;
             }
-            if next == 0 {
-                return Ok(removed);
+            let mut by_slot: HashMap<Slot, Vec<&[u8]>> = HashMap::new();
+            for key in &keys {
+                by_slot.entry(Slot::for_key(key)).or_default().push(key);
             }
-            cursor = next;
+            let unlinks = by_slot.into_values().map(|keys| async move {
+                let mut command = redis::cmd("UNLINK");
+                command.arg(keys);
+                self.pool.query::<usize>(&command).await
+            });
+            for outcome in futures_util::future::join_all(unlinks).await {
+                removed += outcome?;
+            }
         }
+        Ok(removed)
     }
 
     /// The records of `status`, newest `submitted_at` first, records without it last, ties by
@@ -66,14 +129,11 @@ impl Inner {
         let keep = limit.map(|limit| offset.saturating_add(limit));
         let walk = async {
             let mut walk = Walk::new(&self.keys, status, keep);
-            let mut cursor = 0;
-            loop {
-                let (next, keys) = self.scan_step(cursor).await?;
+            let mut scan = self.key_scan().await?;
+            while let Some(keys) = self.next_keys(&mut scan).await? {
                 // SCAN may answer more keys than its COUNT.
                 for batch in keys.chunks(BATCH) {
-                    let mut command = redis::cmd("MGET");
-                    command.arg(batch);
-                    let values: Vec<Option<Vec<u8>>> = self.pool.query(&command).await?;
+                    let values = self.pool.mget(batch).await?;
                     for (key, value) in batch.iter().zip(values) {
                         // Deleted or expired since the scan.
                         if let Some(bytes) = value {
@@ -81,11 +141,8 @@ impl Inner {
                         }
                     }
                 }
-                if next == 0 {
-                    return Ok::<_, BackendError>(walk.best);
-                }
-                cursor = next;
             }
+            Ok::<_, BackendError>(walk.best)
         };
         match tokio::time::timeout(self.list_timeout, walk).await {
             Ok(best) => Ok(best?.page(limit, offset)),

@@ -1,6 +1,7 @@
 //! [`RedisBackend`]: results shared across processes through Redis, in flowrra's layout.
 
 mod builder;
+mod cluster;
 mod connect;
 mod delete;
 mod errors;
@@ -54,7 +55,7 @@ use waiters::{Link, LinkSettings, Waiters};
 /// for as long as the backend is used. Callers may run on any runtime, or on none: a call from
 /// outside Tokio is run on the backend's runtime.
 ///
-/// Batches: `get_many` is one `MGET`; `store_many` starts every store at once, so their reads
+/// Batches: `get_many` is one `MGET` (on a cluster, one per hash slot); `store_many` starts every store at once, so their reads
 /// and scripts share round trips; `wait_for_all` and `wait_for_any` read the batch with one
 /// `MGET`, then each open id waits on the backend's one pattern subscription (no subscription
 /// of its own).
@@ -127,6 +128,53 @@ impl RedisBackend {
         RedisBackendBuilder::new(url)
     }
 
+    /// Starts building a backend for a Redis Cluster, reached through any of its nodes
+    /// (`seeds`: `redis://[user:password@]host:port` URLs; with the `redis-tls` feature
+    /// `rediss://` ones, all seeds alike). The cluster names its other nodes itself. Every
+    /// option of [`RedisBackendBuilder`] keeps its meaning; the few that differ say how.
+    ///
+    /// The layout is flowrra's, as on one server: a store touches one key and stays atomic,
+    /// `MOVED` and `ASK` are followed, a failover is ridden out within `response_timeout`, and
+    /// listings, `clear` and [`stats`](RedisBackend::stats) walk every primary (a `SCAN` on
+    /// each). Waiters share one pattern subscription on one node, which receives every node's
+    /// completions and moves to another node when that one fails.
+    ///
+    /// `build` refuses (`InvalidInput`) no seeds, a malformed seed, a unix socket, a database
+    /// other than 0, and seeds that mix `rediss://` and plain URLs.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), resulthub::BackendError> {
+    /// use std::time::Duration;
+    /// use resulthub::RedisBackend;
+    ///
+    /// let backend = RedisBackend::cluster_builder([
+    ///     "redis://10.0.0.1:7000",
+    ///     "redis://10.0.0.2:7000",
+    ///     "redis://10.0.0.3:7000",
+    /// ])
+    /// // Longer than a failover: the cluster's node timeout and an election.
+    /// .response_timeout(Duration::from_secs(10))
+    /// .build()
+    /// .await?;
+    /// # let _ = backend;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cluster_builder<I>(seeds: I) -> RedisBackendBuilder
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        RedisBackendBuilder::cluster(
+            seeds
+                .into_iter()
+                .map(|seed| seed.as_ref().to_owned())
+                .collect(),
+        )
+    }
+
     /// The prefix of every key and channel this backend uses.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
@@ -168,17 +216,17 @@ impl RedisBackend {
                 operation: "RedisBackend outside a Tokio runtime",
             });
         };
-        let client = connect::client(&options)?;
+        let (connector, subscriber) = connect::connections(&options)?;
         let pool = Arc::new(
             Pool::open(
-                client.clone(),
+                connector.clone(),
                 options.pool_size,
                 options.connect_timeout,
                 options.response_timeout,
                 runtime.clone(),
             )
             .await
-            .map_err(|error| connect::in_context(&client, error))?,
+            .map_err(|error| connect::in_context(&connector, error))?,
         );
         let settings = LinkSettings {
             connect_timeout: options.connect_timeout,
@@ -200,7 +248,7 @@ impl RedisBackend {
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 waiters: Waiters::new(
-                    client.clone(),
+                    subscriber,
                     keys.clone(),
                     settings,
                     options.max_waiters,
@@ -229,7 +277,7 @@ impl RedisBackend {
             .pool
             .query::<String>(&redis::cmd("PING"))
             .await
-            .map_err(|error| connect::in_context(&client, error))?;
+            .map_err(|error| connect::in_context(&connector, error))?;
         Ok(backend)
     }
 
@@ -317,23 +365,11 @@ impl Inner {
         }
     }
 
-    /// One `MGET` for every id; an empty id, which nothing can be stored under, reads `None`.
+    /// One `MGET` for every id (on a cluster, one per hash slot); an empty id, which nothing
+    /// can be stored under, reads `None`.
     async fn get_many(&self, task_ids: &[String]) -> Result<Vec<Option<TaskResult>>, BackendError> {
-        let mut command = redis::cmd("MGET");
-        for task_id in task_ids {
-            command.arg(self.keys.task(task_id));
-        }
-        let values: Vec<Option<Vec<u8>>> = self.pool.query(&command).await?;
-        if values.len() != task_ids.len() {
-            return Err(BackendError::Storage(
-                format!(
-                    "MGET of {} keys answered {} values",
-                    task_ids.len(),
-                    values.len()
-                )
-                .into(),
-            ));
-        }
+        let keys: Vec<String> = task_ids.iter().map(|id| self.keys.task(id)).collect();
+        let values = self.pool.mget(&keys).await?;
         task_ids
             .iter()
             .zip(values)

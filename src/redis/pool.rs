@@ -14,19 +14,148 @@
 //! the response timeout since the call began runs out. Neither changed anything: the server
 //! refuses a command while loading before running it, and a script here fails with
 //! `READONLY` at its first write.
+//!
+//! On Redis Cluster each pool slot holds a `ClusterConnection`, which keeps a multiplexed
+//! connection per node, follows `MOVED` and `ASK`, refreshes its slot map and reconnects to a
+//! node by itself. What it gives up on within its own retries (a master that died and whose
+//! replica is not promoted yet: refused connections, `CLUSTERDOWN`, no route to the slot) is
+//! sent again here, after a growing pause, until the call's one deadline: a failover takes
+//! the cluster's node timeout and an election, longer than the client's quick retries. So is a
+//! `MOVED` or `ASK` it stopped following (see `errors::is_redirect`): a redirected command
+//! did not run.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::RedisError;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, RedisError, RedisFuture, Value};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
-use super::errors::{from_redis, is_connection_error, is_passing};
+use super::errors::{
+    from_redis, is_cluster_route_lost, is_connection_error, is_passing, is_redirect,
+};
 use crate::BackendError;
+
+/// What the pool's connections are made from: one server's client, or a cluster's.
+#[derive(Clone, Debug)]
+pub(crate) enum Connector {
+    Single(Box<redis::Client>),
+    Cluster {
+        client: Box<ClusterClient>,
+        /// Skips verifying the nodes' certificates (`tls_insecure`): warned at each connect.
+        insecure: bool,
+    },
+}
+
+/// A command connection as the pool hands it to a call: to one server (through its
+/// `ConnectionManager`) or to a cluster (routing each command by its keys).
+#[derive(Clone)]
+pub(crate) enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Connection::Single(_) => f.write_str("Connection::Single"),
+            Connection::Cluster(_) => f.write_str("Connection::Cluster"),
+        }
+    }
+}
+
+impl Connection {
+    /// Sends `command` to the primary that serves `slot` (see `cluster::primaries`); on one
+    /// server, to that server. For commands that are about a node, not a key (`SCAN`).
+    pub(crate) async fn query_node<T: redis::FromRedisValue>(
+        &mut self,
+        command: &Cmd,
+        slot: Option<u16>,
+    ) -> Result<T, RedisError> {
+        match (self, slot) {
+            (Connection::Cluster(connection), Some(slot)) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::new(slot, SlotAddr::Master),
+                ));
+                let value = connection.route_command(command.clone(), routing).await?;
+                redis::from_redis_value(value).map_err(RedisError::from)
+            }
+            (connection, _) => command.query_async(connection).await,
+        }
+    }
+}
+
+impl Connection {
+    /// Runs `script` (whose text is `source`) with `keys` and `args`: `EVALSHA`, then, if the
+    /// node does not know the script, `SCRIPT LOAD` and `EVALSHA` again, as `Script` does; and
+    /// if the node still does not know it, `EVAL` with the whole text. On a cluster the client's
+    /// `SCRIPT LOAD` goes to the nodes it holds connections to, which may miss the one the key
+    /// lives on (a replica promoted since); `EVAL` runs on the key's node and caches the script
+    /// there.
+    pub(crate) async fn run_script<T: redis::FromRedisValue>(
+        &mut self,
+        script: &redis::Script,
+        source: &str,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> Result<T, RedisError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        match invocation.invoke_async(self).await {
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                let mut command = redis::cmd("EVAL");
+                command.arg(source).arg(keys.len()).arg(keys).arg(args);
+                command.query_async(self).await
+            }
+            outcome => outcome,
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(connection) => connection.req_packed_command(cmd),
+            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+            Connection::Cluster(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(connection) => connection.get_db(),
+            Connection::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
 
 /// The first pause before a command refused with `LOADING` or `READONLY` is sent again; each
 /// next pause doubles, up to [`PASSING_PAUSE_MAX`].
@@ -36,7 +165,7 @@ const PASSING_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 struct Slot {
-    manager: Mutex<ConnectionManager>,
+    connection: Mutex<Connection>,
     replacing: AtomicBool,
 }
 
@@ -45,7 +174,7 @@ struct Slot {
 pub(crate) struct Pool {
     slots: Vec<Arc<Slot>>,
     next: AtomicUsize,
-    client: redis::Client,
+    connector: Connector,
     config: ConnectionManagerConfig,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -55,7 +184,7 @@ pub(crate) struct Pool {
 impl Pool {
     /// Opens `size` connections; fails if any cannot be made.
     pub(crate) async fn open(
-        client: redis::Client,
+        connector: Connector,
         size: usize,
         connect_timeout: Duration,
         response_timeout: Duration,
@@ -71,16 +200,16 @@ impl Pool {
             .set_max_delay(Duration::from_millis(25));
         let mut slots = Vec::with_capacity(size);
         for _ in 0..size {
-            let manager = connect(&client, &config, connect_timeout).await?;
+            let connection = connect(&connector, &config, connect_timeout).await?;
             slots.push(Arc::new(Slot {
-                manager: Mutex::new(manager),
+                connection: Mutex::new(connection),
                 replacing: AtomicBool::new(false),
             }));
         }
         Ok(Pool {
             slots,
             next: AtomicUsize::new(0),
-            client,
+            connector,
             config,
             connect_timeout,
             response_timeout,
@@ -89,11 +218,12 @@ impl Pool {
     }
 
     /// Runs one command (made by `command` on a connection) under the response timeout; one
-    /// refused with `LOADING` or `READONLY` is sent again until that timeout, counted from now,
-    /// runs out.
+    /// refused with `LOADING` or `READONLY` (on a cluster also `CLUSTERDOWN`, `TRYAGAIN`,
+    /// `MASTERDOWN`, a refused connection or a lost route) is sent again until that timeout,
+    /// counted from now, runs out.
     pub(crate) async fn call<T, F, Fut>(&self, command: F) -> Result<T, BackendError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
@@ -105,24 +235,45 @@ impl Pool {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
         let mut pause = PASSING_PAUSE_MIN;
         let mut repeated = false;
+        let cluster = matches!(self.connector, Connector::Cluster { .. });
         loop {
-            let manager = slot
-                .manager
+            let connection = slot
+                .connection
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            match tokio::time::timeout_at(deadline, command(manager)).await {
+            // A cluster connection's own task can stall for good while it recovers from a
+            // node's death (the redis crate's recovery and a node's repair wait on each other's
+            // lock): nothing it was given is answered. So on a cluster each send gets half the
+            // call's time, and one unanswered by then is sent again on a new connection.
+            let attempt_end = if cluster {
+                (Instant::now() + self.response_timeout / 2).min(deadline)
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(attempt_end, command(connection)).await {
                 Ok(Ok(value)) => return Ok(value),
                 // The manager's own response timeout: same as ours, never repeated.
                 Ok(Err(error)) if error.is_timeout() => {
                     self.replace(slot);
                     return Err(from_redis(error));
                 }
-                Ok(Err(error)) if !repeated && is_connection_error(&error) => repeated = true,
-                Ok(Err(error)) if is_passing(&error) => {
+                Ok(Err(error)) if !cluster && !repeated && is_connection_error(&error) => {
+                    repeated = true;
+                }
+                Ok(Err(error))
+                    if is_passing(&error)
+                        || (cluster
+                            && (is_connection_error(&error)
+                                || is_cluster_route_lost(&error)
+                                || is_redirect(&error))) =>
+                {
                     // A name or a proxy may lead elsewhere by now (to the promoted master): a
-                    // new connection finds out, the old one serves until it is made.
-                    self.replace(slot);
+                    // new connection finds out, the old one serves until it is made. A cluster
+                    // connection finds the new master by itself, from its slot refresh.
+                    if !cluster {
+                        self.replace(slot);
+                    }
                     if Instant::now() + pause >= deadline {
                         return Err(from_redis(error));
                     }
@@ -131,6 +282,17 @@ impl Pool {
                     pause = pause.saturating_mul(2).min(PASSING_PAUSE_MAX);
                 }
                 Ok(Err(error)) => return Err(from_redis(error)),
+                Err(_) if attempt_end < deadline => {
+                    tracing::warn!(
+                        after = ?self.response_timeout / 2,
+                        "resulthub.redis.cluster_connection_unanswered"
+                    );
+                    self.replace(slot);
+                    // The new connection is made in the background; the send waits for it.
+                    while slot.replacing.load(Ordering::Acquire) && Instant::now() < deadline {
+                        tokio::time::sleep(PASSING_PAUSE_MIN).await;
+                    }
+                }
                 Err(_) => {
                     self.replace(slot);
                     return Err(BackendError::Unavailable {
@@ -155,6 +317,66 @@ impl Pool {
             .await
     }
 
+    /// Runs one prepared command on the primary of `slot` (see [`Connection::query_node`]).
+    pub(crate) async fn query_node<T: redis::FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+        slot: Option<u16>,
+    ) -> Result<T, BackendError> {
+        self.call(|mut connection| async move { connection.query_node(command, slot).await })
+            .await
+    }
+
+    /// The values of `keys`, in their order (`None` for a key that is missing). One `MGET` on
+    /// one server; on a cluster one `MGET` per hash slot, all at once. The cluster client would
+    /// split one `MGET` by slot itself, but it sends the parts to nodes by address, and a part
+    /// whose node failed makes it reconnect to its seeds, which under a failover can stall it;
+    /// a `MGET` of one slot is routed, and rerouted, by its slot.
+    pub(crate) async fn mget<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.is_cluster() {
+            let mut command = redis::cmd("MGET");
+            for key in keys {
+                command.arg(key.as_ref());
+            }
+            return checked_len(self.query(&command).await?, keys.len());
+        }
+        let mut by_slot: std::collections::HashMap<redis::cluster_routing::Slot, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (index, key) in keys.iter().enumerate() {
+            by_slot
+                .entry(redis::cluster_routing::Slot::for_key(key.as_ref()))
+                .or_default()
+                .push(index);
+        }
+        let parts = by_slot.into_values().map(|indices| async move {
+            let mut command = redis::cmd("MGET");
+            for &index in &indices {
+                command.arg(keys[index].as_ref());
+            }
+            let values = checked_len(self.query(&command).await?, indices.len())?;
+            Ok::<_, BackendError>((indices, values))
+        });
+        let mut out = vec![None; keys.len()];
+        for part in futures_util::future::join_all(parts).await {
+            let (indices, values) = part?;
+            for (index, value) in indices.into_iter().zip(values) {
+                out[index] = value;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the connections are a cluster's.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.connector, Connector::Cluster { .. })
+    }
+
     /// Rebuilds a slot's connection in the background; one rebuild at a time per slot. The old
     /// connection serves until the new one is made.
     fn replace(&self, slot: &Arc<Slot>) {
@@ -162,13 +384,16 @@ impl Pool {
             return;
         }
         let slot = Arc::clone(slot);
-        let client = self.client.clone();
+        let connector = self.connector.clone();
         let config = self.config.clone();
         let timeout = self.connect_timeout;
         self.runtime.spawn(async move {
-            match connect(&client, &config, timeout).await {
-                Ok(manager) => {
-                    *slot.manager.lock().unwrap_or_else(PoisonError::into_inner) = manager;
+            match connect(&connector, &config, timeout).await {
+                Ok(connection) => {
+                    *slot
+                        .connection
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = connection;
                     tracing::info!("resulthub.redis.connection_replaced");
                 }
                 Err(error) => {
@@ -180,14 +405,43 @@ impl Pool {
     }
 }
 
+/// An `MGET`'s values, if there is one per key asked.
+fn checked_len(
+    values: Vec<Option<Vec<u8>>>,
+    keys: usize,
+) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+    if values.len() == keys {
+        Ok(values)
+    } else {
+        Err(BackendError::Storage(
+            format!("MGET of {keys} keys answered {} values", values.len()).into(),
+        ))
+    }
+}
+
 async fn connect(
-    client: &redis::Client,
+    connector: &Connector,
     config: &ConnectionManagerConfig,
     timeout: Duration,
-) -> Result<ConnectionManager, BackendError> {
-    super::connect::warn_if_insecure(client);
-    let connect = ConnectionManager::new_with_config(client.clone(), config.clone());
-    // The manager retries once; the whole attempt stays within twice the timeout.
+) -> Result<Connection, BackendError> {
+    let connect = async {
+        match connector {
+            Connector::Single(client) => {
+                super::connect::warn_if_insecure(client);
+                ConnectionManager::new_with_config((**client).clone(), config.clone())
+                    .await
+                    .map(Connection::Single)
+            }
+            Connector::Cluster { client, insecure } => {
+                if *insecure {
+                    tracing::warn!("resulthub.redis.tls_insecure");
+                }
+                client.get_async_connection().await.map(Connection::Cluster)
+            }
+        }
+    };
+    // The manager retries once; the whole attempt stays within twice the timeout. A cluster
+    // connection is made to every seed at once and then to every node the seeds name.
     match tokio::time::timeout(timeout.saturating_mul(2), connect).await {
         Ok(outcome) => outcome.map_err(from_redis),
         Err(_) => Err(BackendError::Unavailable {

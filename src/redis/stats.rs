@@ -3,6 +3,8 @@
 //! dashboard per browser tab), at most one walk is in flight: the others wait for it and share
 //! its answer.
 
+use std::collections::HashSet;
+
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -48,13 +50,16 @@ impl Inner {
     async fn count_by_status(&self) -> Result<StatusCounts, BackendError> {
         let walk = async {
             let mut counts = StatusCounts::default();
-            let mut cursor = 0;
-            loop {
-                let (next, keys) = self.scan_step(cursor).await?;
+            // On a cluster a resharding can show a key on two nodes: each is counted once, by
+            // a fingerprint (16 bytes a record while the walk lasts).
+            let mut seen = self.pool.is_cluster().then(HashSet::<u128>::new);
+            let mut scan = self.key_scan().await?;
+            while let Some(mut keys) = self.next_keys(&mut scan).await? {
+                if let Some(seen) = seen.as_mut() {
+                    keys.retain(|key| seen.insert(super::cluster::fingerprint(key)));
+                }
                 if !keys.is_empty() {
-                    let mut command = redis::cmd("MGET");
-                    command.arg(&keys);
-                    let values: Vec<Option<Vec<u8>>> = self.pool.query(&command).await?;
+                    let values = self.pool.mget(&keys).await?;
                     // Deleted since the scan, or not a record: not counted.
                     for status in values
                         .iter()
@@ -64,11 +69,8 @@ impl Inner {
                         *counts.slot(status) += 1;
                     }
                 }
-                if next == 0 {
-                    return Ok::<_, BackendError>(counts);
-                }
-                cursor = next;
             }
+            Ok::<_, BackendError>(counts)
         };
         match tokio::time::timeout(self.list_timeout, walk).await {
             Ok(counts) => counts,

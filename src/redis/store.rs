@@ -21,9 +21,9 @@ use redis::Script;
 /// seconds (`''`: none), `'1'` to publish `done`, the completion channel.
 /// Returns 1 when written, 0 when the record changed since it was read, 2 when the record
 /// stored already is the new one (its TTL is set again, as a write would).
-static COMPARE_AND_STORE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+static COMPARE_AND_STORE: LazyLock<Script> = LazyLock::new(|| Script::new(COMPARE_AND_STORE_LUA));
+
+const COMPARE_AND_STORE_LUA: &str = r"
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[2] then
   if ARGV[3] == '' then
@@ -47,9 +47,7 @@ if ARGV[4] == '1' then
   redis.call('PUBLISH', ARGV[5], 'done')
 end
 return 1
-",
-    )
-});
+";
 
 /// What one attempt did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +76,7 @@ impl Attempt<'_> {
     /// Runs the compare-and-store script once.
     pub(crate) async fn run(
         &self,
-        connection: &mut redis::aio::ConnectionManager,
+        connection: &mut super::pool::Connection,
     ) -> Result<Outcome, redis::RedisError> {
         let expected = self
             .previous
@@ -88,14 +86,20 @@ impl Attempt<'_> {
             .ttl_secs
             .map(|secs| secs.to_string())
             .unwrap_or_default();
-        let outcome: i64 = COMPARE_AND_STORE
-            .key(self.key)
-            .arg(expected)
-            .arg(self.record)
-            .arg(ttl)
-            .arg(if self.announce { "1" } else { "0" })
-            .arg(self.channel)
-            .invoke_async(connection)
+        let announce: &[u8] = if self.announce { b"1" } else { b"0" };
+        let outcome: i64 = connection
+            .run_script(
+                &COMPARE_AND_STORE,
+                COMPARE_AND_STORE_LUA,
+                &[self.key.as_bytes()],
+                &[
+                    expected.as_bytes(),
+                    self.record,
+                    ttl.as_bytes(),
+                    announce,
+                    self.channel.as_bytes(),
+                ],
+            )
             .await?;
         match outcome {
             1 => Ok(Outcome::Written),

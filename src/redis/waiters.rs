@@ -25,6 +25,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::cluster::Subscriber;
 use super::keys::Keys;
 use super::pool::Pool;
 use crate::{BackendError, Limit};
@@ -113,7 +114,7 @@ pub(crate) struct Waiters {
     pool: Arc<Pool>,
     runtime: Handle,
     keys: Keys,
-    client: redis::Client,
+    subscriber: Subscriber,
     settings: LinkSettings,
     /// Told every completion announced, besides the waiters of its id: the event feed, while
     /// it runs.
@@ -146,7 +147,7 @@ impl std::fmt::Debug for CompletionHook {
 
 impl Waiters {
     pub(crate) fn new(
-        client: redis::Client,
+        subscriber: Subscriber,
         keys: Keys,
         settings: LinkSettings,
         max_waiters: Option<usize>,
@@ -163,7 +164,7 @@ impl Waiters {
             pool,
             runtime,
             keys,
-            client,
+            subscriber,
             settings,
             completion_hook: Mutex::new(None),
             lost: AtomicBool::new(false),
@@ -325,11 +326,8 @@ impl Waiters {
     async fn recheck(&self) {
         let ids: Vec<String> = lock(&self.table).by_id.keys().cloned().collect();
         for batch in ids.chunks(RECHECK_BATCH) {
-            let mut command = redis::cmd("MGET");
-            for id in batch {
-                command.arg(self.keys.task(id));
-            }
-            match self.pool.query::<Vec<Option<Vec<u8>>>>(&command).await {
+            let keys: Vec<String> = batch.iter().map(|id| self.keys.task(id)).collect();
+            match self.pool.mget(&keys).await {
                 Ok(values) => {
                     for (id, value) in batch.iter().zip(values) {
                         if value.as_deref().is_some_and(may_be_finished) {
@@ -471,9 +469,11 @@ async fn links(waiters: &Arc<Waiters>) {
 /// One life of the link. Returns why it ended.
 async fn serve(waiters: &Arc<Waiters>, backoff: &mut Duration, was_up: &mut bool) -> LinkFailure {
     let settings = &waiters.settings;
-    super::connect::warn_if_insecure(&waiters.client);
     let connect = async {
-        let mut pubsub = waiters.client.get_async_pubsub().await?;
+        let mut pubsub = waiters
+            .subscriber
+            .pubsub(&waiters.pool, &waiters.runtime)
+            .await?;
         pubsub.psubscribe(waiters.keys.complete_pattern()).await?;
         Ok::<_, redis::RedisError>(pubsub)
     };
