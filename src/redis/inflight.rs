@@ -25,13 +25,24 @@ use tokio::sync::Notify;
 struct Running {
     next: u64,
     all: BTreeSet<u64>,
-    by_id: HashMap<String, BTreeSet<u64>>,
+    by_id: HashMap<String, OfId>,
+}
+
+/// The running stores of one id, and who waits for them.
+#[derive(Debug, Default)]
+struct OfId {
+    numbers: BTreeSet<u64>,
+    /// Told when one of them finishes. One per id, so that a finished store wakes only the
+    /// calls waiting on its id: with one for all, N stores each awaited by a call on its own
+    /// id woke every call N times.
+    finished: Arc<Notify>,
 }
 
 /// The running stores of one backend.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     running: Mutex<Running>,
+    /// Told when any store finishes, for the calls that wait on every id.
     finished: Notify,
 }
 
@@ -46,6 +57,7 @@ impl InFlight {
             .by_id
             .entry(task_id.to_owned())
             .or_default()
+            .numbers
             .insert(number);
         Ticket {
             in_flight: Arc::clone(self),
@@ -66,21 +78,36 @@ impl InFlight {
     /// the order they were called, as in the hub.
     pub(crate) async fn settled_before(&self, task_id: Option<&str>, before: u64) {
         loop {
-            let mut finished = pin!(self.finished.notified());
-            {
-                let running = self.lock();
-                let oldest = match task_id {
-                    Some(id) => running.by_id.get(id).and_then(|set| set.first()),
-                    None => running.all.first(),
-                };
-                if oldest.is_none_or(|&number| number >= before) {
-                    return;
-                }
-                // Registered under the lock: a store finishing after it is seen.
-                finished.as_mut().enable();
+            // Who to be told by: the id's stores, or every store.
+            let of_id = match task_id {
+                Some(id) => match self.lock().by_id.get(id) {
+                    Some(of_id) => Some(Arc::clone(&of_id.finished)),
+                    None => return,
+                },
+                None => None,
+            };
+            let finished = of_id.as_deref().unwrap_or(&self.finished);
+            let mut notified = pin!(finished.notified());
+            // Registered before the check: a store finishing after it is seen.
+            notified.as_mut().enable();
+            if !self.earlier_running(task_id, before) {
+                return;
             }
-            finished.await;
+            notified.await;
         }
+    }
+
+    /// Whether a store numbered under `before` runs on `task_id` (`None`: on any id).
+    fn earlier_running(&self, task_id: Option<&str>, before: u64) -> bool {
+        let running = self.lock();
+        let oldest = match task_id {
+            Some(id) => running
+                .by_id
+                .get(id)
+                .and_then(|of_id| of_id.numbers.first()),
+            None => running.all.first(),
+        };
+        oldest.is_some_and(|&number| number < before)
     }
 
     fn lock(&self) -> MutexGuard<'_, Running> {
@@ -106,15 +133,23 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        {
+        let of_id = {
             let mut running = self.in_flight.lock();
             running.all.remove(&self.number);
-            if let Some(set) = running.by_id.get_mut(&self.task_id) {
-                set.remove(&self.number);
-                if set.is_empty() {
-                    running.by_id.remove(&self.task_id);
+            match running.by_id.get_mut(&self.task_id) {
+                Some(of_id) => {
+                    of_id.numbers.remove(&self.number);
+                    let finished = Arc::clone(&of_id.finished);
+                    if of_id.numbers.is_empty() {
+                        running.by_id.remove(&self.task_id);
+                    }
+                    Some(finished)
                 }
+                None => None,
             }
+        };
+        if let Some(finished) = of_id {
+            finished.notify_waiters();
         }
         self.in_flight.finished.notify_waiters();
     }
