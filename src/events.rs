@@ -302,8 +302,8 @@ impl EventStream {
 }
 
 impl EventStream {
-    /// A stream of the given events, for a [`WebBackend`](crate::web::WebBackend) (or any
-    /// backend) of your own: its events, with [`HubEvent::Lagged`] where it lost some (`missed`
+    /// A stream of the given events, for a `WebBackend` (feature `web`; or any backend) of
+    /// your own: its events, with [`HubEvent::Lagged`] where it lost some (`missed`
     /// 0 when it cannot count them). Dropping the `EventStream` drops `events`, which is where a
     /// subscription is released.
     ///
