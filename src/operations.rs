@@ -498,6 +498,9 @@ impl Operations {
                     shards.retain(|shard| {
                         let alive = Arc::strong_count(shard) > 1;
                         if !alive {
+                            // `strong_count` reads relaxed: this orders the gone thread's
+                            // last counts (before its release of the shard) before ours.
+                            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
                             self.shared.absorb(shard);
                         }
                         alive

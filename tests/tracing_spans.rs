@@ -289,3 +289,39 @@ async fn redis_operations_run_in_the_callers_span() {
     within("the calls", requested(&backend)).await;
     assert_store_span(&capture, "redis");
 }
+
+/// A Redis store called from a thread outside Tokio runs on the backend's runtime: its work
+/// (here, replacing a record that cannot be decoded, which logs a warning) still belongs to
+/// the operation's span, under the caller's, and reaches the caller's subscriber.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_call_from_outside_tokio_carries_its_span_to_the_backends_runtime() {
+    let Some(server) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let backend = support::connect_redis(&server.url()).await;
+    server.command_text(&["SET", "flowrra:task:odd", "not json"]);
+    let caller = std::thread::spawn(move || {
+        let (capture, _guard) = Capture::install();
+        let request = tracing::info_span!("request", user = "test");
+        let _entered = request.enter();
+        futures::executor::block_on(backend.store("odd", rec("odd", TaskStatus::Success)))
+            .expect("store");
+        capture
+    });
+    let capture = within("the caller's thread", async {
+        tokio::task::spawn_blocking(move || caller.join().expect("caller"))
+            .await
+            .expect("join")
+    })
+    .await;
+    let (store, span) = capture.op_span("store", "odd");
+    assert_eq!(span.parent, Some(capture.request()));
+    assert_eq!(
+        capture
+            .event("resulthub.redis.undecodable_record_replaced", "odd")
+            .parent,
+        Some(store),
+        "the work on the backend's runtime belongs to the store's span"
+    );
+}

@@ -290,6 +290,11 @@ impl RedisBackend {
         if Handle::try_current().is_ok() {
             work.await
         } else {
+            // The caller's span (the operation's) and subscriber go with the work to the other
+            // runtime's threads.
+            let work = tracing::instrument::WithSubscriber::with_current_subscriber(
+                tracing::Instrument::in_current_span(work),
+            );
             joined(AbortOnDropHandle::new(self.inner.runtime.spawn(work))).await
         }
     }
@@ -341,8 +346,12 @@ impl Inner {
             drop(ticket);
             outcome
         };
+        // In the caller's span (the operation's) also when a dropped store is finished on
+        // the runtime.
         Ok(StartedStore(inflight::FinishOnDrop::new(
-            work,
+            tracing::instrument::WithSubscriber::with_current_subscriber(
+                tracing::Instrument::in_current_span(work),
+            ),
             self.runtime.clone(),
         )))
     }
