@@ -273,9 +273,111 @@ async fn a_slot_migrated_while_callers_store_and_wait_loses_nothing() {
         .iter()
         .map(|record| record.task_id.as_str())
         .collect();
-    assert_eq!(ids.len(), listed.len(), "a record listed twice");
+    // As many as the masters hold, counted by a raw SCAN of each (the slot has settled).
+    let stored: usize = cluster
+        .masters()
+        .iter()
+        .map(|&port| cluster.keys_on(port, "mig:task:*").len())
+        .sum();
+    assert_eq!(listed.len(), stored, "listed against the keys stored");
+    let stats = backend.stats().await.expect("stats");
+    assert_eq!(stats.by_status.get(TaskStatus::Success), stored);
     assert!(ids.len() >= 300 + acknowledged.len());
     assert!(acknowledged.keys().all(|id| ids.contains(id.as_str())));
+}
+
+/// A walk routes each primary's `SCAN`s by one slot of that primary, its lowest; a resharding
+/// moves a node's lowest slots first. A slot moved mid-walk must not send the rest of the walk
+/// to the new owner (whose keys the cursor does not describe), skipping the rest of the
+/// source's keys: each walk, listing and count, sees every record stored before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_while_a_primarys_routing_slot_moves_see_every_record() {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let cluster = Arc::new(cluster);
+    let backend = within_long(
+        "connect to the cluster",
+        RedisBackend::cluster_builder(cluster.seeds())
+            .prefix("walk")
+            .response_timeout(Duration::from_secs(10))
+            .stats_interval(Duration::ZERO)
+            .build(),
+    )
+    .await
+    .expect("connect to the test's redis cluster");
+    // Enough records for several SCAN steps on each primary.
+    let records: Vec<TaskResult> = (0..6000).map(|n| done(&format!("r-{n}"), n)).collect();
+    for outcome in backend.store_many(records).await {
+        outcome.expect("store");
+    }
+    // Slot 0, the one that moves, holds none of them: a record that moves to a node walked
+    // already is not the walk's to see.
+    let from = cluster.master_of_slot(0);
+    let redis::Value::Array(in_slot) =
+        cluster.command(from, &["CLUSTER", "GETKEYSINSLOT", "0", "1000"])
+    else {
+        panic!("GETKEYSINSLOT answered no array");
+    };
+    for key in in_slot {
+        let redis::Value::BulkString(key) = key else {
+            panic!("a key that is not a bulk string");
+        };
+        let key = String::from_utf8(key).expect("a text key");
+        let id = key.strip_prefix("walk:task:").expect("a key of the prefix");
+        assert!(backend.delete(id).await.expect("delete"));
+    }
+    let stored: usize = cluster
+        .masters()
+        .iter()
+        .map(|&port| cluster.keys_on(port, "walk:task:*").len())
+        .sum();
+    assert!(stored > 5990, "{stored}");
+    let to = cluster
+        .masters()
+        .into_iter()
+        .find(|&port| port != from)
+        .expect("another master");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let walker = {
+        let (backend, stop) = (backend.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut walks = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let listed = backend
+                    .list_by_status(TaskStatus::Success, None, 0)
+                    .await
+                    .expect("list");
+                assert_eq!(listed.len(), stored, "listing {walks}");
+                let stats = backend.stats().await.expect("stats");
+                assert_eq!(stats.results, stored, "count {walks}");
+                walks += 1;
+            }
+            walks
+        })
+    };
+    let flips = {
+        let cluster = Arc::clone(&cluster);
+        tokio::task::spawn_blocking(move || {
+            for flip in 0..40 {
+                let target = if flip % 2 == 0 { to } else { from };
+                cluster.migrate_slot(0, target, 20, Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(60));
+            }
+        })
+    };
+    within_long("the slot's moves", flips)
+        .await
+        .expect("flips task");
+    stop.store(true, Ordering::Relaxed);
+    let walks = within_long("the walker", walker)
+        .await
+        .expect("walker task");
+    assert!(walks >= 2, "{walks} walks");
+    // And a clear removes every record.
+    assert_eq!(backend.clear().await.expect("clear"), stored);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

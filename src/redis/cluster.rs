@@ -66,21 +66,57 @@ impl Subscriber {
 /// hostname`) and port.
 pub(crate) type Node = (String, u16);
 
-/// One slot of each primary that owns slots now, in address order, from `CLUSTER SLOTS`: a
-/// command that is about a node, not a key (`SCAN`), is routed to "the primary of this slot".
-/// Routed so rather than by address, a command the client sends again after a failover goes to
-/// the promoted replica instead of failing on a node that is gone (and a command routed by
-/// address that fails makes the cluster client reconnect to its seeds, which under a failover
-/// can stall it).
-pub(crate) async fn primaries(pool: &Pool) -> Result<Vec<u16>, BackendError> {
+/// A primary a walk visits: its node id, and a slot it serves, that the walk's commands are
+/// routed by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Primary {
+    pub(crate) id: String,
+    pub(crate) slot: u16,
+}
+
+/// Each primary that owns slots now, in address order, with its lowest slot, from `CLUSTER
+/// SLOTS`: a command that is about a node, not a key (`SCAN`), is routed to "the primary of
+/// this slot". Routed so rather than by address, a command the client sends again after a
+/// failover goes to the promoted replica instead of failing on a node that is gone (and a
+/// command routed by address that fails makes the cluster client reconnect to its seeds, which
+/// under a failover can stall it). The slot may move to another node meanwhile (a resharding
+/// moves a node's lowest slots first): the walk checks each step's node by its id (see
+/// `Inner::next_keys`).
+pub(crate) async fn primaries(pool: &Pool) -> Result<Vec<Primary>, BackendError> {
     let reply: Value = pool.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
-    let mut primaries: Vec<(Node, u16)> = slot_ranges(&reply)?
+    let mut primaries: Vec<(Node, Primary)> = slot_ranges(&reply)?
         .into_iter()
-        .filter_map(|(start, nodes)| nodes.into_iter().next().map(|node| (node, start)))
+        .filter_map(|range| {
+            range.nodes.into_iter().next().map(|(node, id)| {
+                (
+                    node,
+                    Primary {
+                        id,
+                        slot: range.start,
+                    },
+                )
+            })
+        })
         .collect();
-    primaries.sort();
+    primaries.sort_by(|a, b| (&a.0, a.1.slot).cmp(&(&b.0, b.1.slot)));
     primaries.dedup_by(|a, b| a.0 == b.0);
-    Ok(primaries.into_iter().map(|(_, slot)| slot).collect())
+    Ok(primaries.into_iter().map(|(_, primary)| primary).collect())
+}
+
+/// The highest slot the primary with node id `id` serves now, from a fresh `CLUSTER SLOTS`;
+/// `None` if it serves none (failed over, or every slot moved away). The highest: a resharding
+/// moves a node's lowest slots first.
+pub(crate) async fn slot_of(pool: &Pool, id: &str) -> Result<Option<u16>, BackendError> {
+    let reply: Value = pool.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
+    Ok(highest_slot_of(&slot_ranges(&reply)?, id))
+}
+
+fn highest_slot_of(ranges: &[Range], id: &str) -> Option<u16> {
+    ranges
+        .iter()
+        .filter(|range| range.nodes.first().is_some_and(|(_, node)| node == id))
+        .map(|range| range.end)
+        .max()
 }
 
 /// Every node `CLUSTER SLOTS` names, primaries and replicas, each once.
@@ -88,17 +124,25 @@ async fn every_node(pool: &Pool) -> Result<Vec<Node>, BackendError> {
     let reply: Value = pool.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
     let mut nodes: Vec<Node> = slot_ranges(&reply)?
         .into_iter()
-        .flat_map(|(_, nodes)| nodes)
+        .flat_map(|range| range.nodes.into_iter().map(|(node, _)| node))
         .collect();
     nodes.sort();
     nodes.dedup();
     Ok(nodes)
 }
 
-/// The first slot and the nodes of each slot range of a `CLUSTER SLOTS` reply, primary first.
-/// A node without an address (a node that has not learned its own IP yet answers an empty one)
-/// is left out.
-fn slot_ranges(reply: &Value) -> Result<Vec<(u16, Vec<Node>)>, BackendError> {
+/// A slot range of a `CLUSTER SLOTS` reply.
+#[derive(Debug)]
+struct Range {
+    start: u16,
+    end: u16,
+    /// Primary first; each with its node id (empty if the reply names none).
+    nodes: Vec<(Node, String)>,
+}
+
+/// The slot ranges of a `CLUSTER SLOTS` reply. A node without an address (a node that has not
+/// learned its own IP yet answers an empty one) is left out.
+fn slot_ranges(reply: &Value) -> Result<Vec<Range>, BackendError> {
     let malformed = |what: &str| {
         BackendError::Storage(format!("CLUSTER SLOTS answered {what}: {reply:?}").into())
     };
@@ -111,12 +155,12 @@ fn slot_ranges(reply: &Value) -> Result<Vec<(u16, Vec<Node>)>, BackendError> {
             return Err(malformed("a range that is not an array"));
         };
         // [start, end, primary, replica...]
-        let start = match fields.first() {
-            Some(Value::Int(start)) => u16::try_from(*start).ok(),
+        let slot = |index: usize| match fields.get(index) {
+            Some(Value::Int(slot)) => u16::try_from(*slot).ok(),
             _ => None,
         };
-        let Some(start) = start else {
-            return Err(malformed("a range without a first slot"));
+        let (Some(start), Some(end)) = (slot(0), slot(1)) else {
+            return Err(malformed("a range without its first and last slot"));
         };
         let mut nodes = Vec::new();
         for node in fields.iter().skip(2) {
@@ -135,11 +179,16 @@ fn slot_ranges(reply: &Value) -> Result<Vec<(u16, Vec<Node>)>, BackendError> {
             let Some(port) = port else {
                 return Err(malformed("a node without a port"));
             };
+            let id = match parts.get(2) {
+                Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+                Some(Value::SimpleString(text)) => text.clone(),
+                _ => String::new(),
+            };
             if !host.is_empty() && host != "?" {
-                nodes.push((host, port));
+                nodes.push(((host, port), id));
             }
         }
-        out.push((start, nodes));
+        out.push(Range { start, end, nodes });
     }
     Ok(out)
 }
@@ -281,11 +330,26 @@ mod tests {
         ]);
         let ranges = slot_ranges(&reply).expect("parses");
         assert_eq!(ranges.len(), 3);
-        assert_eq!(ranges[1].0, 5461);
-        assert_eq!(ranges[0].1[0], ("127.0.0.1".to_owned(), 7000));
-        assert_eq!(ranges[0].1[1], ("127.0.0.1".to_owned(), 7004));
+        assert_eq!(ranges[1].start, 5461);
+        assert_eq!(ranges[1].end, 5470);
+        assert_eq!(ranges[0].nodes[0].0, ("127.0.0.1".to_owned(), 7000));
+        assert_eq!(ranges[0].nodes[0].1, "0123abcd");
+        assert_eq!(ranges[0].nodes[1].0, ("127.0.0.1".to_owned(), 7004));
         // The node without an address is left out.
-        assert_eq!(ranges[2].1.len(), 1);
+        assert_eq!(ranges[2].nodes.len(), 1);
+    }
+
+    #[test]
+    fn a_node_is_repicked_by_its_highest_slot() {
+        let range = |start: u16, end: u16, id: &str| Range {
+            start,
+            end,
+            nodes: vec![(("h".to_owned(), 1), id.to_owned())],
+        };
+        let ranges = vec![range(0, 9, "a"), range(10, 19, "b"), range(20, 29, "a")];
+        assert_eq!(highest_slot_of(&ranges, "a"), Some(29));
+        assert_eq!(highest_slot_of(&ranges, "b"), Some(19));
+        assert_eq!(highest_slot_of(&ranges, "gone"), None);
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //!
 //! On a cluster the walk is a `SCAN` on every primary in turn ([`KeyScan`]). A resharding may
 //! show a key on two nodes (a key being migrated, or a slot that moved between two nodes'
-//! walks): a listing keeps a task id once, `stats` counts a key once, and `clear` counts only
-//! what its `UNLINK`s removed. A key that moves during the walk from a node not walked yet to
-//! one already walked is not seen by that walk, as `SCAN` guarantees nothing for a key that
-//! is not on its node for the whole walk.
+//! walks, or a node's walk started again because its slot moved: see `Inner::next_keys`): a
+//! listing keeps a task id once, `stats` counts a key once, and `clear` counts only what its
+//! `UNLINK`s removed. A key that moves during the walk from a node not walked yet to one
+//! already walked is not seen by that walk, as `SCAN` guarantees nothing for a key that is not
+//! on its node for the whole walk.
 //!
 //! A listing holds only what can still be on its page: the first `offset + limit` records, in
 //! listing order, of those read so far ([`Best`]), besides one batch of raw values. A record's
@@ -33,9 +34,9 @@ const BATCH: usize = 512;
 /// A walk over the keys of the prefix: one `SCAN` cursor on one server; on a cluster one per
 /// primary (as `CLUSTER SLOTS` names them when the walk starts), one after another.
 pub(super) struct KeyScan {
-    /// `None`: the one server; on a cluster, a slot of each primary (the walk's `SCAN`s on that
-    /// primary are routed by it).
-    nodes: Vec<Option<u16>>,
+    /// `None`: the one server; on a cluster, each primary (the walk's `SCAN`s on it are routed
+    /// by its slot, and checked against its id).
+    nodes: Vec<Option<cluster::Primary>>,
     index: usize,
     cursor: u64,
 }
@@ -60,11 +61,19 @@ impl Inner {
     }
 
     /// One `SCAN` step of the walk: the keys it found, or `None` once every node is walked.
+    ///
+    /// On a cluster each step is sent with `CLUSTER MYID`, both routed by the primary's slot:
+    /// when another node answers (the slot moved in a resharding, or a failover promoted a
+    /// replica), the step is dropped (its cursor means nothing on that node) and the primary's
+    /// walk starts again from cursor 0, routed by a slot it still serves; a primary that serves
+    /// none any more is replaced by the node now serving its slot (its replica promoted), walked
+    /// from 0. Keys met twice so are dropped by the callers (`clear` unlinks again, which is
+    /// harmless).
     pub(super) async fn next_keys(
         &self,
         scan: &mut KeyScan,
     ) -> Result<Option<Vec<Vec<u8>>>, BackendError> {
-        let Some(node) = scan.nodes.get(scan.index) else {
+        let Some(node) = scan.nodes.get_mut(scan.index) else {
             return Ok(None);
         };
         let mut command = redis::cmd("SCAN");
@@ -74,7 +83,27 @@ impl Inner {
             .arg(self.keys.task_pattern())
             .arg("COUNT")
             .arg(BATCH);
-        let (next, keys): (u64, Vec<Vec<u8>>) = self.pool.query_node(&command, *node).await?;
+        let (next, keys): (u64, Vec<Vec<u8>>) = match node {
+            None => self.pool.query_node(&command, None).await?,
+            Some(primary) => {
+                let (id, reply) = self.pool.query_node_with_id(&command, primary.slot).await?;
+                if id != primary.id {
+                    tracing::debug!(
+                        slot = primary.slot,
+                        expected = %primary.id,
+                        answered = %id,
+                        "resulthub.redis.walk_restarted"
+                    );
+                    match cluster::slot_of(&self.pool, &primary.id).await? {
+                        Some(slot) => primary.slot = slot,
+                        None => primary.id = id,
+                    }
+                    scan.cursor = 0;
+                    return Ok(Some(Vec::new()));
+                }
+                reply
+            }
+        };
         if next == 0 {
             scan.index += 1;
         }

@@ -92,6 +92,47 @@ impl Connection {
 }
 
 impl Connection {
+    /// On a cluster, sends `CLUSTER MYID` and `command` in one pipeline to the primary that
+    /// serves `slot`, and answers the id of the node that ran `command` with its reply: the
+    /// slot may have moved to another node since it was picked.
+    pub(crate) async fn query_node_with_id<T: redis::FromRedisValue>(
+        &mut self,
+        command: &Cmd,
+        slot: u16,
+    ) -> Result<(String, T), RedisError> {
+        let Connection::Cluster(connection) = self else {
+            return Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "a node's id asked of a connection to one server",
+            )));
+        };
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("CLUSTER")
+            .arg("MYID")
+            .add_command(command.clone());
+        let values = connection
+            .route_pipeline(
+                pipeline,
+                0,
+                2,
+                SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
+            )
+            .await?;
+        let mut values = values.into_iter();
+        let (Some(id), Some(reply), None) = (values.next(), values.next(), values.next()) else {
+            return Err(RedisError::from((
+                redis::ErrorKind::Parse,
+                "a pipeline of two commands answered another number of replies",
+            )));
+        };
+        let id: String = redis::from_redis_value(id).map_err(RedisError::from)?;
+        let reply: T = redis::from_redis_value(reply).map_err(RedisError::from)?;
+        Ok((id, reply))
+    }
+}
+
+impl Connection {
     /// Runs `script` (whose text is `source`) with `keys` and `args`: `EVALSHA`, then, if the
     /// node does not know the script, `SCRIPT LOAD` and `EVALSHA` again, as `Script` does; and
     /// if the node still does not know it, `EVAL` with the whole text. On a cluster the client's
@@ -325,6 +366,19 @@ impl Pool {
     ) -> Result<T, BackendError> {
         self.call(|mut connection| async move { connection.query_node(command, slot).await })
             .await
+    }
+
+    /// Runs one prepared command on the primary of `slot`, with the id of the node that ran
+    /// it (see [`Connection::query_node_with_id`]); cluster only.
+    pub(crate) async fn query_node_with_id<T: redis::FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+        slot: u16,
+    ) -> Result<(String, T), BackendError> {
+        self.call(
+            |mut connection| async move { connection.query_node_with_id(command, slot).await },
+        )
+        .await
     }
 
     /// The values of `keys`, in their order (`None` for a key that is missing). One `MGET` on
