@@ -380,6 +380,47 @@ async fn walks_while_a_primarys_routing_slot_moves_see_every_record() {
     assert_eq!(backend.clear().await.expect("clear"), stored);
 }
 
+/// A master that does not know the store script (flushed, or a replica promoted since) is sent
+/// it with `EVAL`, on that master only: loading it on every master would fail, or wait, on one
+/// that does not answer, failing stores to healthy ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_without_the_script_is_stored_to_while_another_does_not_answer() {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let backend = backend(&cluster, "noscript", Duration::from_secs(4)).await;
+    // The script is known everywhere the client loaded it.
+    backend
+        .store("first", done("first", 0))
+        .await
+        .expect("store");
+    let masters = cluster.masters();
+    let (flushed, silent) = (masters[0], masters[1]);
+    let ids: Vec<String> = (0..200)
+        .map(|n| format!("n-{n}"))
+        .filter(|id| cluster.master_of_key(&format!("noscript:task:{id}")) == flushed)
+        .take(5)
+        .collect();
+    assert_eq!(ids.len(), 5);
+    cluster.command(flushed, &["SCRIPT", "FLUSH"]);
+    // Answers no client for 8 s; the cluster bus goes on, so no failover.
+    cluster.command(silent, &["CLIENT", "PAUSE", "8000", "ALL"]);
+    for (n, id) in ids.iter().enumerate() {
+        within_for(
+            Duration::from_secs(2),
+            "a store to a healthy master",
+            backend.store(id, done(id, n as u64)),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("store {id}: {error:?}"));
+        assert_eq!(
+            backend.get(id).await.expect("get"),
+            Some(done(id, n as u64))
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_failover_under_load_loses_nothing_acknowledged() {
     let _serial = SERIAL.lock().await;

@@ -133,12 +133,14 @@ impl Connection {
 }
 
 impl Connection {
-    /// Runs `script` (whose text is `source`) with `keys` and `args`: `EVALSHA`, then, if the
-    /// node does not know the script, `SCRIPT LOAD` and `EVALSHA` again, as `Script` does; and
-    /// if the node still does not know it, `EVAL` with the whole text. On a cluster the client's
-    /// `SCRIPT LOAD` goes to the nodes it holds connections to, which may miss the one the key
-    /// lives on (a replica promoted since); `EVAL` runs on the key's node and caches the script
-    /// there.
+    /// Runs `script` (whose text is `source`) with `keys` and `args`.
+    ///
+    /// On one server as `Script` does: `EVALSHA`, then, if the server does not know the
+    /// script, `SCRIPT LOAD` and `EVALSHA` again; and if it still does not know it, `EVAL` with
+    /// the whole text. On a cluster `EVALSHA` routed by the key, and on `NOSCRIPT` straight to
+    /// `EVAL`, routed alike, which caches the script on that node: the client's `SCRIPT LOAD`
+    /// goes to every master and fails (or waits) if any one is unreachable, failing stores to
+    /// healthy ones; and it may miss the key's node (a replica promoted since).
     pub(crate) async fn run_script<T: redis::FromRedisValue>(
         &mut self,
         script: &redis::Script,
@@ -146,17 +148,29 @@ impl Connection {
         keys: &[&[u8]],
         args: &[&[u8]],
     ) -> Result<T, RedisError> {
-        let mut invocation = script.prepare_invoke();
-        for key in keys {
-            invocation.key(*key);
-        }
-        for arg in args {
-            invocation.arg(*arg);
-        }
-        match invocation.invoke_async(self).await {
-            Err(error)
-                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-            {
+        let outcome = match self {
+            Connection::Cluster(_) => {
+                let mut command = redis::cmd("EVALSHA");
+                command
+                    .arg(script.get_hash())
+                    .arg(keys.len())
+                    .arg(keys)
+                    .arg(args);
+                command.query_async(self).await
+            }
+            Connection::Single(_) => {
+                let mut invocation = script.prepare_invoke();
+                for key in keys {
+                    invocation.key(*key);
+                }
+                for arg in args {
+                    invocation.arg(*arg);
+                }
+                invocation.invoke_async(self).await
+            }
+        };
+        match outcome {
+            Err(error) if is_no_script(&error) => {
                 let mut command = redis::cmd("EVAL");
                 command.arg(source).arg(keys.len()).arg(keys).arg(args);
                 command.query_async(self).await
@@ -164,6 +178,10 @@ impl Connection {
             outcome => outcome,
         }
     }
+}
+
+fn is_no_script(error: &RedisError) -> bool {
+    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 impl ConnectionLike for Connection {
