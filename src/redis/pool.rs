@@ -18,9 +18,10 @@
 //! On Redis Cluster each pool slot holds a `ClusterConnection`, which keeps a multiplexed
 //! connection per node, follows `MOVED` and `ASK`, refreshes its slot map and reconnects to a
 //! node by itself. What it gives up on within its own retries (a master that died and whose
-//! replica is not promoted yet: refused connections, `CLUSTERDOWN`, no route to the slot) is
-//! sent again here, after a growing pause, until the call's one deadline: a failover takes
-//! the cluster's node timeout and an election, longer than the client's quick retries. So is a
+//! replica is not promoted yet: refused or timed-out connections, `CLUSTERDOWN`, no route to
+//! the slot) is sent again here, after a growing pause, until the call's one deadline: a
+//! failover takes the cluster's node timeout and an election, longer than the client's quick
+//! retries. So is a
 //! `MOVED` or `ASK` it stopped following (see `errors::is_redirect`): a redirected command
 //! did not run.
 
@@ -312,35 +313,30 @@ impl Pool {
             };
             match tokio::time::timeout_at(attempt_end, command(connection)).await {
                 Ok(Ok(value)) => return Ok(value),
-                // The manager's own response timeout: same as ours, never repeated.
-                Ok(Err(error)) if error.is_timeout() => {
-                    self.replace(slot);
-                    return Err(from_redis(error));
-                }
-                Ok(Err(error)) if !cluster && !repeated && is_connection_error(&error) => {
-                    repeated = true;
-                }
-                Ok(Err(error))
-                    if is_passing(&error)
-                        || (cluster
-                            && (is_connection_error(&error)
-                                || is_cluster_route_lost(&error)
-                                || is_redirect(&error))) =>
-                {
-                    // A name or a proxy may lead elsewhere by now (to the promoted master): a
-                    // new connection finds out, the old one serves until it is made. A cluster
-                    // connection finds the new master by itself, from its slot refresh.
-                    if !cluster {
-                        self.replace(slot);
-                    }
-                    if Instant::now() + pause >= deadline {
+                Ok(Err(error)) => match on_error(&error, cluster, repeated) {
+                    OnError::Fail { replace } => {
+                        if replace {
+                            self.replace(slot);
+                        }
                         return Err(from_redis(error));
                     }
-                    tracing::debug!(error = %error, "resulthub.redis.command_retried");
-                    tokio::time::sleep(pause).await;
-                    pause = pause.saturating_mul(2).min(PASSING_PAUSE_MAX);
-                }
-                Ok(Err(error)) => return Err(from_redis(error)),
+                    OnError::SendOnceMore => repeated = true,
+                    OnError::Retry => {
+                        // A name or a proxy may lead elsewhere by now (to the promoted
+                        // master): a new connection finds out, the old one serves until it is
+                        // made. A cluster connection finds the new master by itself, from its
+                        // slot refresh.
+                        if !cluster {
+                            self.replace(slot);
+                        }
+                        if Instant::now() + pause >= deadline {
+                            return Err(from_redis(error));
+                        }
+                        tracing::debug!(error = %error, "resulthub.redis.command_retried");
+                        tokio::time::sleep(pause).await;
+                        pause = pause.saturating_mul(2).min(PASSING_PAUSE_MAX);
+                    }
+                },
                 Err(_) if attempt_end < deadline => {
                     tracing::warn!(
                         after = ?self.response_timeout / 2,
@@ -477,6 +473,43 @@ impl Pool {
     }
 }
 
+/// What [`Pool::call`] does with a command's error.
+#[derive(Debug, PartialEq, Eq)]
+enum OnError {
+    /// Fails the call; `replace`: the connection is rebuilt first.
+    Fail { replace: bool },
+    /// Sends the command once more at once (a connection error on one server).
+    SendOnceMore,
+    /// Sends the command again after a pause, while the call's time lasts.
+    Retry,
+}
+
+fn on_error(error: &RedisError, cluster: bool, repeated: bool) -> OnError {
+    if cluster {
+        // The cluster client's timeouts (its connection to a node, its own response timeout)
+        // are one node's connection trouble like any other: retried within the deadline.
+        if is_passing(error)
+            || is_connection_error(error)
+            || is_cluster_route_lost(error)
+            || is_redirect(error)
+        {
+            return OnError::Retry;
+        }
+        return OnError::Fail { replace: false };
+    }
+    if error.is_timeout() {
+        // The manager's own response timeout: same as ours, never repeated.
+        return OnError::Fail { replace: true };
+    }
+    if !repeated && is_connection_error(error) {
+        return OnError::SendOnceMore;
+    }
+    if is_passing(error) {
+        return OnError::Retry;
+    }
+    OnError::Fail { replace: false }
+}
+
 /// An `MGET`'s values, if there is one per key asked.
 fn checked_len(
     values: Vec<Option<Vec<u8>>>,
@@ -522,5 +555,64 @@ async fn connect(
                 timeout.saturating_mul(2)
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed_out() -> RedisError {
+        RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer",
+        ))
+    }
+
+    #[test]
+    fn a_timeout_is_final_on_one_server_and_retried_on_a_cluster() {
+        assert!(timed_out().is_timeout());
+        assert_eq!(
+            on_error(&timed_out(), false, false),
+            OnError::Fail { replace: true }
+        );
+        assert_eq!(on_error(&timed_out(), true, false), OnError::Retry);
+        assert_eq!(on_error(&timed_out(), true, true), OnError::Retry);
+    }
+
+    #[test]
+    fn other_errors_keep_their_handling() {
+        let refused = || {
+            RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "refused",
+            ))
+        };
+        assert_eq!(on_error(&refused(), false, false), OnError::SendOnceMore);
+        assert_eq!(
+            on_error(&refused(), false, true),
+            OnError::Fail { replace: false }
+        );
+        assert_eq!(on_error(&refused(), true, false), OnError::Retry);
+        let server = |kind, text: &'static str| RedisError::from((kind, text));
+        let loading = || {
+            server(
+                redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading),
+                "loading",
+            )
+        };
+        assert_eq!(on_error(&loading(), false, true), OnError::Retry);
+        assert_eq!(on_error(&loading(), true, false), OnError::Retry);
+        let route_lost = || server(redis::ErrorKind::ClusterConnectionNotFound, "no route");
+        assert_eq!(on_error(&route_lost(), true, false), OnError::Retry);
+        let other = || server(redis::ErrorKind::Parse, "bad reply");
+        assert_eq!(
+            on_error(&other(), true, false),
+            OnError::Fail { replace: false }
+        );
+        assert_eq!(
+            on_error(&other(), false, false),
+            OnError::Fail { replace: false }
+        );
     }
 }
