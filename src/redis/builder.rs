@@ -132,14 +132,22 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// How long one command may wait for its answer before the call fails with
+    /// How long one command may wait for its answer before it fails with
     /// [`BackendError::Unavailable`]: a server that stopped answering never hangs a caller.
     ///
-    /// It bounds the whole call, retries included: a command refused for a reason that passes
-    /// (`LOADING`, `READONLY`; on a cluster also `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN` and a
-    /// master that cannot be reached) is sent again until it runs out. On a cluster, make it
-    /// longer than a failover takes (the cluster's `cluster-node-timeout` and an election) for
-    /// calls to ride one out instead of failing with `Unavailable`.
+    /// It bounds each command, its retries included: a command refused for a reason that
+    /// passes (`LOADING`, `READONLY`; on a cluster also `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`
+    /// and a master that cannot be reached or times out) is sent again until it runs out. A
+    /// call may send more than one command, each with its own bound: a store is a `GET` and
+    /// the store script, and, when the script's reply is lost, another `GET` (up to three times
+    /// this; once more a `GET` and the script for each time another writer changed the record
+    /// in between, up to `max_store_attempts`); a listing's walk is bounded as a whole by
+    /// [`list_timeout`](Self::list_timeout), a wait by its own timeout. On a
+    /// cluster, each send of a command gets half of this, and one unanswered by then is sent
+    /// again on a fresh cluster connection (the `redis` crate's recovery from a node's death
+    /// can stall a connection). Make it longer than a failover takes (the cluster's
+    /// `cluster-node-timeout` and an election) for calls to ride one out instead of failing
+    /// with `Unavailable`.
     ///
     /// Default: 5 s.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {

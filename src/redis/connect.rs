@@ -92,12 +92,17 @@ fn cluster(
     let builder = ClusterClientBuilder::new(infos.clone())
         .connection_timeout(options.connect_timeout)
         .response_timeout(options.response_timeout)
-        // The pool bounds each call by one deadline, retries included.
+        // The pool bounds each command by one deadline, retries included.
         .overall_response_timeout(None)
         // A failover's `CLUSTERDOWN` and a migration's `TRYAGAIN` are retried after a short,
         // growing pause (10 ms to 0.5 s), not the client's default of over a second.
         .min_retry_wait(10)
-        .max_retry_wait(500);
+        .max_retry_wait(500)
+        // One retry (a redirection followed, a refreshed slot map): the pool gives each send
+        // half of `response_timeout` and retries within the call's deadline itself; the
+        // client's default 16 retries could outlast that half and have the pool rebuild a
+        // connection that was only waiting.
+        .retries(1);
     let mut template = infos.swap_remove(0);
     #[cfg(feature = "redis-tls")]
     let (builder, insecure, certificates) = tls::cluster(options, builder, tls_seeds != 0)?;
