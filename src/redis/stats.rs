@@ -51,7 +51,8 @@ impl Inner {
         let walk = async {
             let mut counts = StatusCounts::default();
             // On a cluster a resharding can show a key on two nodes: each is counted once, by
-            // a fingerprint (16 bytes a record while the walk lasts).
+            // a 16-byte fingerprint; with the hash table's overhead (its load factor and
+            // control bytes) about 20-40 bytes a record while the walk lasts.
             let mut seen = self.pool.is_cluster().then(HashSet::<u128>::new);
             let mut scan = self.key_scan().await?;
             while let Some(mut keys) = self.next_keys(&mut scan).await? {
