@@ -39,7 +39,15 @@ pub(super) struct KeyScan {
     nodes: Vec<Option<cluster::Primary>>,
     index: usize,
     cursor: u64,
+    /// Restarts of the current node's walk since its last step (see `Inner::next_keys`).
+    restarts: u32,
 }
+
+/// Restarts of one node's walk in a row after which the walk fails as `Unavailable`: the
+/// cluster client routes a slot by its own slot map, which only a redirection refreshes, so a
+/// map that stays stale would otherwise restart the walk for ever (`clear` has no
+/// `list_timeout`).
+const MAX_RESTARTS: u32 = 16;
 
 impl Inner {
     /// Starts a walk over the keys of the prefix.
@@ -57,6 +65,7 @@ impl Inner {
             nodes,
             index: 0,
             cursor: 0,
+            restarts: 0,
         })
     }
 
@@ -68,7 +77,7 @@ impl Inner {
     /// walk starts again from cursor 0, routed by a slot it still serves; a primary that serves
     /// none any more is replaced by the node now serving its slot (its replica promoted), walked
     /// from 0. Keys met twice so are dropped by the callers (`clear` unlinks again, which is
-    /// harmless).
+    /// harmless). More than [`MAX_RESTARTS`] restarts in a row fail the walk as `Unavailable`.
     pub(super) async fn next_keys(
         &self,
         scan: &mut KeyScan,
@@ -94,6 +103,16 @@ impl Inner {
                         answered = %id,
                         "resulthub.redis.walk_restarted"
                     );
+                    scan.restarts += 1;
+                    if scan.restarts > MAX_RESTARTS {
+                        return Err(BackendError::Unavailable {
+                            reason: format!(
+                                "the walk of cluster node {} restarted {MAX_RESTARTS} times in a \
+                                 row: its slots keep moving",
+                                primary.id
+                            ),
+                        });
+                    }
                     match cluster::slot_of(&self.pool, &primary.id).await? {
                         Some(slot) => primary.slot = slot,
                         None => primary.id = id,
@@ -101,6 +120,7 @@ impl Inner {
                     scan.cursor = 0;
                     return Ok(Some(Vec::new()));
                 }
+                scan.restarts = 0;
                 reply
             }
         };
